@@ -1,0 +1,88 @@
+//! `rackload`: the one binary. Parses the command line, sets up logging and the runtime,
+//! and hands off to the libraries. Exit codes: 0 the run completed, 2 it could not run or
+//! was aborted (bad input included); a failed request is data, not an exit code.
+
+mod args;
+mod children;
+mod progress;
+mod run;
+mod servers;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Parses the command line; a usage error is one line on stderr and exit code 2.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            Err(ExitCode::from(2))
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see 'rackload --help')");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            init_logging("warn");
+            // The CLI follows one event stream: one thread is plenty, and children
+            // spawned from the main thread die with it (PR_SET_PDEATHSIG).
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(run::main(args)))
+        }
+        Command::Coordinator(args) => {
+            server_runtime().and_then(|rt| rt.block_on(servers::coordinator(args)))
+        }
+        Command::Worker(args) => server_runtime().and_then(|rt| rt.block_on(servers::worker(args))),
+        Command::Sim(args) => server_runtime().and_then(|rt| rt.block_on(servers::sim(args))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    init_logging("info");
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,103 @@
+//! The long-running subcommands: `coordinator`, `worker` and `sim`. Servers print
+//! `listening on ADDR` as their first stdout line (the embedded mode reads it to learn
+//! the port) and stop on SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use rackload_sim::{FixedLatency, SimConfig};
+use rackload_worker::WorkerConfig;
+
+use crate::args::{CoordinatorArgs, SimArgs, WorkerArgs, check_url};
+use crate::children::LISTENING;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// How long servers finish open streams after a shutdown signal.
+const GRACE: Duration = Duration::from_secs(2);
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{LISTENING}http://{local}")?;
+    out.flush()?;
+    Ok(listener)
+}
+
+pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let listener = bind(args.listen).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rackload_coordinator::serve(listener, async {
+        let _ = rx.await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("coordinator failed")?,
+        () = shutdown_signal() => {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(GRACE, server).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    check_url("--coordinator", &args.coordinator)?;
+    let id = args.id.unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            rackload_worker::session::host_name(),
+            std::process::id()
+        )
+    });
+    let config = WorkerConfig {
+        coordinator: args.coordinator,
+        id,
+        max_inflight: args.max_inflight,
+    };
+    rackload_worker::session::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let listener = bind(args.listen).await?;
+    let config = SimConfig {
+        model: args.model,
+        latency: FixedLatency {
+            ttft: Duration::from_millis(args.ttft_ms),
+            itl: Duration::from_millis(args.itl_ms),
+        },
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rackload_sim::serve(listener, config, async {
+        let _ = rx.await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r.context("sim failed")?,
+        () = shutdown_signal() => {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(GRACE, server).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,53 @@
+//! Usage errors of the `rackload` binary: one clear line, exit code 2, no panic. (Living
+//! in the binary's own package also makes cargo build the binary for the end-to-end
+//! tests in `tests/`.)
+
+use std::process::Command;
+
+fn rackload(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rackload"))
+        .args(args)
+        .output()
+        .expect("run rackload");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn unknown_flag_is_one_line_and_exit_2() {
+    let (code, stderr) = rackload(&["run", "--bogus"]);
+    assert_eq!(code, 2);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--bogus"), "{stderr}");
+}
+
+#[test]
+fn bad_numbers_and_modes_are_refused_before_anything_starts() {
+    let (code, stderr) = rackload(&["run", "--max-concurrency", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--max-concurrency"), "{stderr}");
+    let (code, stderr) = rackload(&[
+        "run",
+        "--range-mode",
+        "symmetric",
+        "--random-range-ratio",
+        "1.5",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("symmetric") && stderr.contains("0 <= r < 1"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn help_exits_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rackload"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run rackload");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--max-concurrency"));
+}

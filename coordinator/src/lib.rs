@@ -1,0 +1,44 @@
+//! The rackload coordinator: accepts worker sessions ([`fabric`]) and CLI runs
+//! ([`control`]), splits each point of a run into shard plans, starts every worker at one
+//! instant, merges their interval histograms and counters ([`merge`]), and turns merged
+//! points into results ([`summary`], [`results`]).
+
+pub mod control;
+pub mod fabric;
+pub mod merge;
+pub mod registry;
+pub mod results;
+pub mod run;
+pub mod spec;
+pub mod summary;
+pub mod time;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use rackload_proto::v1::control_server::ControlServer;
+use rackload_proto::v1::fabric_server::FabricServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use registry::Registry;
+
+/// Serves the Fabric and Control services on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let registry = Arc::new(Registry::default());
+    let runs = Arc::new(control::Runs::default());
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
+        .add_service(FabricServer::new(fabric::FabricService::new(
+            registry.clone(),
+        )))
+        .add_service(ControlServer::new(control::ControlService::new(
+            registry, runs,
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,204 @@
+//! Results on disk, a versioned contract (DESIGN.md §7): `DIR/<run-id>/run.json` and
+//! `points/<label>.json`, each written atomically (temp file + rename) and rewritten as
+//! each point finishes, so a crash loses at most the point in progress.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rackload_proto::v1::{PointResult, PointStarted, RunSpec};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::summary::PointSummary;
+use crate::time::{compact_stamp, rfc3339, unix_nanos};
+
+/// Bumped on any incompatible change to `run.json`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("point {label}: {source}")]
+    Histogram {
+        label: String,
+        #[source]
+        source: rackload_proto::histogram::HistogramError,
+    },
+}
+
+/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let io = |source| ResultsError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn write_json(path: &Path, v: &impl Serialize) -> Result<(), ResultsError> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(|e| ResultsError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct WorkerTotals {
+    id: String,
+    sent: u64,
+    completed: u64,
+    failed: u64,
+}
+
+/// `run.json` as it grows during a run.
+#[derive(Debug, Serialize)]
+pub struct RunRecord {
+    schema_version: u32,
+    run_id: String,
+    rackload_version: &'static str,
+    created: String,
+    status: String,
+    message: String,
+    spec: RunSpec,
+    environment: Value,
+    workers: Vec<WorkerTotals>,
+    points: Vec<Value>,
+    /// Per point: each worker's share, request count and clock offset.
+    shards: BTreeMap<String, Value>,
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+impl RunRecord {
+    /// A record for `run_id` under `base/<run_id>/`, written at once as "running".
+    pub fn create(
+        base: &Path,
+        run_id: &str,
+        spec: &RunSpec,
+        environment: Value,
+    ) -> Result<RunRecord, ResultsError> {
+        let rec = RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id: run_id.to_owned(),
+            rackload_version: rackload_proto::BUILD_VERSION,
+            created: rfc3339(unix_nanos() / 1_000_000_000),
+            status: "running".to_owned(),
+            message: String::new(),
+            spec: spec.clone(),
+            environment,
+            workers: Vec::new(),
+            points: Vec::new(),
+            shards: BTreeMap::new(),
+            dir: base.join(run_id),
+        };
+        rec.write()?;
+        Ok(rec)
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn write(&self) -> Result<(), ResultsError> {
+        write_json(&self.dir.join("run.json"), self)
+    }
+
+    pub fn point_started(&mut self, started: &PointStarted) {
+        let shares: Vec<Value> = started
+            .shares
+            .iter()
+            .map(|s| {
+                json!({
+                    "worker": s.worker_id,
+                    "concurrency": s.concurrency,
+                    "requests": s.requests,
+                    "clock_offset_ms": s.clock_offset_nanos as f64 / 1e6,
+                    "clock_rtt_ms": if s.clock_rtt_nanos < 0 { Value::Null } else { json!(s.clock_rtt_nanos as f64 / 1e6) },
+                })
+            })
+            .collect();
+        self.shards
+            .insert(started.label.clone(), Value::Array(shares));
+    }
+
+    /// Adds a finished point, writes `points/<label>.json`, and rewrites `run.json`.
+    pub fn add_point(&mut self, point: &PointResult) -> Result<(), ResultsError> {
+        let summary = PointSummary::new(point).map_err(|source| ResultsError::Histogram {
+            label: point.label.clone(),
+            source,
+        })?;
+        let target = self.spec.target.clone().unwrap_or_default();
+        let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
+        let vllm = summary.vllm_json(&date, &target.endpoint, &target.model);
+        write_json(
+            &self
+                .dir
+                .join("points")
+                .join(format!("{}.json", point.label)),
+            &vllm,
+        )?;
+        self.points.push(summary.run_json());
+        for w in &point.workers {
+            let c = w.counters.clone().unwrap_or_default();
+            let t = match self.workers.iter_mut().find(|t| t.id == w.worker_id) {
+                Some(t) => t,
+                None => {
+                    self.workers.push(WorkerTotals {
+                        id: w.worker_id.clone(),
+                        ..WorkerTotals::default()
+                    });
+                    self.workers.last_mut().expect("just pushed")
+                }
+            };
+            t.sent += c.sent;
+            t.completed += c.completed;
+            t.failed += c.failed();
+        }
+        self.write()
+    }
+
+    /// Records how the run ended and writes `run.json`.
+    pub fn finish(&mut self, status: &str, message: &str) -> Result<(), ResultsError> {
+        status.clone_into(&mut self.status);
+        message.clone_into(&mut self.message);
+        self.write()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("a/b.json");
+        write_atomic(&p, b"{}").expect("write");
+        write_atomic(&p, b"{\"x\":1}").expect("overwrite");
+        assert_eq!(std::fs::read(&p).expect("read"), b"{\"x\":1}");
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("a"))
+            .expect("ls")
+            .collect();
+        assert_eq!(names.len(), 1);
+    }
+}

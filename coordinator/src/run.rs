@@ -1,0 +1,338 @@
+//! One run, start to end: wait for and claim workers, then for each point split the
+//! concurrency into integer shares, hand out shard plans, wait until every worker
+//! acknowledged (the barrier), start all at one instant a little in the future, merge
+//! their reports, and emit progress and the point's result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rackload_proto::histogram::METRICS;
+use rackload_proto::v1::coordinator_message::Msg as CMsg;
+use rackload_proto::v1::run_event::Event;
+use rackload_proto::v1::{
+    CoordinatorMessage, PointResult, PointSpec, PointStarted, Progress, RunAccepted, RunEvent,
+    RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop, WorkerShare,
+};
+use rackload_workloads::shard::{Stripe, split};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::Status;
+
+use crate::merge::PointMerge;
+use crate::registry::{Claimed, Registry, WorkerEvent};
+use crate::time::unix_nanos;
+
+/// How far in the future the common start instant is set, once every worker acked.
+pub const START_DELAY: Duration = Duration::from_millis(300);
+/// How long workers have to acknowledge a plan (they check the target first).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an aborted point waits for final reports.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
+
+pub type EventSink = mpsc::Sender<Result<RunEvent, Status>>;
+
+enum Outcome {
+    Completed,
+    Aborted(String),
+    Failed(String),
+}
+
+struct Run {
+    registry: Arc<Registry>,
+    run_id: String,
+    spec: RunSpec,
+    events: EventSink,
+    abort: watch::Receiver<bool>,
+}
+
+impl Run {
+    /// Sends an event to the client; false when the client is gone.
+    async fn emit(&self, event: Event) -> bool {
+        self.events
+            .send(Ok(RunEvent { event: Some(event) }))
+            .await
+            .is_ok()
+    }
+
+    fn aborted(&self) -> bool {
+        *self.abort.borrow() || self.events.is_closed()
+    }
+}
+
+/// Runs `spec` under `run_id`, streaming events to `events` until the run ends.
+pub async fn execute(
+    registry: Arc<Registry>,
+    run_id: String,
+    spec: RunSpec,
+    events: EventSink,
+    abort: watch::Receiver<bool>,
+) {
+    let mut run = Run {
+        registry,
+        run_id,
+        spec,
+        events,
+        abort,
+    };
+    let (inbox_tx, mut inbox) = mpsc::channel(4096);
+    let outcome = run_all(&mut run, &inbox_tx, &mut inbox).await;
+    run.registry.release(&run.run_id);
+    let (status, message) = match outcome {
+        Outcome::Completed => (RunStatus::Completed, String::new()),
+        Outcome::Aborted(m) => (RunStatus::Aborted, m),
+        Outcome::Failed(m) => (RunStatus::Failed, m),
+    };
+    tracing::info!(run = %run.run_id, ?status, "{message}");
+    run.emit(Event::Finished(RunFinished {
+        run_id: run.run_id.clone(),
+        status: status as i32,
+        message,
+    }))
+    .await;
+}
+
+async fn run_all(
+    run: &mut Run,
+    inbox_tx: &mpsc::Sender<WorkerEvent>,
+    inbox: &mut mpsc::Receiver<WorkerEvent>,
+) -> Outcome {
+    let want = run.spec.workers as usize;
+    let wait = Duration::try_from_secs_f64(run.spec.worker_wait_s).unwrap_or(Duration::ZERO);
+    let deadline = Instant::now() + wait;
+    while run.registry.idle_count() < want {
+        if run.aborted() {
+            return Outcome::Aborted("aborted while waiting for workers".into());
+        }
+        if Instant::now() >= deadline {
+            return Outcome::Failed(format!(
+                "the run needs {want} idle workers; {} connected, {} idle after waiting {:.0} s",
+                run.registry.len(),
+                run.registry.idle_count(),
+                wait.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let workers = run.registry.claim(want, &run.run_id, inbox_tx);
+    if workers.len() < want {
+        return Outcome::Failed(format!(
+            "could claim only {} of {want} workers",
+            workers.len()
+        ));
+    }
+    let accepted = RunAccepted {
+        run_id: run.run_id.clone(),
+        worker_ids: workers.iter().map(|w| w.id.clone()).collect(),
+    };
+    if !run.emit(Event::Accepted(accepted)).await {
+        return Outcome::Aborted("client went away".into());
+    }
+    let points = run.spec.points.clone();
+    for (k, point) in points.iter().enumerate() {
+        match run_point(run, k as u32, point, &workers, inbox).await {
+            Ok(result) => {
+                if !run.emit(Event::PointResult(result)).await {
+                    return Outcome::Aborted("client went away".into());
+                }
+            }
+            Err(outcome) => return outcome,
+        }
+    }
+    Outcome::Completed
+}
+
+async fn send_all(workers: &[(Claimed, u32)], m: CMsg) {
+    for (w, _) in workers {
+        let _ = w
+            .outbox
+            .send(Ok(CoordinatorMessage {
+                msg: Some(m.clone()),
+            }))
+            .await;
+    }
+}
+
+async fn run_point(
+    run: &mut Run,
+    index: u32,
+    point: &PointSpec,
+    workers: &[Claimed],
+    inbox: &mut mpsc::Receiver<WorkerEvent>,
+) -> Result<PointResult, Outcome> {
+    let shares = split(u64::from(point.max_concurrency), &vec![1; workers.len()]);
+    let active: Vec<(Claimed, u32)> = workers
+        .iter()
+        .zip(&shares)
+        .filter(|(_, s)| **s > 0)
+        .map(|(w, &s)| (w.clone(), s as u32))
+        .collect();
+    let widths: Vec<u64> = active.iter().map(|(_, s)| u64::from(*s)).collect();
+    let stripes = Stripe::tile(point.num_prompts, &widths);
+    let stop_msg = |abort: bool, reason: &str| {
+        CMsg::Stop(Stop {
+            run_id: run.run_id.clone(),
+            point_index: index,
+            reason: reason.to_owned(),
+            abort,
+        })
+    };
+
+    // Plans out, then the barrier: every worker checks the target and acknowledges.
+    for (k, ((w, share), stripe)) in active.iter().zip(&stripes).enumerate() {
+        let plan = ShardPlan {
+            run_id: run.run_id.clone(),
+            point_index: index,
+            point_label: point.label.clone(),
+            shard_index: k as u32,
+            shard_count: active.len() as u32,
+            concurrency: *share,
+            target: run.spec.target.clone(),
+            workload: run.spec.workload.clone(),
+            stripe: Some((*stripe).into()),
+            report_interval_s: 1.0,
+        };
+        let _ = w
+            .outbox
+            .send(Ok(CoordinatorMessage {
+                msg: Some(CMsg::Assign(plan)),
+            }))
+            .await;
+    }
+    let mut acked: Vec<Option<(i64, i64)>> = vec![None; active.len()];
+    let ack_deadline = Instant::now() + ACK_TIMEOUT;
+    while acked.iter().any(Option::is_none) {
+        let ev = tokio::select! {
+            ev = inbox.recv() => ev,
+            () = tokio::time::sleep_until(ack_deadline) => {
+                let missing: Vec<&str> = active.iter().zip(&acked).filter(|(_, a)| a.is_none()).map(|((w, _), _)| w.id.as_str()).collect();
+                send_all(&active, stop_msg(true, "barrier timed out")).await;
+                return Err(Outcome::Failed(format!("point {}: no plan acknowledgement from {} within {} s", point.label, missing.join(", "), ACK_TIMEOUT.as_secs())));
+            }
+            _ = run.abort.changed() => None,
+        };
+        if run.aborted() {
+            send_all(&active, stop_msg(true, "run aborted")).await;
+            return Err(Outcome::Aborted("aborted by the client".into()));
+        }
+        match ev {
+            Some(WorkerEvent::Ack(id, ack))
+                if ack.run_id == run.run_id && ack.point_index == index =>
+            {
+                if !ack.ok {
+                    send_all(&active, stop_msg(true, "a worker refused its plan")).await;
+                    return Err(Outcome::Failed(format!(
+                        "worker {id} refused point {}: {}",
+                        point.label, ack.error
+                    )));
+                }
+                if let Some(k) = active.iter().position(|(w, _)| w.id == id) {
+                    acked[k] = Some((ack.clock_offset_nanos, ack.clock_rtt_nanos));
+                }
+            }
+            Some(WorkerEvent::Lost(id, reason)) if active.iter().any(|(w, _)| w.id == id) => {
+                send_all(&active, stop_msg(true, "a worker was lost")).await;
+                return Err(Outcome::Failed(format!(
+                    "worker {id} was lost before point {} started: {reason}",
+                    point.label
+                )));
+            }
+            _ => {}
+        }
+    }
+
+    // One start instant for all.
+    let start_unix_nanos = unix_nanos() + START_DELAY.as_nanos() as i64;
+    send_all(
+        &active,
+        CMsg::Start(Start {
+            run_id: run.run_id.clone(),
+            point_index: index,
+            start_unix_nanos,
+        }),
+    )
+    .await;
+    let started = PointStarted {
+        point_index: index,
+        label: point.label.clone(),
+        shares: active
+            .iter()
+            .zip(&stripes)
+            .zip(&acked)
+            .map(|(((w, share), stripe), ack)| {
+                let (offset, rtt) = ack.unwrap_or((0, -1));
+                WorkerShare {
+                    worker_id: w.id.clone(),
+                    concurrency: *share,
+                    requests: stripe.len(),
+                    clock_offset_nanos: offset,
+                    clock_rtt_nanos: rtt,
+                }
+            })
+            .collect(),
+        start_unix_nanos,
+    };
+    if !run.emit(Event::PointStarted(started)).await {
+        send_all(&active, stop_msg(true, "client went away")).await;
+        return Err(Outcome::Aborted("client went away".into()));
+    }
+    tracing::info!(run = %run.run_id, point = %point.label, workers = active.len(), "point started");
+
+    let mut merge = PointMerge::new(active.iter().map(|(w, s)| (w.id.clone(), *s)));
+    let started_at = Instant::now() + START_DELAY;
+    let mut tick =
+        tokio::time::interval_at(started_at + Duration::from_secs(1), Duration::from_secs(1));
+    let mut abort_deadline: Option<Instant> = None;
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    while !merge.all_done() {
+        tokio::select! {
+            ev = inbox.recv() => {
+                let merged = match ev {
+                    Some(WorkerEvent::Interval(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, false),
+                    Some(WorkerEvent::Final(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, true),
+                    Some(WorkerEvent::Lost(id, reason)) if merge.workers.get(&id).is_some_and(|w| !w.done) => {
+                        send_all(&active, stop_msg(true, "a worker was lost")).await;
+                        return Err(Outcome::Failed(format!("worker {id} was lost during point {}: {reason}", point.label)));
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = merged {
+                    send_all(&active, stop_msg(true, "bad report")).await;
+                    return Err(Outcome::Failed(format!("point {}: {e}", point.label)));
+                }
+            }
+            _ = tick.tick() => {
+                let ttft = merge.lat.get(METRICS[0]);
+                let q = |p: f64| ttft.filter(|h| !h.is_empty()).map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0);
+                let progress = Progress {
+                    point_index: index,
+                    elapsed_s: started_at.elapsed().as_secs_f64(),
+                    counters: Some(merge.counters.clone()),
+                    expected_requests: point.num_prompts,
+                    in_flight: merge.in_flight(),
+                    ttft_p50_ms: q(0.5),
+                    ttft_p99_ms: q(0.99),
+                };
+                if !run.emit(Event::Progress(progress)).await && abort_deadline.is_none() {
+                    send_all(&active, stop_msg(true, "client went away")).await;
+                    abort_deadline = Some(Instant::now() + ABORT_GRACE);
+                }
+            }
+            changed = run.abort.changed(), if abort_deadline.is_none() => {
+                if changed.is_err() || *run.abort.borrow() {
+                    send_all(&active, stop_msg(true, "run aborted")).await;
+                    abort_deadline = Some(Instant::now() + ABORT_GRACE);
+                }
+            }
+            () = tokio::time::sleep_until(abort_deadline.unwrap_or(far)), if abort_deadline.is_some() => break,
+        }
+    }
+    if abort_deadline.is_some() {
+        return Err(Outcome::Aborted(format!(
+            "aborted during point {} after {} completed requests",
+            point.label, merge.counters.completed
+        )));
+    }
+    merge
+        .result(index, point, start_unix_nanos)
+        .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
+}

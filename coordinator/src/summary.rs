@@ -1,0 +1,361 @@
+//! What a merged point means in numbers: throughputs over the measurement window and
+//! mean/median/std/p90/p99/p99.9 of each latency metric, read from merged histograms.
+//! Keys follow vLLM bench serve (`mean_ttft_ms`, `p99.9_e2el_ms`, …) so results compare
+//! line for line; DESIGN.md §5 defines each metric.
+
+use rackload_proto::histogram::{HistogramError, LatencySet, decode};
+use rackload_proto::v1::{Metric, PointResult};
+use serde_json::{Map, Value, json};
+
+/// The metrics reported, with their key names, in vLLM's order.
+pub const REPORTED: [(Metric, &str); 4] = [
+    (Metric::Ttft, "ttft"),
+    (Metric::Tpot, "tpot"),
+    (Metric::Itl, "itl"),
+    (Metric::E2el, "e2el"),
+];
+
+/// Percentiles reported besides the median, with vLLM's key spelling.
+pub const PERCENTILES: [(f64, &str); 3] = [(0.90, "p90"), (0.99, "p99"), (0.999, "p99.9")];
+
+/// Summary statistics of one metric, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub count: u64,
+    pub mean: f64,
+    pub median: f64,
+    pub std: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+}
+
+impl Stats {
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Stats {
+        if h.is_empty() {
+            return Stats::default();
+        }
+        let ms = |us: f64| us / 1000.0;
+        // The middle of the value's bucket: within ±0.05% of the recorded value (3
+        // significant digits), without the upward bias of the bucket's top edge.
+        let q = |p: f64| ms(h.median_equivalent(h.value_at_quantile(p)) as f64);
+        Stats {
+            count: h.len(),
+            mean: ms(h.mean()),
+            median: q(0.5),
+            std: ms(h.stdev()),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+        }
+    }
+}
+
+/// A point decoded: its counters and merged latency histograms.
+#[derive(Debug)]
+pub struct PointSummary<'a> {
+    pub point: &'a PointResult,
+    pub lat: LatencySet,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl<'a> PointSummary<'a> {
+    pub fn new(point: &'a PointResult) -> Result<PointSummary<'a>, HistogramError> {
+        let mut lat = LatencySet::default();
+        for m in &point.histograms {
+            decode(m)?;
+        }
+        lat.merge_wire(&point.histograms)?;
+        Ok(PointSummary { point, lat })
+    }
+
+    pub fn stats(&self, metric: Metric) -> Stats {
+        self.lat.get(metric).map(Stats::of).unwrap_or_default()
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.point.counters.as_ref().map_or(0, |c| c.completed)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.point.counters.as_ref().map_or(0, |c| c.failed())
+    }
+
+    pub fn input_tokens(&self) -> u64 {
+        self.point.counters.as_ref().map_or(0, |c| c.input_tokens)
+    }
+
+    pub fn output_tokens(&self) -> u64 {
+        self.point.counters.as_ref().map_or(0, |c| c.output_tokens)
+    }
+
+    fn per_second(&self, n: u64) -> f64 {
+        if self.point.duration_s > 0.0 {
+            n as f64 / self.point.duration_s
+        } else {
+            0.0
+        }
+    }
+
+    pub fn request_throughput(&self) -> f64 {
+        self.per_second(self.completed())
+    }
+
+    pub fn output_throughput(&self) -> f64 {
+        self.per_second(self.output_tokens())
+    }
+
+    pub fn total_token_throughput(&self) -> f64 {
+        self.per_second(self.input_tokens() + self.output_tokens())
+    }
+
+    /// `mean_ttft_ms`, `median_ttft_ms`, `std_ttft_ms`, `p90_ttft_ms`, … for every metric.
+    pub fn latency_keys(&self, out: &mut Map<String, Value>) {
+        for (metric, name) in REPORTED {
+            let s = self.stats(metric);
+            out.insert(format!("mean_{name}_ms"), json!(round3(s.mean)));
+            out.insert(format!("median_{name}_ms"), json!(round3(s.median)));
+            out.insert(format!("std_{name}_ms"), json!(round3(s.std)));
+            for ((_, key), v) in PERCENTILES.iter().zip([s.p90, s.p99, s.p999]) {
+                out.insert(format!("{key}_{name}_ms"), json!(round3(v)));
+            }
+        }
+    }
+
+    /// The point as it appears in `run.json`'s `points`.
+    pub fn run_json(&self) -> Value {
+        let p = self.point;
+        let c = p.counters.clone().unwrap_or_default();
+        let mut o = Map::new();
+        o.insert("label".into(), json!(p.label));
+        o.insert("max_concurrency".into(), json!(p.max_concurrency));
+        o.insert("num_prompts".into(), json!(p.num_prompts));
+        o.insert("sent".into(), json!(c.sent));
+        o.insert("completed".into(), json!(c.completed));
+        o.insert("failed".into(), json!(c.failed()));
+        o.insert("failed_by_class".into(), json!(c.failed_by_class));
+        o.insert("total_input_tokens".into(), json!(c.input_tokens));
+        o.insert("total_output_tokens".into(), json!(c.output_tokens));
+        // Completed requests without a usage block: their output tokens are chunk counts.
+        o.insert(
+            "output_tokens_counted_from_chunks".into(),
+            json!(c.usage_missing),
+        );
+        o.insert("duration_s".into(), json!(round3(p.duration_s)));
+        o.insert(
+            "request_throughput".into(),
+            json!(round3(self.request_throughput())),
+        );
+        o.insert(
+            "output_throughput".into(),
+            json!(round3(self.output_throughput())),
+        );
+        o.insert(
+            "total_token_throughput".into(),
+            json!(round3(self.total_token_throughput())),
+        );
+        self.latency_keys(&mut o);
+        let counts: Map<String, Value> = REPORTED
+            .iter()
+            .map(|&(m, name)| (name.to_owned(), json!(self.stats(m).count)))
+            .collect();
+        o.insert("histogram_counts".into(), Value::Object(counts));
+        o.insert(
+            "workers".into(),
+            Value::Array(
+                p.workers
+                    .iter()
+                    .map(|w| {
+                        let wc = w.counters.clone().unwrap_or_default();
+                        json!({
+                            "id": w.worker_id,
+                            "concurrency": w.concurrency,
+                            "sent": wc.sent,
+                            "completed": wc.completed,
+                            "failed": wc.failed(),
+                            "duration_s": round3(w.duration_s),
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+        Value::Object(o)
+    }
+
+    /// The point as vLLM bench serve writes its result file.
+    pub fn vllm_json(&self, date: &str, endpoint: &str, model: &str) -> Value {
+        let p = self.point;
+        let mut o = Map::new();
+        o.insert("date".into(), json!(date));
+        let backend = if endpoint.ends_with("chat/completions") {
+            "openai-chat"
+        } else {
+            "openai"
+        };
+        o.insert("backend".into(), json!(backend));
+        o.insert("endpoint_type".into(), json!(backend));
+        o.insert("label".into(), json!(p.label));
+        o.insert("model_id".into(), json!(model));
+        o.insert("tokenizer_id".into(), Value::Null);
+        o.insert("num_prompts".into(), json!(p.num_prompts));
+        o.insert("request_rate".into(), json!("inf"));
+        o.insert("burstiness".into(), json!(1.0));
+        o.insert("max_concurrency".into(), json!(p.max_concurrency));
+        o.insert("duration".into(), json!(p.duration_s));
+        o.insert("completed".into(), json!(self.completed()));
+        o.insert("failed".into(), json!(self.failed()));
+        o.insert("total_input_tokens".into(), json!(self.input_tokens()));
+        o.insert("total_output_tokens".into(), json!(self.output_tokens()));
+        o.insert(
+            "request_throughput".into(),
+            json!(self.request_throughput()),
+        );
+        o.insert("request_goodput".into(), Value::Null);
+        o.insert("output_throughput".into(), json!(self.output_throughput()));
+        o.insert(
+            "total_token_throughput".into(),
+            json!(self.total_token_throughput()),
+        );
+        self.latency_keys(&mut o);
+        Value::Object(o)
+    }
+
+    /// The summary table, in vLLM bench serve's words and layout.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut t = String::new();
+        let line = |t: &mut String, k: &str, v: String| {
+            let _ = writeln!(t, "{k:<40} {v:<10}");
+        };
+        let rule = |t: &mut String, title: &str, c: char| {
+            let _ = writeln!(t, "{}", center(title, 50, c));
+        };
+        rule(&mut t, " Serving Benchmark Result ", '=');
+        line(&mut t, "Successful requests:", self.completed().to_string());
+        line(&mut t, "Failed requests:", self.failed().to_string());
+        line(
+            &mut t,
+            "Maximum request concurrency:",
+            self.point.max_concurrency.to_string(),
+        );
+        line(
+            &mut t,
+            "Benchmark duration (s):",
+            format!("{:.2}", self.point.duration_s),
+        );
+        line(
+            &mut t,
+            "Total input tokens:",
+            self.input_tokens().to_string(),
+        );
+        line(
+            &mut t,
+            "Total generated tokens:",
+            self.output_tokens().to_string(),
+        );
+        line(
+            &mut t,
+            "Request throughput (req/s):",
+            format!("{:.2}", self.request_throughput()),
+        );
+        line(
+            &mut t,
+            "Output token throughput (tok/s):",
+            format!("{:.2}", self.output_throughput()),
+        );
+        line(
+            &mut t,
+            "Total Token throughput (tok/s):",
+            format!("{:.2}", self.total_token_throughput()),
+        );
+        let sections = [
+            (Metric::Ttft, "Time to First Token", "TTFT"),
+            (
+                Metric::Tpot,
+                "Time per Output Token (excl. 1st token)",
+                "TPOT",
+            ),
+            (Metric::Itl, "Inter-token Latency", "ITL"),
+            (Metric::E2el, "End-to-end Latency", "E2EL"),
+        ];
+        for (metric, title, short) in sections {
+            let s = self.stats(metric);
+            rule(&mut t, title, '-');
+            line(
+                &mut t,
+                &format!("Mean {short} (ms):"),
+                format!("{:.2}", s.mean),
+            );
+            line(
+                &mut t,
+                &format!("Median {short} (ms):"),
+                format!("{:.2}", s.median),
+            );
+            line(
+                &mut t,
+                &format!("P99 {short} (ms):"),
+                format!("{:.2}", s.p99),
+            );
+        }
+        t.push_str(&"=".repeat(50));
+        t.push('\n');
+        t
+    }
+}
+
+fn center(s: &str, width: usize, fill: char) -> String {
+    let n = s.chars().count();
+    if n >= width {
+        return s.to_owned();
+    }
+    let left = (width - n) / 2;
+    let right = width - n - left;
+    format!(
+        "{}{s}{}",
+        fill.to_string().repeat(left),
+        fill.to_string().repeat(right)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rackload_proto::v1::Counters;
+
+    #[test]
+    fn throughputs_and_keys() {
+        let mut lat = LatencySet::default();
+        for v in [10_000u64, 20_000, 30_000] {
+            lat.hists[0].record(v).expect("in range");
+        }
+        let point = PointResult {
+            label: "c4".into(),
+            max_concurrency: 4,
+            duration_s: 2.0,
+            counters: Some(Counters {
+                completed: 3,
+                input_tokens: 300,
+                output_tokens: 30,
+                ..Counters::default()
+            }),
+            histograms: lat.to_wire().expect("encode"),
+            ..PointResult::default()
+        };
+        let s = PointSummary::new(&point).expect("decode");
+        let v = s.run_json();
+        assert_eq!(v["request_throughput"], json!(1.5));
+        assert_eq!(v["total_token_throughput"], json!(165.0));
+        let median = v["median_ttft_ms"].as_f64().unwrap_or(0.0);
+        assert!((median - 20.0).abs() <= 0.02, "{median}");
+        assert_eq!(v["histogram_counts"]["ttft"], json!(3));
+        assert!(v.get("p99.9_e2el_ms").is_some());
+        assert!(
+            s.table()
+                .contains("Successful requests:                     3")
+        );
+        assert_eq!(center(" x ", 7, '='), "== x ==");
+    }
+}

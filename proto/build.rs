@@ -1,0 +1,24 @@
+//! Compiles `rackload/v1/*.proto` with protox (pure Rust), so a fresh machine needs no
+//! system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "rackload/v1/common.proto",
+        "rackload/v1/fabric.proto",
+        "rackload/v1/control.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    let serde = "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]";
+    tonic_prost_build::configure()
+        .type_attribute("rackload.v1.RunSpec", serde)
+        .type_attribute("rackload.v1.TargetSpec", serde)
+        .type_attribute("rackload.v1.WorkloadSpec", serde)
+        .type_attribute("rackload.v1.PointSpec", serde)
+        // Secrets never reach results: the key is not serialized.
+        .field_attribute("rackload.v1.TargetSpec.api_key", "#[serde(skip)]")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! rackload's wire contract: the generated `Fabric` (worker session) and `Control` (CLI)
+//! services, the protocol version, HdrHistogram wire helpers, and conversions between
+//! wire messages and the workload types.
+
+pub mod convert;
+pub mod histogram;
+
+/// Generated code of `rackload/v1/*.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("rackload.v1");
+}
+
+/// Wire protocol version; a coordinator refuses workers that speak another one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// rackload's build version.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,196 @@
+//! The foundation's end-to-end contract, with every part a real process on loopback:
+//! sim, coordinator, three workers and the CLI. Counts must agree exactly between the
+//! merged result, the workers' own counts and what the sim served.
+
+use rackload_tests::*;
+use rackload_workloads::WorkloadSpec;
+use serde_json::Value;
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+fn read_run_json(results: &std::path::Path) -> Value {
+    let runs: Vec<_> = std::fs::read_dir(results)
+        .expect("results dir")
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1, "one run directory");
+    let text = std::fs::read_to_string(runs[0].path().join("run.json")).expect("run.json");
+    serde_json::from_str(&text).expect("run.json parses")
+}
+
+#[test]
+fn three_workers_merge_exactly_what_the_sim_served() {
+    let tag = new_tag("e2e-3w");
+    let (_sim, sim_url) = start_server(
+        &tag,
+        "sim",
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "1",
+        ],
+    );
+    let (_coord, coord_url) = start_server(
+        &tag,
+        "coordinator",
+        &["coordinator", "--listen", "127.0.0.1:0"],
+    );
+    let _workers: Vec<Proc> = (1..=3)
+        .map(|k| start_worker(&tag, &coord_url, &format!("w{k}")))
+        .collect();
+
+    let results = tempfile::tempdir().expect("tempdir");
+    let (concurrency, prompts) = (10u64, 47u64);
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--coordinator",
+        &coord_url,
+        "--base-url",
+        &sim_url,
+        "--workers",
+        "3",
+        "--max-concurrency",
+        &concurrency.to_string(),
+        "--num-prompts",
+        &prompts.to_string(),
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "32",
+        "--seed",
+        "7",
+        "--results-dir",
+    ]);
+    cmd.arg(results.path());
+    let out = run_with_timeout(cmd, 60.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "run failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Serving Benchmark Result"), "{stdout}");
+
+    let run = read_run_json(results.path());
+    assert_eq!(run["schema_version"], 1);
+    assert_eq!(run["status"], "completed");
+    let point = &run["points"][0];
+    let completed = u(&point["completed"]);
+    assert_eq!(completed, prompts, "every request completed");
+    assert_eq!(u(&point["failed"]), 0);
+
+    // merged == Σ per-worker == what the sim served
+    let workers = run["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 3);
+    let per_worker: u64 = workers.iter().map(|w| u(&w["completed"])).sum();
+    assert_eq!(per_worker, completed);
+    let stats = get_json(&sim_url, "/stats");
+    assert_eq!(u(&stats["served"]), completed, "sim stats {stats}");
+    assert_eq!(u(&stats["received"]), completed, "sim stats {stats}");
+    assert_eq!(u(&stats["in_flight"]), 0);
+
+    // merged histogram counts == completed requests
+    let counts = &point["histogram_counts"];
+    assert_eq!(u(&counts["ttft"]), completed);
+    assert_eq!(u(&counts["e2el"]), completed);
+    assert_eq!(
+        u(&counts["tpot"]),
+        completed,
+        "every output is longer than one token"
+    );
+
+    // shares sum to the requested concurrency, and requests to num_prompts
+    let shards = run["shards"]["c10"].as_array().expect("shards of c10");
+    assert_eq!(
+        shards.iter().map(|s| u(&s["concurrency"])).sum::<u64>(),
+        concurrency
+    );
+    assert_eq!(
+        shards.iter().map(|s| u(&s["requests"])).sum::<u64>(),
+        prompts
+    );
+
+    // the sim honoured ignore_eos: output tokens are exactly the requested lengths
+    let spec = WorkloadSpec {
+        input_len: 64,
+        output_len: 32,
+        seed: 7,
+        ..WorkloadSpec::default()
+    };
+    let requested: u64 = (0..prompts)
+        .map(|i| u64::from(spec.request(i).expect("valid").output_len))
+        .sum();
+    assert_eq!(u(&point["total_output_tokens"]), requested);
+    let requested_in: u64 = (0..prompts)
+        .map(|i| u64::from(spec.request(i).expect("valid").input_len))
+        .sum();
+    assert_eq!(u(&point["total_input_tokens"]), requested_in);
+
+    // ITL samples: one per chunk after the first
+    assert_eq!(u(&counts["itl"]), requested - completed);
+
+    // the vLLM-shaped point file
+    let dir = std::fs::read_dir(results.path())
+        .expect("ls")
+        .flatten()
+        .next()
+        .expect("run dir")
+        .path();
+    let vllm: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("points/c10.json")).expect("point file"),
+    )
+    .expect("json");
+    for key in [
+        "completed",
+        "total_input_tokens",
+        "request_throughput",
+        "output_throughput",
+        "total_token_throughput",
+        "mean_ttft_ms",
+        "median_tpot_ms",
+        "p99_itl_ms",
+        "p99.9_e2el_ms",
+    ] {
+        assert!(vllm.get(key).is_some(), "points/c10.json lacks {key}");
+    }
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn embedded_run_writes_results_and_leaves_no_process() {
+    let tag = new_tag("e2e-embedded");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--max-concurrency",
+        "4",
+        "--num-prompts",
+        "12",
+        "--random-input-len",
+        "32",
+        "--random-output-len",
+        "16",
+        "--sim-ttft-ms",
+        "5",
+        "--sim-itl-ms",
+        "1",
+        "--results-dir",
+    ]);
+    cmd.arg(results.path());
+    let out = run_with_timeout(cmd, 60.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = read_run_json(results.path());
+    assert_eq!(run["environment"]["mode"], "embedded");
+    assert_eq!(u(&run["points"][0]["completed"]), 12);
+    assert_eq!(run["workers"].as_array().map(Vec::len), Some(2));
+    assert_no_processes_left(&tag);
+}

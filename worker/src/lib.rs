@@ -1,0 +1,17 @@
+//! A rackload worker: dials its coordinator over the Fabric session, receives shard
+//! plans, streams requests at OpenAI-compatible endpoints, times every token, and sends
+//! interval HdrHistograms back.
+//!
+//! Layout: [`sse`] parses event streams, [`target`] speaks OpenAI over HTTP,
+//! [`recorder`] keeps histograms and counters, [`schedule`] runs the closed loop,
+//! [`session`] is the Fabric client that ties them together.
+
+pub mod error;
+pub mod recorder;
+pub mod schedule;
+pub mod session;
+pub mod sse;
+pub mod target;
+
+pub use error::ErrorClass;
+pub use session::{WorkerConfig, WorkerError};

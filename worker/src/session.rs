@@ -1,0 +1,445 @@
+//! The worker's Fabric session: dial the coordinator, say hello, estimate the clock
+//! offset, then take plans, check the target, wait for the common start instant, run the
+//! shard, and stream a report every interval plus a final one. Reports travel on their own
+//! task, apart from the request path, so a saturated worker is slow, never silent.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rackload_proto::v1::coordinator_message::Msg as CMsg;
+use rackload_proto::v1::fabric_client::FabricClient;
+use rackload_proto::v1::worker_message::Msg as WMsg;
+use rackload_proto::v1::{
+    ClockPing, ClockPong, Hello, PlanAck, Report, ShardPlan, Start, WorkerMessage,
+};
+use rackload_proto::{BUILD_VERSION, PROTOCOL_VERSION};
+use rackload_workloads::WorkloadSpec;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::recorder::Recorder;
+use crate::schedule::{ClosedLoop, StopMode};
+use crate::target::OpenAiTarget;
+
+/// How a worker finds and presents itself to its coordinator.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// e.g. `http://127.0.0.1:7400`
+    pub coordinator: String,
+    pub id: String,
+    /// Most concurrent requests this worker accepts in a plan (0 = no limit).
+    pub max_inflight: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("coordinator URL {url:?} is not valid: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot reach coordinator at {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("coordinator {url} refused worker {id}: {reason}")]
+    Refused {
+        url: String,
+        id: String,
+        reason: String,
+    },
+    #[error("lost coordinator {url}: {reason}")]
+    Lost { url: String, reason: String },
+}
+
+/// This machine's name, for the worker's default id and its hello.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+pub fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// NTP-style estimate of (coordinator clock − worker clock) from the round trip with the
+/// smallest delay.
+#[derive(Clone, Copy, Debug, Default)]
+struct ClockEstimate {
+    offset_ns: i64,
+    rtt_ns: Option<i64>,
+}
+
+impl ClockEstimate {
+    fn update(&mut self, pong: &ClockPong, received_ns: i64) {
+        let rtt = received_ns - pong.worker_unix_nanos;
+        if rtt < 0 || self.rtt_ns.is_some_and(|best| best <= rtt) {
+            return;
+        }
+        let midpoint = pong.worker_unix_nanos + rtt / 2;
+        self.offset_ns = pong.coordinator_unix_nanos - midpoint;
+        self.rtt_ns = Some(rtt);
+    }
+}
+
+/// A plan accepted and waiting for its start.
+struct Prepared {
+    plan: ShardPlan,
+    target: Arc<OpenAiTarget>,
+    workload: WorkloadSpec,
+}
+
+struct Running {
+    run_id: String,
+    point_index: u32,
+    stop: watch::Sender<StopMode>,
+    task: JoinHandle<()>,
+}
+
+const CLOCK_PINGS: u64 = 8;
+
+/// Runs the worker's session until `shutdown` resolves or the session ends.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let url = config.coordinator.clone();
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .map_err(|e| WorkerError::BadUrl {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3));
+    let channel = endpoint.connect().await.map_err(|e| WorkerError::Connect {
+        url: url.clone(),
+        reason: crate::target::openai::error_chain(&e),
+    })?;
+    let mut client = FabricClient::new(channel);
+    let (tx, rx) = mpsc::channel::<WorkerMessage>(256);
+    let hello = Hello {
+        worker_id: config.id.clone(),
+        protocol_version: PROTOCOL_VERSION,
+        build_version: BUILD_VERSION.to_owned(),
+        host: host_name(),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        max_inflight: config.max_inflight,
+        clock_unix_nanos: unix_nanos(),
+    };
+    let _ = tx.try_send(WorkerMessage {
+        msg: Some(WMsg::Hello(hello)),
+    });
+    let lost = |reason: String| WorkerError::Lost {
+        url: url.clone(),
+        reason,
+    };
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| WorkerError::Connect {
+            url: url.clone(),
+            reason: s.message().to_owned(),
+        })?
+        .into_inner();
+    for nonce in 0..CLOCK_PINGS {
+        let _ = tx.try_send(WorkerMessage {
+            msg: Some(WMsg::Ping(ClockPing {
+                nonce,
+                worker_unix_nanos: unix_nanos(),
+            })),
+        });
+    }
+
+    let mut clock = ClockEstimate::default();
+    let mut prepared: Option<Prepared> = None;
+    let mut running: Option<Running> = None;
+    tokio::pin!(shutdown);
+    let result = loop {
+        let msg = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            msg = inbound.message() => msg,
+        };
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => break Err(lost("the coordinator closed the session".into())),
+            Err(status) => break Err(lost(status.message().to_owned())),
+        };
+        match msg.msg {
+            Some(CMsg::Welcome(w)) => {
+                tracing::info!(coordinator = %url, version = %w.coordinator_version, "registered");
+            }
+            Some(CMsg::Refused(r)) => {
+                break Err(WorkerError::Refused {
+                    url: url.clone(),
+                    id: config.id.clone(),
+                    reason: r.reason,
+                });
+            }
+            Some(CMsg::Pong(p)) => clock.update(&p, unix_nanos()),
+            Some(CMsg::Assign(plan)) => {
+                let (ack, ready) = prepare(plan, &config, clock).await;
+                prepared = ready;
+                if tx
+                    .send(WorkerMessage {
+                        msg: Some(WMsg::PlanAck(ack)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break Err(lost("session closed".into()));
+                }
+            }
+            Some(CMsg::Start(start)) => {
+                let Some(prep) = prepared.take() else {
+                    tracing::warn!(run = %start.run_id, "start for a plan this worker does not hold");
+                    continue;
+                };
+                if prep.plan.run_id != start.run_id || prep.plan.point_index != start.point_index {
+                    tracing::warn!(run = %start.run_id, "start does not match the accepted plan");
+                    continue;
+                }
+                if let Some(old) = running.take() {
+                    let _ = old.stop.send(StopMode::Abort);
+                }
+                running = Some(spawn_shard(prep, &start, clock, tx.clone()));
+            }
+            Some(CMsg::Stop(stop)) => {
+                if let Some(r) = &running
+                    && r.run_id == stop.run_id
+                    && r.point_index == stop.point_index
+                {
+                    let mode = if stop.abort {
+                        StopMode::Abort
+                    } else {
+                        StopMode::Drain
+                    };
+                    tracing::info!(run = %stop.run_id, reason = %stop.reason, "stop: {mode:?}");
+                    let _ = r.stop.send(mode);
+                }
+                if prepared
+                    .as_ref()
+                    .is_some_and(|p| p.plan.run_id == stop.run_id)
+                {
+                    prepared = None;
+                }
+            }
+            None => {}
+        }
+        if running.as_ref().is_some_and(|r| r.task.is_finished()) {
+            running = None;
+        }
+    };
+    // Dead-man switch: whatever ended the session, no load continues without it.
+    if let Some(r) = running {
+        let _ = r.stop.send(StopMode::Abort);
+        let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+    }
+    result
+}
+
+/// Validates a plan and checks the target; returns the ack and, when ok, the plan.
+async fn prepare(
+    plan: ShardPlan,
+    config: &WorkerConfig,
+    clock: ClockEstimate,
+) -> (PlanAck, Option<Prepared>) {
+    let mut ack = PlanAck {
+        run_id: plan.run_id.clone(),
+        point_index: plan.point_index,
+        ok: false,
+        error: String::new(),
+        clock_offset_nanos: clock.offset_ns,
+        clock_rtt_nanos: clock.rtt_ns.unwrap_or(-1),
+    };
+    let checked = async {
+        if config.max_inflight > 0 && plan.concurrency > config.max_inflight {
+            return Err(format!(
+                "plan asks for {} concurrent requests; this worker allows at most {}",
+                plan.concurrency, config.max_inflight
+            ));
+        }
+        let workload = plan.workload.as_ref().ok_or("plan has no workload")?;
+        let workload = WorkloadSpec::try_from(workload).map_err(|e| format!("workload: {e}"))?;
+        let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
+        let target =
+            OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
+        target.preflight().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((workload, target))
+    };
+    match checked.await {
+        Ok((workload, target)) => {
+            ack.ok = true;
+            let prep = Prepared {
+                plan,
+                target: Arc::new(target),
+                workload,
+            };
+            (ack, Some(prep))
+        }
+        Err(e) => {
+            tracing::warn!(run = %plan.run_id, "refusing plan: {e}");
+            ack.error = e;
+            (ack, None)
+        }
+    }
+}
+
+/// Local instant of a start instant given on the coordinator's clock.
+fn local_instant(start_unix_nanos: i64, clock: ClockEstimate) -> Instant {
+    let local_start = start_unix_nanos - clock.offset_ns;
+    let delta = local_start - unix_nanos();
+    let now = Instant::now();
+    if delta <= 0 {
+        now
+    } else {
+        now + Duration::from_nanos(delta as u64)
+    }
+}
+
+fn spawn_shard(
+    prep: Prepared,
+    start: &Start,
+    clock: ClockEstimate,
+    tx: mpsc::Sender<WorkerMessage>,
+) -> Running {
+    let (stop_tx, stop_rx) = watch::channel(StopMode::Run);
+    let start_at = local_instant(start.start_unix_nanos, clock);
+    let run_id = prep.plan.run_id.clone();
+    let point_index = prep.plan.point_index;
+    let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx));
+    Running {
+        run_id,
+        point_index,
+        stop: stop_tx,
+        task,
+    }
+}
+
+fn nanos_since(start: Instant, t: Instant) -> i64 {
+    i64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(i64::MAX)
+}
+
+async fn run_shard(
+    prep: Prepared,
+    start_at: Instant,
+    tx: mpsc::Sender<WorkerMessage>,
+    mut stop: watch::Receiver<StopMode>,
+) {
+    let plan = &prep.plan;
+    let recorder = Arc::new(Recorder::default());
+    tokio::select! {
+        () = tokio::time::sleep_until(start_at) => {}
+        _ = stop.wait_for(|m| *m != StopMode::Run) => {}
+    }
+    let load = ClosedLoop {
+        workload: prep.workload.clone(),
+        stripe: plan
+            .stripe
+            .as_ref()
+            .map(Into::into)
+            .unwrap_or(rackload_workloads::Stripe {
+                cycle: 0,
+                offset: 0,
+                width: 0,
+                total: 0,
+            }),
+        concurrency: plan.concurrency,
+    };
+    let (target, rec) = (prep.target.clone(), recorder.clone());
+    let load_stop = stop.clone();
+    let mut load_task = tokio::spawn(async move { load.run(target, rec, load_stop).await });
+    let every = Duration::try_from_secs_f64(plan.report_interval_s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval_at(start_at + every, every);
+    let mut seq = 0u64;
+    let mut total = rackload_proto::v1::Counters::default();
+    let report = |seq: u64,
+                  elapsed: i64,
+                  snap: crate::recorder::Snapshot,
+                  total: &mut rackload_proto::v1::Counters| {
+        total.add(&snap.counters);
+        let in_flight = total.sent.saturating_sub(total.completed + total.failed());
+        let histograms = snap.lat.to_wire().unwrap_or_else(|e| {
+            tracing::error!("cannot encode histograms: {e}");
+            Vec::new()
+        });
+        Report {
+            run_id: plan.run_id.clone(),
+            point_index: plan.point_index,
+            seq,
+            elapsed_nanos: elapsed,
+            counters: Some(snap.counters),
+            histograms,
+            in_flight,
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut load_task => break,
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let r = report(seq, nanos_since(start_at, now), recorder.take(), &mut total);
+                seq += 1;
+                // A full channel means the coordinator reads slowly; waiting here delays
+                // only reports, never requests.
+                if tx.send(WorkerMessage { msg: Some(WMsg::Interval(r)) }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let snap = recorder.take();
+    let end = snap.last_end.unwrap_or_else(Instant::now);
+    let r = report(seq, nanos_since(start_at, end), snap, &mut total);
+    tracing::info!(
+        run = %plan.run_id,
+        point = plan.point_index,
+        sent = total.sent,
+        completed = total.completed,
+        failed = total.failed(),
+        "shard finished"
+    );
+    let _ = tx
+        .send(WorkerMessage {
+            msg: Some(WMsg::Final(r)),
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_estimate_keeps_the_shortest_round_trip() {
+        let mut c = ClockEstimate::default();
+        // worker sent at 1000, coordinator stamped 5600, received at 1200: rtt 200,
+        // offset 5600 - 1100 = 4500
+        c.update(
+            &ClockPong {
+                nonce: 0,
+                worker_unix_nanos: 1000,
+                coordinator_unix_nanos: 5600,
+            },
+            1200,
+        );
+        assert_eq!((c.offset_ns, c.rtt_ns), (4500, Some(200)));
+        // a slower round trip does not replace it
+        c.update(
+            &ClockPong {
+                nonce: 1,
+                worker_unix_nanos: 2000,
+                coordinator_unix_nanos: 9000,
+            },
+            3000,
+        );
+        assert_eq!((c.offset_ns, c.rtt_ns), (4500, Some(200)));
+    }
+}

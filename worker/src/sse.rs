@@ -1,0 +1,141 @@
+//! An incremental Server-Sent Events parser. Bytes arrive in arbitrary chunks; complete
+//! events are handed to a callback as borrowed slices, and the buffers are reused, so the
+//! steady state allocates nothing per event. An incomplete event is normal control flow:
+//! its bytes wait for the next chunk.
+
+/// One dispatched event. `data` is the `data:` lines joined by `\n`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// The `event:` field, empty when absent.
+    pub event: &'a [u8],
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of a line not yet terminated.
+    pending: Vec<u8>,
+    data: Vec<u8>,
+    event: Vec<u8>,
+    /// A `data:` field was seen in the current event.
+    has_data: bool,
+}
+
+impl SseParser {
+    pub fn new() -> SseParser {
+        SseParser::default()
+    }
+
+    /// Feeds `input`; calls `on_event` for every event it completes.
+    pub fn feed(&mut self, input: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+        let mut rest = input;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = rest.split_at(nl);
+            rest = &tail[1..];
+            if self.pending.is_empty() {
+                self.line(line, &mut on_event);
+            } else {
+                let mut pending = std::mem::take(&mut self.pending);
+                pending.extend_from_slice(line);
+                self.line(&pending, &mut on_event);
+                pending.clear();
+                self.pending = pending;
+            }
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if self.has_data {
+                on_event(Event {
+                    event: &self.event,
+                    data: &self.data,
+                });
+            }
+            self.data.clear();
+            self.event.clear();
+            self.has_data = false;
+            return;
+        }
+        if line[0] == b':' {
+            return; // comment
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(c) => {
+                let v = &line[c + 1..];
+                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"event" => {
+                self.event.clear();
+                self.event.extend_from_slice(value);
+            }
+            _ => {} // id, retry and unknown fields do not matter to a load generator
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn collect(chunks: &[&[u8]]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut p = SseParser::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, |e| out.push((e.event.to_vec(), e.data.to_vec())));
+        }
+        out
+    }
+
+    const STREAM: &[u8] = b": keep-alive\n\ndata: {\"a\":1}\n\nevent: error\ndata: line1\ndata: line2\r\n\r\ndata:[DONE]\n\n";
+
+    fn expected() -> Vec<(Vec<u8>, Vec<u8>)> {
+        vec![
+            (b"".to_vec(), b"{\"a\":1}".to_vec()),
+            (b"error".to_vec(), b"line1\nline2".to_vec()),
+            (b"".to_vec(), b"[DONE]".to_vec()),
+        ]
+    }
+
+    #[test]
+    fn whole_stream() {
+        assert_eq!(collect(&[STREAM]), expected());
+    }
+
+    #[test]
+    fn every_single_split_point() {
+        for k in 0..=STREAM.len() {
+            let (a, b) = STREAM.split_at(k);
+            assert_eq!(collect(&[a, b]), expected(), "split at {k}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_splits_give_the_same_events(cuts in proptest::collection::vec(0..STREAM.len(), 0..12)) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for c in cuts {
+                chunks.push(&STREAM[prev..c]);
+                prev = c;
+            }
+            chunks.push(&STREAM[prev..]);
+            prop_assert_eq!(collect(&chunks), expected());
+        }
+    }
+}

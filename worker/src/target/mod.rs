@@ -1,0 +1,5 @@
+//! Targets a worker can load. Today: OpenAI-compatible HTTP servers ([`openai`]).
+
+pub mod openai;
+
+pub use openai::{Completed, Failed, OpenAiTarget, TargetError};
