@@ -83,6 +83,9 @@ pub struct RunRecord {
     shards: BTreeMap<String, Value>,
     #[serde(skip)]
     dir: PathBuf,
+    /// Finished points' merged histograms, for `histograms.hlog`.
+    #[serde(skip)]
+    hlog: Vec<PointResult>,
 }
 
 impl RunRecord {
@@ -106,6 +109,7 @@ impl RunRecord {
             points: Vec::new(),
             shards: BTreeMap::new(),
             dir: base.join(run_id),
+            hlog: Vec::new(),
         };
         rec.write()?;
         Ok(rec)
@@ -158,6 +162,8 @@ impl RunRecord {
             &vllm,
         )?;
         self.points.push(summary.run_json());
+        self.hlog.push(point.clone());
+        self.write_hlog()?;
         for w in &point.workers {
             let c = w.counters.clone().unwrap_or_default();
             let t = match self.workers.iter_mut().find(|t| t.id == w.worker_id) {
@@ -175,6 +181,57 @@ impl RunRecord {
             t.failed += c.failed();
         }
         self.write()
+    }
+
+    /// Rewrites `histograms.hlog`: an HdrHistogram interval log (V2 + DEFLATE), one
+    /// interval per finished point and metric, tagged `<label>/<metric>`, values in µs
+    /// (the Max column in ms). Readable by HdrHistogram's `HistogramLogProcessor`.
+    fn write_hlog(&self) -> Result<(), ResultsError> {
+        use hdrhistogram::serialization::V2DeflateSerializer;
+        use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+        use std::time::{Duration, UNIX_EPOCH};
+
+        let path = self.dir.join("histograms.hlog");
+        let fail = |e: String| ResultsError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        };
+        let Some(first) = self.hlog.first() else {
+            return Ok(());
+        };
+        let base_ns = first.start_unix_nanos.max(0);
+        let base = UNIX_EPOCH + Duration::from_nanos(base_ns as u64);
+        let mut buf = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment(&format!(
+                "rackload {} run {}: latencies in microseconds",
+                rackload_proto::BUILD_VERSION,
+                self.run_id
+            ))
+            .with_start_time(base)
+            .with_base_time(base)
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut buf, &mut serializer)
+            .map_err(|e| fail(e.to_string()))?;
+        for point in &self.hlog {
+            let start =
+                Duration::from_nanos((point.start_unix_nanos.max(0) - base_ns).max(0) as u64);
+            let duration = Duration::try_from_secs_f64(point.duration_s).unwrap_or_default();
+            for m in &point.histograms {
+                let (metric, h) =
+                    rackload_proto::histogram::decode(m).map_err(|e| fail(e.to_string()))?;
+                let name = crate::summary::REPORTED
+                    .iter()
+                    .find(|(x, _)| *x == metric)
+                    .map_or("unknown", |(_, n)| n);
+                let tag = format!("{}/{name}", point.label);
+                log.write_histogram(&h, start, duration, Tag::new(&tag))
+                    .map_err(|e| fail(format!("{e:?}")))?;
+            }
+        }
+        drop(log);
+        write_atomic(&path, &buf)
     }
 
     /// Records how the run ended and writes `run.json`.

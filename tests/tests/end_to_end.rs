@@ -157,6 +157,18 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     ] {
         assert!(vllm.get(key).is_some(), "points/c10.json lacks {key}");
     }
+    // the interval log: one tagged histogram per metric of the point
+    let hlog = std::fs::read_to_string(dir.join("histograms.hlog")).expect("histograms.hlog");
+    let tags: Vec<&str> = hlog
+        .lines()
+        .filter_map(|l| l.strip_prefix("Tag="))
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(
+        tags,
+        ["c10/ttft", "c10/itl", "c10/tpot", "c10/e2el"],
+        "{hlog}"
+    );
     assert!(!stderr.contains("panicked"));
 }
 
@@ -192,5 +204,65 @@ fn embedded_run_writes_results_and_leaves_no_process() {
     assert_eq!(run["environment"]["mode"], "embedded");
     assert_eq!(u(&run["points"][0]["completed"]), 12);
     assert_eq!(run["workers"].as_array().map(Vec::len), Some(2));
+    assert_no_processes_left(&tag);
+}
+
+#[test]
+fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
+    let tag = new_tag("e2e-ctrl-c");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    // Long enough that it is surely still running when interrupted.
+    cmd.args([
+        "run",
+        "--max-concurrency",
+        "4",
+        "--num-prompts",
+        "4000",
+        "--random-output-len",
+        "512",
+        "--sim-itl-ms",
+        "5",
+        "--results-dir",
+    ]);
+    cmd.arg(results.path());
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    wait_until(30.0, "the run to start and write run.json", || {
+        std::fs::read_dir(results.path())
+            .map(|d| d.flatten().any(|e| e.path().join("run.json").exists()))
+            .unwrap_or(false)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut waited = 0;
+    let code = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s.code();
+        }
+        waited += 1;
+        assert!(
+            waited < (400.0 * patience()) as u32,
+            "the CLI did not stop after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let run = read_run_json(results.path());
+    assert_eq!(run["status"], "aborted", "{stderr}");
     assert_no_processes_left(&tag);
 }
