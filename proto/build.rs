@@ -15,10 +15,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .type_attribute("rackload.v1.RunSpec", serde)
         .type_attribute("rackload.v1.TargetSpec", serde)
-        .type_attribute("rackload.v1.WorkloadSpec", serde)
         .type_attribute("rackload.v1.PointSpec", serde)
         // Secrets never reach results: the key is not serialized.
         .field_attribute("rackload.v1.TargetSpec.api_key", "#[serde(skip)]")
+        // run.json records the workload's provenance, not its bulk (dataset entries).
+        .field_attribute(
+            "rackload.v1.RunSpec.workload",
+            "#[serde(serialize_with = \"crate::convert::workload_provenance\", skip_deserializing)]",
+        )
         .compile_fds(fds)?;
     Ok(())
 }

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rackload_workloads::RangeMode;
+use rackload_workloads::prompt::PromptFormat;
+use rackload_workloads::scenario::{ArrivalName, DatasetName, Preset, WorkloadConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +33,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Serve a simulated OpenAI-compatible inference server.
     Sim(SimArgs),
+    /// Inspect request streams.
+    #[command(subcommand)]
+    Workload(WorkloadCommand),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,21 +55,153 @@ impl Endpoint {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RangeModeArg {
-    OneSided,
-    Symmetric,
+/// Parses a kebab-case name into one of the workloads crate's enums.
+fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
+}
+
+/// `--request-rate`: requests per second, or `None` for `inf` (vLLM's spelling of a
+/// closed loop).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequestRate(pub Option<f64>);
+
+fn rate(s: &str) -> Result<RequestRate, String> {
+    let r: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if r.is_infinite() && r > 0.0 {
+        return Ok(RequestRate(None));
+    }
+    if !(r.is_finite() && r > 0.0) {
+        return Err(format!(
+            "{s} must be a positive number of requests per second, or inf"
+        ));
+    }
+    Ok(RequestRate(Some(r)))
+}
+
+/// What the request stream is: lengths, dataset, arrivals, prompts. Every flag is optional
+/// so that a scenario file can give it; `WorkloadConfig::resolve` applies the defaults.
+#[derive(Debug, Default, Args)]
+pub struct WorkloadArgs {
+    /// InferenceX v1 preset: chat (1024/1024), reasoning (1024/8192), summarize (8192/1024).
+    #[arg(long, value_parser = kebab::<Preset>, help_heading = "Workload")]
+    pub scenario: Option<Preset>,
+    /// Nominal input length L_in in tokens [default: from --scenario, chat = 1024].
+    #[arg(long, help_heading = "Workload")]
+    pub random_input_len: Option<u32>,
+    /// Nominal output length L_out in tokens [default: from --scenario, chat = 1024].
+    #[arg(long, help_heading = "Workload")]
+    pub random_output_len: Option<u32>,
+    /// Length jitter r [default: 0.8].
+    #[arg(long, help_heading = "Workload")]
+    pub random_range_ratio: Option<f64>,
+    /// one-sided: U{⌊r·L⌋..L} (InferenceX, default); symmetric: U{⌊L(1−r)⌋..⌈L(1+r)⌉} (vLLM).
+    #[arg(long, value_parser = kebab::<RangeMode>, help_heading = "Workload")]
+    pub range_mode: Option<RangeMode>,
+    /// random (default), sharegpt, sharegpt-synthetic, or trace (Mooncake JSONL).
+    #[arg(long, value_parser = kebab::<DatasetName>, help_heading = "Workload")]
+    pub dataset_name: Option<DatasetName>,
+    /// Dataset file (ShareGPT JSON or trace JSONL).
+    #[arg(long, help_heading = "Workload")]
+    pub dataset_path: Option<PathBuf>,
+    /// Hugging Face tokenizer.json: exact token counts and exact-length prompts.
+    #[arg(long, help_heading = "Workload")]
+    pub tokenizer: Option<PathBuf>,
+    /// ShareGPT: fixed output length instead of the conversation's.
+    #[arg(long, help_heading = "Workload")]
+    pub sharegpt_output_len: Option<u32>,
+    /// ShareGPT filter: drop prompts shorter than this [default: 4].
+    #[arg(long, help_heading = "Workload")]
+    pub min_prompt_len: Option<u32>,
+    /// ShareGPT filter: drop outputs shorter than this [default: 4].
+    #[arg(long, help_heading = "Workload")]
+    pub min_output_len: Option<u32>,
+    /// ShareGPT filter: drop prompts longer than this [default: 1024].
+    #[arg(long, help_heading = "Workload")]
+    pub max_prompt_len: Option<u32>,
+    /// ShareGPT filter: drop prompt + output longer than this [default: 2048].
+    #[arg(long, help_heading = "Workload")]
+    pub max_total_len: Option<u32>,
+    /// closed, poisson, gamma, constant, ramp, trace [default: closed; poisson with
+    /// --request-rate; gamma with --burstiness; trace for a trace dataset].
+    #[arg(long, value_parser = kebab::<ArrivalName>, help_heading = "Arrivals")]
+    pub arrival: Option<ArrivalName>,
+    /// Open loop at this many requests/s (`inf` = closed loop).
+    #[arg(long, value_parser = rate, help_heading = "Arrivals")]
+    pub request_rate: Option<RequestRate>,
+    /// Gamma shape b: gaps ~ Gamma(b, 1/(λb)); 1 = Poisson, < 1 burstier.
+    #[arg(long, help_heading = "Arrivals")]
+    pub burstiness: Option<f64>,
+    /// Linear ramp: rate at the first request.
+    #[arg(long, help_heading = "Arrivals")]
+    pub ramp_start_rate: Option<f64>,
+    /// Linear ramp: rate at the last request.
+    #[arg(long, help_heading = "Arrivals")]
+    pub ramp_end_rate: Option<f64>,
+    /// Trace replay: multiply timestamps by this (0.5 = twice as fast) [default: 1].
+    #[arg(long, help_heading = "Arrivals")]
+    pub trace_time_scale: Option<f64>,
+    /// text (default) or token-ids (needs --tokenizer; /v1/completions only).
+    #[arg(long, value_parser = kebab::<PromptFormat>, help_heading = "Prompts")]
+    pub prompt_format: Option<PromptFormat>,
+    /// Leading tokens shared by every synthesised prompt [default: 0].
+    #[arg(long, help_heading = "Prompts")]
+    pub shared_prefix_len: Option<u32>,
+    /// Seed of the request stream [default: 0].
+    #[arg(long, help_heading = "Workload")]
+    pub seed: Option<u64>,
+    /// Let the server stop at EOS instead of forcing the requested output length.
+    #[arg(long, help_heading = "Workload")]
+    pub no_ignore_eos: bool,
+}
+
+impl WorkloadArgs {
+    /// The workload settings these flags give.
+    pub fn config(&self) -> WorkloadConfig {
+        let (request_rate, closed) = match self.request_rate {
+            Some(RequestRate(Some(r))) => (Some(r), false),
+            Some(RequestRate(None)) => (None, true),
+            None => (None, false),
+        };
+        WorkloadConfig {
+            scenario: self.scenario,
+            random_input_len: self.random_input_len,
+            random_output_len: self.random_output_len,
+            random_range_ratio: self.random_range_ratio,
+            range_mode: self.range_mode,
+            dataset_name: self.dataset_name,
+            dataset_path: self.dataset_path.clone(),
+            tokenizer: self.tokenizer.clone(),
+            sharegpt_output_len: self.sharegpt_output_len,
+            min_prompt_len: self.min_prompt_len,
+            min_output_len: self.min_output_len,
+            max_prompt_len: self.max_prompt_len,
+            max_total_len: self.max_total_len,
+            arrival: self.arrival.or(closed.then_some(ArrivalName::Closed)),
+            request_rate,
+            burstiness: self.burstiness,
+            ramp_start_rate: self.ramp_start_rate,
+            ramp_end_rate: self.ramp_end_rate,
+            trace_time_scale: self.trace_time_scale,
+            prompt_format: self.prompt_format,
+            shared_prefix_len: self.shared_prefix_len,
+            seed: self.seed,
+            ignore_eos: self.no_ignore_eos.then_some(false),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Scenario file (TOML) with [workload], [target] and [run] tables; flags override it.
+    #[arg(value_name = "SCENARIO.toml")]
+    pub scenario_file: Option<PathBuf>,
     /// Base URL of an OpenAI-compatible server (repeat for several frontends). Without it,
     /// an embedded simulated server is started.
     #[arg(long = "base-url", value_name = "URL")]
     pub base_urls: Vec<String>,
-    /// API endpoint to load.
-    #[arg(long, value_enum, default_value = "/v1/completions")]
-    pub endpoint: Endpoint,
+    /// API endpoint to load [default: /v1/completions].
+    #[arg(long, value_enum)]
+    pub endpoint: Option<Endpoint>,
     /// Model name sent with each request [default: the first model the server lists].
     #[arg(long)]
     pub model: Option<String>,
@@ -73,39 +211,24 @@ pub struct RunArgs {
     /// Submit to a standing coordinator instead of starting one with local workers.
     #[arg(long, value_name = "URL")]
     pub coordinator: Option<String>,
-    /// Workers the run uses (started locally unless --coordinator is given).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub workers: u32,
-    /// Closed-loop concurrency across all workers.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrency: u32,
-    /// Measured requests [default: 10 × max-concurrency].
+    /// Workers the run uses, started locally unless --coordinator is given [default: 2].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: Option<u32>,
+    /// Closed loop: requests in flight across all workers [default: 16]. Open loop: a cap
+    /// on them [default: none].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// Measured requests [default: 10 × max-concurrency closed, 1000 open, the whole trace].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub num_prompts: Option<u64>,
-    /// Nominal input length L_in in tokens.
-    #[arg(long, default_value_t = 1024)]
-    pub random_input_len: u32,
-    /// Nominal output length L_out in tokens.
-    #[arg(long, default_value_t = 1024)]
-    pub random_output_len: u32,
-    /// Length jitter r: one-sided draws U{⌊r·L⌋..L}, symmetric U{⌊L(1−r)⌋..⌈L(1+r)⌉}.
-    #[arg(long, default_value_t = 0.8)]
-    pub random_range_ratio: f64,
-    /// How --random-range-ratio widens lengths (InferenceX one-sided, or vLLM symmetric).
-    #[arg(long, value_enum, default_value = "one-sided")]
-    pub range_mode: RangeModeArg,
-    /// Seed of the request stream.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Let the server stop at EOS instead of forcing the requested output length.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Per-request timeout in seconds (0 = none) [default: 600].
     #[arg(long)]
-    pub no_ignore_eos: bool,
-    /// Per-request timeout in seconds (0 = none).
-    #[arg(long, default_value_t = 600.0)]
-    pub request_timeout: f64,
-    /// Where results go: DIR/<run-id>/.
-    #[arg(long, default_value = "results")]
-    pub results_dir: PathBuf,
+    pub request_timeout: Option<f64>,
+    /// Where results go: DIR/<run-id>/ [default: results].
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
     /// Seconds to wait for enough workers to connect.
     #[arg(long, default_value_t = 30.0)]
     pub worker_wait: f64,
@@ -115,6 +238,57 @@ pub struct RunArgs {
     /// Embedded sim only: inter-token latency in ms.
     #[arg(long, default_value_t = 2)]
     pub sim_itl_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadCommand {
+    /// Print the request stream without sending anything.
+    Sample(SampleArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SampleFormat {
+    Jsonl,
+    Table,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Scenario file (TOML); flags override it.
+    #[arg(value_name = "SCENARIO.toml")]
+    pub scenario_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// Requests to print [default: as `run` would send].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub num_prompts: Option<u64>,
+    /// Closed-loop concurrency, for the default number of requests [default: 16].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
+    /// Only shard K of N (0 <= K < N, equal weights): the requests worker K would send.
+    #[arg(long, value_name = "K/N", value_parser = shard)]
+    pub shard: Option<(u64, u64)>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: SampleFormat,
+    /// Add each request's prompt ("prompt_tokens" ids when known, else "prompt" text).
+    #[arg(long)]
+    pub with_prompts: bool,
+}
+
+fn shard(s: &str) -> Result<(u64, u64), String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 0/4")?;
+    let k: u64 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("{k:?} is not a shard number"))?;
+    let n: u64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not a shard count"))?;
+    if n == 0 || k >= n {
+        return Err(format!("shard {k}/{n}: need 0 <= K < N"));
+    }
+    Ok((k, n))
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,8 @@ mod args;
 mod children;
 mod progress;
 mod run;
+mod sample;
+mod scenario_file;
 mod servers;
 
 use std::process::ExitCode;
@@ -70,6 +72,10 @@ fn main() -> ExitCode {
         }
         Command::Worker(args) => server_runtime().and_then(|rt| rt.block_on(servers::worker(args))),
         Command::Sim(args) => server_runtime().and_then(|rt| rt.block_on(servers::sim(args))),
+        Command::Workload(args::WorkloadCommand::Sample(args)) => {
+            init_logging("warn");
+            sample::main(args)
+        }
     };
     match result {
         Ok(code) => code,

@@ -13,74 +13,188 @@ use rackload_coordinator::summary::PointSummary;
 use rackload_proto::v1::control_client::ControlClient;
 use rackload_proto::v1::run_event::Event;
 use rackload_proto::v1::{AbortRunRequest, PointSpec, RunSpec, RunStatus, TargetSpec};
-use rackload_workloads::{RangeMode, WorkloadSpec};
+use std::path::PathBuf;
+
+use rackload_workloads::prompt::PromptFormat;
+use rackload_workloads::scenario::WorkloadConfig;
+use rackload_workloads::{Arrival, Lengths, WorkloadSpec};
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::args::{RangeModeArg, RunArgs, check_url};
+use crate::args::{Endpoint, RunArgs, check_url};
 use crate::children::Children;
 use crate::progress::PointProgress;
+use crate::scenario_file::ScenarioFile;
 
 /// The model name the embedded sim serves.
 const SIM_MODEL: &str = "rackload-sim";
 
-/// Resolves flags into a spec (the target URLs and model are filled in later).
-fn resolve(args: &RunArgs) -> anyhow::Result<RunSpec> {
-    for u in &args.base_urls {
+/// A run resolved from flags, scenario file and defaults: the one place defaults apply.
+pub struct Resolved {
+    pub spec: RunSpec,
+    pub workload: WorkloadSpec,
+    pub results_dir: PathBuf,
+}
+
+/// Requests a point sends when not told: the whole trace, 10·C for a closed loop
+/// (InferenceX), 1000 for an open loop (vLLM).
+pub fn default_num_prompts(arrival: &Arrival, concurrency: Option<u32>) -> Option<u64> {
+    match arrival {
+        Arrival::Trace { .. } => None,
+        Arrival::Closed => Some(10 * u64::from(concurrency.unwrap_or(DEFAULT_CONCURRENCY))),
+        _ => Some(1000),
+    }
+}
+
+/// Closed-loop concurrency when not told.
+pub const DEFAULT_CONCURRENCY: u32 = 16;
+
+/// Resolves the workload of `flags` over `file`, loading datasets; returns it with the
+/// number of requests and the closed-loop concurrency (or open-loop cap, 0 = none).
+pub fn resolve_workload(
+    flags: WorkloadConfig,
+    file: WorkloadConfig,
+    num_prompts: Option<u64>,
+    concurrency: Option<u32>,
+) -> anyhow::Result<(WorkloadSpec, u64, u32)> {
+    let cfg = flags.or(file);
+    let arrival = cfg.arrival_process().map_err(flag_names)?;
+    let wanted = num_prompts.or_else(|| default_num_prompts(&arrival, concurrency));
+    let workload = cfg.resolve(wanted).map_err(flag_names)?;
+    let n = wanted.or_else(|| workload.dataset_len()).unwrap_or(1000);
+    let c = match (&workload.arrival, concurrency) {
+        (Arrival::Closed, c) => c.unwrap_or(DEFAULT_CONCURRENCY),
+        (_, c) => c.unwrap_or(0),
+    };
+    Ok((workload, n, c))
+}
+
+/// Spells workload field names as the flags a user typed.
+fn flag_names(e: rackload_workloads::WorkloadError) -> anyhow::Error {
+    use rackload_workloads::WorkloadError;
+    match e {
+        // The reason already names the flags.
+        WorkloadError::Invalid { reason, .. } if reason.contains("--") => {
+            anyhow::anyhow!("{reason}")
+        }
+        WorkloadError::Invalid { field, reason } if field != "dataset" && field != "workload" => {
+            anyhow::anyhow!("--{}: {reason}", field.replace('_', "-"))
+        }
+        e => anyhow::anyhow!("{e}"),
+    }
+}
+
+/// The point's label: `c16` for a closed loop, `r8` (+ `-c64` with a cap) for a rate,
+/// `ramp`, `trace`.
+fn label(arrival: &Arrival, c: u32) -> String {
+    let num = |r: f64| {
+        let s = format!("{r}");
+        s.replace('.', "p")
+    };
+    let base = match arrival {
+        Arrival::Closed => return format!("c{c}"),
+        Arrival::Poisson { rate } | Arrival::Gamma { rate, .. } | Arrival::Constant { rate } => {
+            format!("r{}", num(*rate))
+        }
+        Arrival::Ramp { .. } => "ramp".to_owned(),
+        Arrival::Trace { .. } => "trace".to_owned(),
+    };
+    if c > 0 { format!("{base}-c{c}") } else { base }
+}
+
+/// Resolves flags and scenario file into a run (target URLs and model may still be
+/// filled in by the embedded mode).
+fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
+    let file = ScenarioFile::load(args.scenario_file.as_deref())?;
+    let base_urls = if args.base_urls.is_empty() {
+        file.target.base_url.clone().unwrap_or_default()
+    } else {
+        args.base_urls.clone()
+    };
+    for u in &base_urls {
         check_url("--base-url", u)?;
     }
     if let Some(c) = &args.coordinator {
         check_url("--coordinator", c)?;
     }
-    if !(args.request_timeout >= 0.0 && args.request_timeout.is_finite()) {
+    let endpoint = match (args.endpoint, &file.target.endpoint) {
+        (Some(e), _) => e.path().to_owned(),
+        (None, Some(e)) => {
+            if !rackload_coordinator::spec::ENDPOINTS.contains(&e.as_str()) {
+                bail!(
+                    "scenario file: target.endpoint {e:?} is not one of {}",
+                    rackload_coordinator::spec::ENDPOINTS.join(", ")
+                );
+            }
+            e.clone()
+        }
+        (None, None) => Endpoint::Completions.path().to_owned(),
+    };
+    let request_timeout = args
+        .request_timeout
+        .or(file.target.request_timeout)
+        .unwrap_or(600.0);
+    if !(request_timeout >= 0.0 && request_timeout.is_finite()) {
         bail!("--request-timeout must be a non-negative number of seconds");
     }
     if !(args.worker_wait >= 0.0 && args.worker_wait.is_finite()) {
         bail!("--worker-wait must be a non-negative number of seconds");
     }
-    let workload = WorkloadSpec {
-        input_len: args.random_input_len,
-        output_len: args.random_output_len,
-        range_ratio: args.random_range_ratio,
-        range_mode: match args.range_mode {
-            RangeModeArg::OneSided => RangeMode::OneSided,
-            RangeModeArg::Symmetric => RangeMode::Symmetric,
-        },
-        seed: args.seed,
-        ignore_eos: !args.no_ignore_eos,
-    };
-    workload.validate().map_err(|e| {
-        let flag = e
-            .to_string()
-            .replace("random_input_len", "--random-input-len")
-            .replace("random_output_len", "--random-output-len");
-        anyhow::anyhow!("{flag}")
-    })?;
-    let c = args.max_concurrency;
+    let workers = args.workers.or(file.run.workers).unwrap_or(2);
+    if !(1..=256).contains(&workers) {
+        bail!("scenario file: run.workers {workers} is not in 1..=256");
+    }
+    let concurrency = args.max_concurrency.or(file.run.max_concurrency);
+    if concurrency == Some(0) {
+        bail!("scenario file: run.max_concurrency must be at least 1");
+    }
+    let num_prompts = args.num_prompts.or(file.run.num_prompts);
+    if num_prompts == Some(0) {
+        bail!("scenario file: run.num_prompts must be at least 1");
+    }
+    let (workload, n, c) = resolve_workload(
+        args.workload.config(),
+        file.workload,
+        num_prompts,
+        concurrency,
+    )?;
+    if workload.prompt.format == PromptFormat::TokenIds && endpoint != Endpoint::Completions.path()
+    {
+        bail!("--prompt-format token-ids needs --endpoint /v1/completions (chat takes text)");
+    }
     let spec = RunSpec {
         target: Some(TargetSpec {
-            base_urls: args.base_urls.clone(),
-            endpoint: args.endpoint.path().to_owned(),
-            model: args.model.clone().unwrap_or_default(),
+            base_urls,
+            endpoint,
+            model: args.model.clone().or(file.target.model).unwrap_or_default(),
             api_key: args.api_key.clone().unwrap_or_default(),
-            request_timeout_s: args.request_timeout,
+            request_timeout_s: request_timeout,
         }),
         workload: Some((&workload).into()),
         points: vec![PointSpec {
-            label: format!("c{c}"),
+            label: label(&workload.arrival, c),
             max_concurrency: c,
-            num_prompts: args.num_prompts.unwrap_or(10 * u64::from(c)),
+            num_prompts: n,
         }],
-        workers: args.workers,
+        workers,
         worker_wait_s: args.worker_wait,
     };
-    Ok(spec)
+    let results_dir = args
+        .results_dir
+        .clone()
+        .or(file.run.results_dir)
+        .unwrap_or_else(|| PathBuf::from("results"));
+    Ok(Resolved {
+        spec,
+        workload,
+        results_dir,
+    })
 }
 
 pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let spec = resolve(&args)?;
+    let resolved = resolve(&args)?;
     let mut children = Children::default();
-    let result = run_with(&args, spec, &mut children).await;
+    let result = run_with(&args, resolved, &mut children).await;
     children.shutdown().await;
     result
 }
@@ -97,15 +211,23 @@ async fn connect(url: &str) -> anyhow::Result<ControlClient<Channel>> {
                 rackload_worker::target::openai::error_chain(&e)
             )
         })?;
-    Ok(ControlClient::new(channel).max_decoding_message_size(256 << 20))
+    Ok(ControlClient::new(channel)
+        .max_decoding_message_size(rackload_coordinator::MAX_MESSAGE)
+        .max_encoding_message_size(rackload_coordinator::MAX_MESSAGE))
 }
 
 async fn run_with(
     args: &RunArgs,
-    mut spec: RunSpec,
+    resolved: Resolved,
     children: &mut Children,
 ) -> anyhow::Result<ExitCode> {
+    let Resolved {
+        mut spec,
+        workload,
+        results_dir,
+    } = resolved;
     let mut environment = json!({ "host": rackload_worker::session::host_name() });
+    eprintln!("{}", describe(&workload, &spec));
     let target = spec.target.get_or_insert_default();
     let embedded_sim = target.base_urls.is_empty() && args.coordinator.is_none();
     if target.base_urls.is_empty() && args.coordinator.is_some() {
@@ -162,7 +284,7 @@ async fn run_with(
             let url = children
                 .start_server("coordinator", &["coordinator", "--listen", "127.0.0.1:0"])
                 .await?;
-            for k in 1..=args.workers {
+            for k in 1..=spec.workers {
                 let id = format!("worker-{k}");
                 children.start(&id, &["worker", "--coordinator", &url, "--id", &id])?;
             }
@@ -212,9 +334,9 @@ async fn run_with(
         };
         match event {
             Some(Event::Accepted(a)) => {
-                let r = RunRecord::create(&args.results_dir, &a.run_id, &spec, environment.clone())
+                let r = RunRecord::create(&results_dir, &a.run_id, &spec, environment.clone())
                     .with_context(|| {
-                        format!("cannot write results under {}", args.results_dir.display())
+                        format!("cannot write results under {}", results_dir.display())
                     })?;
                 eprintln!("run {} on workers {}", a.run_id, a.worker_ids.join(", "));
                 record = Some(r);
@@ -274,4 +396,41 @@ async fn run_with(
             bail!("run {status_word}: {}{extra}", f.message)
         }
     }
+}
+
+/// One line saying what the run will send.
+fn describe(w: &WorkloadSpec, spec: &RunSpec) -> String {
+    let lengths = match &w.lengths {
+        Lengths::Random {
+            input_len,
+            output_len,
+            range_ratio,
+            range_mode,
+        } => {
+            format!("random {input_len}/{output_len} tokens, ratio {range_ratio} {range_mode}")
+        }
+        Lengths::Dataset(d) => {
+            let approx = if d.token_counts
+                == rackload_workloads::dataset::TokenCounts::ApproximateCharsOver4
+            {
+                ", approximate token counts (no --tokenizer)"
+            } else {
+                ""
+            };
+            format!(
+                "{} {} ({} entries{approx})",
+                d.name,
+                d.path,
+                d.entries.len()
+            )
+        }
+        Lengths::SharegptSynthetic => "sharegpt-synthetic lengths".to_owned(),
+    };
+    let p = &spec.points[0];
+    format!(
+        "workload: {lengths}; {}; {} requests; seed {}",
+        w.arrival.describe(),
+        p.num_prompts,
+        w.seed
+    )
 }

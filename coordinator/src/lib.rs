@@ -22,6 +22,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use registry::Registry;
 
+/// Largest message accepted: run specs carry whole datasets.
+pub const MAX_MESSAGE: usize = 512 << 20;
+
 /// Serves the Fabric and Control services on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -159,14 +159,24 @@ async fn run_point(
     workers: &[Claimed],
     inbox: &mut mpsc::Receiver<WorkerEvent>,
 ) -> Result<PointResult, Outcome> {
-    let shares = split(u64::from(point.max_concurrency), &vec![1; workers.len()]);
+    // Closed loop: C split into integer shares (workers with none sit the point out).
+    // Open loop: every worker takes an equal stripe; C, if given, caps each share.
+    let c = u64::from(point.max_concurrency);
+    let shares = if c > 0 {
+        split(c, &vec![1; workers.len()])
+    } else {
+        vec![0; workers.len()]
+    };
     let active: Vec<(Claimed, u32)> = workers
         .iter()
         .zip(&shares)
-        .filter(|(_, s)| **s > 0)
+        .filter(|(_, s)| c == 0 || **s > 0)
         .map(|(w, &s)| (w.clone(), s as u32))
         .collect();
-    let widths: Vec<u64> = active.iter().map(|(_, s)| u64::from(*s)).collect();
+    let widths: Vec<u64> = active
+        .iter()
+        .map(|(_, s)| if c > 0 { u64::from(*s) } else { 1 })
+        .collect();
     let stripes = Stripe::tile(point.num_prompts, &widths);
     let stop_msg = |abort: bool, reason: &str| {
         CMsg::Stop(Stop {

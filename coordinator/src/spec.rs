@@ -88,8 +88,11 @@ pub fn validate(spec: &RunSpec) -> Result<WorkloadSpec, SpecError> {
         if !labels.insert(p.label.as_str()) {
             return Err(err(field("label"), format!("{:?} is used twice", p.label)));
         }
-        if p.max_concurrency == 0 {
-            return Err(err(field("max_concurrency"), "must be at least 1"));
+        if p.max_concurrency == 0 && !workload.arrival.is_open() {
+            return Err(err(
+                field("max_concurrency"),
+                "a closed loop needs at least 1",
+            ));
         }
         if p.num_prompts == 0 {
             return Err(err(field("num_prompts"), "must be at least 1"));
@@ -136,9 +139,9 @@ mod tests {
         }
         assert_eq!(validate(&s).unwrap_err().field, "target.endpoint");
         let mut s = good();
-        if let Some(w) = s.workload.as_mut() {
-            w.random_range_ratio = 2.0;
-        }
+        s.workload = Some(
+            (&WorkloadSpec::random(10, 10, 2.0, rackload_workloads::RangeMode::OneSided, 0)).into(),
+        );
         assert_eq!(validate(&s).unwrap_err().field, "workload");
     }
 }

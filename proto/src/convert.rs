@@ -7,30 +7,27 @@ use crate::v1;
 
 impl From<&wl::WorkloadSpec> for v1::WorkloadSpec {
     fn from(s: &wl::WorkloadSpec) -> Self {
-        v1::WorkloadSpec {
-            random_input_len: s.input_len,
-            random_output_len: s.output_len,
-            random_range_ratio: s.range_ratio,
-            range_mode: s.range_mode.as_str().to_owned(),
-            seed: s.seed,
-            ignore_eos: s.ignore_eos,
-        }
+        v1::WorkloadSpec { json: s.to_json() }
     }
 }
 
 impl TryFrom<&v1::WorkloadSpec> for wl::WorkloadSpec {
     type Error = wl::WorkloadError;
     fn try_from(s: &v1::WorkloadSpec) -> Result<Self, Self::Error> {
-        let spec = wl::WorkloadSpec {
-            input_len: s.random_input_len,
-            output_len: s.random_output_len,
-            range_ratio: s.random_range_ratio,
-            range_mode: s.range_mode.parse()?,
-            seed: s.seed,
-            ignore_eos: s.ignore_eos,
-        };
-        spec.validate()?;
-        Ok(spec)
+        wl::WorkloadSpec::from_json(&s.json)
+    }
+}
+
+/// Serializes a wire workload as its provenance (for `run.json`).
+pub fn workload_provenance<S: serde::Serializer>(
+    w: &Option<v1::WorkloadSpec>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match w.as_ref().map(wl::WorkloadSpec::try_from) {
+        Some(Ok(spec)) => spec.provenance().serialize(ser),
+        Some(Err(e)) => format!("unreadable workload: {e}").serialize(ser),
+        None => ser.serialize_none(),
     }
 }
 
@@ -80,14 +77,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workload_round_trips_and_bad_mode_is_refused() {
+    fn workload_round_trips_and_garbage_is_refused() {
         let spec = wl::WorkloadSpec::default();
         let wire = v1::WorkloadSpec::from(&spec);
         assert_eq!(wl::WorkloadSpec::try_from(&wire), Ok(spec));
         let bad = v1::WorkloadSpec {
-            range_mode: "both".into(),
-            ..wire
+            json: b"{\"lengths\":7}".to_vec(),
         };
         assert!(wl::WorkloadSpec::try_from(&bad).is_err());
+    }
+
+    #[test]
+    fn run_json_gets_provenance() {
+        let run = v1::RunSpec {
+            workload: Some((&wl::WorkloadSpec::default()).into()),
+            ..v1::RunSpec::default()
+        };
+        let v = serde_json_value(&run);
+        assert_eq!(v["workload"]["lengths"]["kind"], "random");
+        assert_eq!(v["workload"]["seed"], 0);
+    }
+
+    fn serde_json_value(run: &v1::RunSpec) -> serde_json::Value {
+        serde_json::to_value(run).expect("serializes")
     }
 }

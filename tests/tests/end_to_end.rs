@@ -3,7 +3,7 @@
 //! merged result, the workers' own counts and what the sim served.
 
 use rackload_tests::*;
-use rackload_workloads::WorkloadSpec;
+use rackload_workloads::{RangeMode, WorkloadSpec};
 use serde_json::Value;
 
 fn u(v: &Value) -> u64 {
@@ -115,12 +115,7 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     );
 
     // the sim honoured ignore_eos: output tokens are exactly the requested lengths
-    let spec = WorkloadSpec {
-        input_len: 64,
-        output_len: 32,
-        seed: 7,
-        ..WorkloadSpec::default()
-    };
+    let spec = WorkloadSpec::random(64, 32, 0.8, RangeMode::OneSided, 7);
     let requested: u64 = (0..prompts)
         .map(|i| u64::from(spec.request(i).expect("valid").output_len))
         .sum();

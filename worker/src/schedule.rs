@@ -1,12 +1,14 @@
-//! The closed loop: C tasks, each sending its next request as soon as its previous one
-//! ended. Tasks take the shard's requests in index order from one shared counter, so the
-//! shard sends exactly its stripe of the global stream.
+//! The two ways a shard sends its stripe of the request stream. Closed loop: C tasks,
+//! each sending its next request as soon as its previous one ended, taking requests in
+//! index order from one shared counter. Open loop: each request at its absolute offset from
+//! the start instant (never accumulated sleeps), optionally capped at C in flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use rackload_workloads::{Stripe, WorkloadSpec};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -24,24 +26,91 @@ pub enum StopMode {
     Abort,
 }
 
-/// One worker's part of a closed-loop point.
+/// One worker's part of a point.
 #[derive(Clone, Debug)]
-pub struct ClosedLoop {
-    pub workload: WorkloadSpec,
+pub struct Shard {
+    pub workload: Arc<WorkloadSpec>,
     pub stripe: Stripe,
+    /// Closed loop: requests in flight. Open loop: the cap on them (0 = none).
     pub concurrency: u32,
 }
 
 /// Failures logged per shard before the rest are only counted.
 const LOGGED_FAILURES: u64 = 5;
 
-impl ClosedLoop {
-    /// Runs until the stripe is exhausted or `stop` says otherwise.
+/// Sends request `index` and records it.
+async fn one_request(
+    index: u64,
+    workload: &WorkloadSpec,
+    target: &OpenAiTarget,
+    recorder: &Recorder,
+    itl: &mut Vec<u64>,
+    failures: &AtomicU64,
+) {
+    // The spec was validated when the plan was accepted.
+    let Ok(req) = workload.request(index) else {
+        return;
+    };
+    let prompt = workload.prompt(&req);
+    itl.clear();
+    recorder.sent();
+    match target.send(&req, &prompt, itl).await {
+        Ok(done) => recorder.completed(&done, req.input_len, itl, Instant::now()),
+        Err(failed) => {
+            recorder.failed(failed.class);
+            if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
+                tracing::warn!(request = index, "request failed: {failed}");
+            }
+        }
+    }
+}
+
+/// Waits for `tasks`, aborting them if `stop` says so (or its sender is gone).
+async fn join_all(mut tasks: JoinSet<()>, mut stop: watch::Receiver<StopMode>) {
+    loop {
+        if *stop.borrow() == StopMode::Abort {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            return;
+        }
+        tokio::select! {
+            joined = tasks.join_next() => {
+                if joined.is_none() {
+                    return;
+                }
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Shard {
+    /// Runs the shard from `start` until its stripe is sent or `stop` says otherwise.
     pub async fn run(
         &self,
         target: Arc<OpenAiTarget>,
         recorder: Arc<Recorder>,
-        mut stop: watch::Receiver<StopMode>,
+        stop: watch::Receiver<StopMode>,
+        start: Instant,
+    ) {
+        if self.workload.arrival.is_open() {
+            self.open_loop(target, recorder, stop, start).await;
+        } else {
+            self.closed_loop(target, recorder, stop).await;
+        }
+    }
+
+    async fn closed_loop(
+        &self,
+        target: Arc<OpenAiTarget>,
+        recorder: Arc<Recorder>,
+        stop: watch::Receiver<StopMode>,
     ) {
         let next = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(AtomicU64::new(0));
@@ -61,39 +130,68 @@ impl ClosedLoop {
                     let Some(index) = stripe.nth(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    // The spec was validated when the plan was accepted.
-                    let Ok(req) = workload.request(index) else {
-                        break;
-                    };
-                    itl.clear();
-                    recorder.sent();
-                    match target.send(&req, &mut itl).await {
-                        Ok(done) => recorder.completed(&done, req.input_len, &itl, Instant::now()),
-                        Err(failed) => {
-                            recorder.failed(failed.class);
-                            if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
-                                tracing::warn!(request = index, "request failed: {failed}");
-                            }
-                        }
-                    }
+                    one_request(index, &workload, &target, &recorder, &mut itl, &failures).await;
                 }
             });
         }
-        loop {
-            tokio::select! {
-                joined = tasks.join_next() => {
-                    if joined.is_none() {
-                        return;
-                    }
+        join_all(tasks, stop).await;
+    }
+
+    async fn open_loop(
+        &self,
+        target: Arc<OpenAiTarget>,
+        recorder: Arc<Recorder>,
+        mut stop: watch::Receiver<StopMode>,
+        start: Instant,
+    ) {
+        // The global schedule's prefix up to our last index; each worker computes the
+        // same offsets, so the union of shards is the single-host schedule.
+        let last = self
+            .stripe
+            .len()
+            .checked_sub(1)
+            .and_then(|k| self.stripe.nth(k));
+        let Some(last) = last else {
+            return;
+        };
+        let schedule = self.workload.schedule(last + 1);
+        let cap =
+            (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)));
+        let failures = Arc::new(AtomicU64::new(0));
+        let mut tasks = JoinSet::new();
+        'send: for index in self.stripe.iter() {
+            let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
+            let at = start + Duration::try_from_secs_f64(offset).unwrap_or_default();
+            loop {
+                if *stop.borrow() != StopMode::Run {
+                    break 'send;
                 }
-                changed = stop.changed() => {
-                    if changed.is_err() || *stop.borrow() == StopMode::Abort {
-                        tasks.abort_all();
-                        while tasks.join_next().await.is_some() {}
-                        return;
-                    }
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => break,
+                    changed = stop.changed() => if changed.is_err() { break 'send },
                 }
             }
+            // Reap finished tasks so the set does not grow with the whole stripe.
+            while tasks.try_join_next().is_some() {}
+            let permit = match &cap {
+                Some(sem) => tokio::select! {
+                    p = sem.clone().acquire_owned() => p.ok(),
+                    _ = stop.wait_for(|m| *m != StopMode::Run) => break 'send,
+                },
+                None => None,
+            };
+            let (target, recorder, failures, workload) = (
+                target.clone(),
+                recorder.clone(),
+                failures.clone(),
+                self.workload.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = permit;
+                let mut itl = Vec::new();
+                one_request(index, &workload, &target, &recorder, &mut itl, &failures).await;
+            });
         }
+        join_all(tasks, stop).await;
     }
 }

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::recorder::Recorder;
-use crate::schedule::{ClosedLoop, StopMode};
+use crate::schedule::{Shard, StopMode};
 use crate::target::OpenAiTarget;
 
 /// How a worker finds and presents itself to its coordinator.
@@ -89,7 +89,7 @@ impl ClockEstimate {
 struct Prepared {
     plan: ShardPlan,
     target: Arc<OpenAiTarget>,
-    workload: WorkloadSpec,
+    workload: Arc<WorkloadSpec>,
 }
 
 struct Running {
@@ -100,6 +100,9 @@ struct Running {
 }
 
 const CLOCK_PINGS: u64 = 8;
+
+/// Largest message accepted: plans carry whole datasets.
+pub const MAX_MESSAGE: usize = 512 << 20;
 
 /// Runs the worker's session until `shutdown` resolves or the session ends.
 pub async fn run(
@@ -120,7 +123,7 @@ pub async fn run(
         url: url.clone(),
         reason: crate::target::openai::error_chain(&e),
     })?;
-    let mut client = FabricClient::new(channel);
+    let mut client = FabricClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::channel::<WorkerMessage>(256);
     let hello = Hello {
         worker_id: config.id.clone(),
@@ -277,7 +280,7 @@ async fn prepare(
             let prep = Prepared {
                 plan,
                 target: Arc::new(target),
-                workload,
+                workload: Arc::new(workload),
             };
             (ack, Some(prep))
         }
@@ -336,7 +339,7 @@ async fn run_shard(
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
-    let load = ClosedLoop {
+    let load = Shard {
         workload: prep.workload.clone(),
         stripe: plan
             .stripe
@@ -352,7 +355,8 @@ async fn run_shard(
     };
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();
-    let mut load_task = tokio::spawn(async move { load.run(target, rec, load_stop).await });
+    let mut load_task =
+        tokio::spawn(async move { load.run(target, rec, load_stop, start_at).await });
     let every = Duration::try_from_secs_f64(plan.report_interval_s)
         .ok()
         .filter(|d| !d.is_zero())

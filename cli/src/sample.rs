@@ -1,0 +1,86 @@
+//! `rackload workload sample`: print the request stream a run would send — index, send
+//! offset, lengths, optionally prompts — without sending anything. With `--shard K/N`,
+//! only what worker K of N would send (equal weights), so sharding can be checked by eye
+//! or by `diff`.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use rackload_workloads::Stripe;
+use serde_json::json;
+
+use crate::args::{SampleArgs, SampleFormat};
+use crate::run::resolve_workload;
+use crate::scenario_file::ScenarioFile;
+
+pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
+    let file = ScenarioFile::load(args.scenario_file.as_deref())?;
+    let concurrency = args.max_concurrency.or(file.run.max_concurrency);
+    let num_prompts = args.num_prompts.or(file.run.num_prompts);
+    let (workload, n, _) = resolve_workload(
+        args.workload.config(),
+        file.workload,
+        num_prompts,
+        concurrency,
+    )?;
+    let stripe = match args.shard {
+        Some((k, shards)) => Stripe::tile(n, &vec![1; shards as usize])[k as usize],
+        None => Stripe::tile(n, &[1])[0],
+    };
+    let schedule = workload.schedule(n);
+    let open = workload.arrival.is_open();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = (|| -> anyhow::Result<()> {
+        if args.format == SampleFormat::Table {
+            writeln!(
+                out,
+                "{:>8} {:>12} {:>9} {:>10}",
+                "index", "arrival_s", "input_len", "output_len"
+            )?;
+        }
+        for index in stripe.iter() {
+            let req = workload.request(index)?;
+            let arrival = open.then(|| schedule.get(index as usize).copied().unwrap_or(0.0));
+            match args.format {
+                SampleFormat::Table => {
+                    let at = arrival.map_or("-".to_owned(), |a| format!("{a:.6}"));
+                    writeln!(
+                        out,
+                        "{index:>8} {at:>12} {:>9} {:>10}",
+                        req.input_len, req.output_len
+                    )?;
+                }
+                SampleFormat::Jsonl => {
+                    let mut line = json!({
+                        "index": index,
+                        "arrival_s": arrival,
+                        "input_len": req.input_len,
+                        "output_len": req.output_len,
+                    });
+                    if args.with_prompts {
+                        match workload.prompt_token_ids(&req) {
+                            Some(ids) => line["prompt_tokens"] = json!(ids),
+                            None => line["prompt"] = workload.prompt(&req).as_json(),
+                        }
+                    }
+                    serde_json::to_writer(&mut out, &line)?;
+                    out.write_all(b"\n")?;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    match result {
+        // `| head` closing the pipe is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,76 @@
+//! Scenario files: a TOML file that can say what the flags can, in three tables —
+//! `[workload]` (the workload flags, same names with underscores), `[target]` and `[run]`.
+//! Relative paths are relative to the file. Unknown keys are errors that name the key.
+//!
+//! ```toml
+//! [workload]
+//! scenario = "chat"
+//! request_rate = 8.0
+//! [target]
+//! base_url = ["http://127.0.0.1:8000"]
+//! endpoint = "/v1/chat/completions"
+//! [run]
+//! max_concurrency = 64
+//! num_prompts = 640
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rackload_workloads::scenario::WorkloadConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub base_url: Option<Vec<String>>,
+    pub endpoint: Option<String>,
+    pub model: Option<String>,
+    pub request_timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub workers: Option<u32>,
+    pub max_concurrency: Option<u32>,
+    pub num_prompts: Option<u64>,
+    pub results_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    #[serde(default)]
+    pub workload: WorkloadConfig,
+    #[serde(default)]
+    pub target: TargetConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+}
+
+impl ScenarioFile {
+    /// Reads `path`, or returns an empty file when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<ScenarioFile> {
+        let Some(path) = path else {
+            return Ok(ScenarioFile::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read scenario file {}", path.display()))?;
+        let mut file: ScenarioFile = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "scenario file {}: {}",
+                path.display(),
+                e.to_string().replace('\n', " ").trim().to_owned()
+            )
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        file.workload.rebase_paths(dir);
+        if let Some(r) = file.run.results_dir.as_mut()
+            && r.is_relative()
+        {
+            *r = dir.join(&*r);
+        }
+        Ok(file)
+    }
+}
