@@ -154,7 +154,7 @@ impl Shard {
         let Some(last) = last else {
             return;
         };
-        let schedule = self.workload.schedule(last + 1);
+        let schedule = self.workload.schedule_prefix(self.stripe.total, last + 1);
         let cap =
             (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)));
         let failures = Arc::new(AtomicU64::new(0));

@@ -129,18 +129,31 @@ impl Arrival {
     /// Send offsets in seconds from the start instant of requests `0..n` (request 0 at 0);
     /// `trace_ms(i)` gives trace timestamps. Empty for a closed loop.
     pub fn schedule(&self, seed: u64, n: u64, trace_ms: impl Fn(u64) -> Option<f64>) -> Vec<f64> {
+        self.schedule_prefix(seed, n, n, trace_ms)
+    }
+
+    /// The first `upto` offsets of the schedule of a stream of `n` requests (a ramp's rate
+    /// depends on `n`; a worker needs only the prefix up to its last request).
+    pub fn schedule_prefix(
+        &self,
+        seed: u64,
+        n: u64,
+        upto: u64,
+        trace_ms: impl Fn(u64) -> Option<f64>,
+    ) -> Vec<f64> {
+        let upto = upto.min(n);
         match *self {
             Arrival::Closed => Vec::new(),
             Arrival::Trace { time_scale } => {
                 let t0 = trace_ms(0).unwrap_or(0.0);
-                (0..n)
+                (0..upto)
                     .map(|i| ((trace_ms(i).unwrap_or(t0) - t0).max(0.0)) * time_scale / 1000.0)
                     .collect()
             }
             _ => {
-                let mut out = Vec::with_capacity(n as usize);
+                let mut out = Vec::with_capacity(upto as usize);
                 let mut t = 0.0;
-                for j in 0..n {
+                for j in 0..upto {
                     out.push(t);
                     t += self.gap(seed, j, n);
                 }

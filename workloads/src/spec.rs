@@ -259,11 +259,16 @@ impl WorkloadSpec {
 
     /// Send offsets (s) of requests `0..n` from the start instant; empty for a closed loop.
     pub fn schedule(&self, n: u64) -> Vec<f64> {
+        self.schedule_prefix(n, n)
+    }
+
+    /// The first `upto` send offsets of a stream of `n` requests.
+    pub fn schedule_prefix(&self, n: u64, upto: u64) -> Vec<f64> {
         let trace = |i: u64| match &self.lengths {
             Lengths::Dataset(d) => d.timestamp_ms(i),
             _ => None,
         };
-        self.arrival.schedule(self.seed, n, trace)
+        self.arrival.schedule_prefix(self.seed, n, upto, trace)
     }
 
     /// Number of entries a dataset holds (the natural number of requests of a trace).

@@ -1,0 +1,252 @@
+//! Realistic traffic through the real fabric: open-loop arrivals, ShareGPT with the real
+//! tokenizer, scenario files with flag overrides, and `rackload workload sample` — each
+//! run recorded in `run.json` exactly enough to be reproduced.
+
+use std::path::{Path, PathBuf};
+
+use rackload_tests::*;
+use rackload_workloads::scenario::{DatasetName, WorkloadConfig};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../workloads/tests/fixtures")
+        .join(name)
+}
+
+fn qwen() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+fn run_ok(tag: &str, args: &[&str], results: &Path) -> Value {
+    let mut cmd = rackload(tag);
+    cmd.args(args).arg("--results-dir").arg(results);
+    let out = run_with_timeout(cmd, 90.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let dir = std::fs::read_dir(results)
+        .expect("results")
+        .flatten()
+        .next()
+        .expect("run dir")
+        .path();
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
+        .expect("json")
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+const FAST_SIM: [&str; 4] = ["--sim-ttft-ms", "5", "--sim-itl-ms", "1"];
+
+#[test]
+fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
+    let tag = new_tag("open-loop");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = vec![
+        "run",
+        "--request-rate",
+        "40",
+        "--num-prompts",
+        "40",
+        "--random-input-len",
+        "32",
+        "--random-output-len",
+        "8",
+        "--seed",
+        "11",
+    ];
+    args.extend(FAST_SIM);
+    let run = run_ok(&tag, &args, results.path());
+    let point = &run["points"][0];
+    assert_eq!(point["label"], "r40");
+    assert_eq!(u(&point["completed"]), 40);
+    let w = &run["spec"]["workload"];
+    assert_eq!(w["arrival"]["kind"], "poisson");
+    assert_eq!(w["arrival"]["rate"], 40.0);
+    assert_eq!(w["seed"], 11);
+    // No request may start before its scheduled instant: the point lasts at least until
+    // the last scheduled send.
+    let cfg = WorkloadConfig {
+        request_rate: Some(40.0),
+        random_input_len: Some(32),
+        random_output_len: Some(8),
+        seed: Some(11),
+        ..WorkloadConfig::default()
+    };
+    let spec = cfg.resolve(Some(40)).expect("same workload");
+    let last = spec.schedule(40)[39];
+    let duration = point["duration_s"].as_f64().expect("duration");
+    assert!(
+        duration >= last,
+        "duration {duration} < last scheduled send {last}"
+    );
+    assert_no_processes_left(&tag);
+}
+
+#[test]
+fn sharegpt_with_the_real_tokenizer_is_recorded_for_reproduction() {
+    let Some(tok) = qwen() else { return };
+    let tag = new_tag("sharegpt");
+    let results = tempfile::tempdir().expect("tempdir");
+    let data = fixture("sharegpt_small.json");
+    let (data_s, tok_s) = (
+        data.to_string_lossy().into_owned(),
+        tok.to_string_lossy().into_owned(),
+    );
+    let mut args = vec![
+        "run",
+        "--dataset-name",
+        "sharegpt",
+        "--dataset-path",
+        &data_s,
+        "--tokenizer",
+        &tok_s,
+        "--num-prompts",
+        "12",
+        "--max-concurrency",
+        "3",
+        "--seed",
+        "2",
+    ];
+    args.extend(FAST_SIM);
+    let run = run_ok(&tag, &args, results.path());
+    let lengths = &run["spec"]["workload"]["lengths"];
+    assert_eq!(lengths["kind"], "dataset");
+    assert_eq!(lengths["name"], "sharegpt");
+    assert_eq!(lengths["path"], data_s.as_str());
+    assert_eq!(lengths["tokenizer"], tok_s.as_str());
+    assert_eq!(lengths["token_counts"], "tokenizer");
+    assert_eq!(
+        lengths["report"]["kept"], 6,
+        "default filters keep 6 of the fixture's 8 two-turn entries: {lengths}"
+    );
+    assert_eq!(lengths["report"]["oversampled"], true);
+    assert!(
+        lengths.get("entries").is_none(),
+        "run.json keeps provenance, not the bulk"
+    );
+    let point = &run["points"][0];
+    assert_eq!(u(&point["completed"]), 12);
+    // Token totals are the tokenizer's counts of the sampled entries.
+    let cfg = WorkloadConfig {
+        dataset_name: Some(DatasetName::Sharegpt),
+        dataset_path: Some(data),
+        tokenizer: Some(tok),
+        seed: Some(2),
+        ..WorkloadConfig::default()
+    };
+    let spec = cfg.resolve(Some(12)).expect("same workload");
+    let (mut input, mut output) = (0u64, 0u64);
+    for i in 0..12 {
+        let r = spec.request(i).expect("request");
+        input += u64::from(r.input_len);
+        output += u64::from(r.output_len);
+    }
+    assert_eq!(u(&point["total_input_tokens"]), input);
+    assert_eq!(u(&point["total_output_tokens"]), output);
+}
+
+#[test]
+fn scenario_file_gives_everything_and_flags_override_it() {
+    let tag = new_tag("scenario-file");
+    let results = tempfile::tempdir().expect("tempdir");
+    let file = results.path().join("s.toml");
+    std::fs::write(&file, "[workload]\nscenario = \"reasoning\"\nrandom_output_len = 12\nrandom_range_ratio = 1.0\nseed = 3\n\n[run]\nmax_concurrency = 2\nnum_prompts = 4\n").expect("write");
+    let file_s = file.to_string_lossy().into_owned();
+    let mut args = vec![
+        "run",
+        file_s.as_str(),
+        "--seed",
+        "5",
+        "--random-input-len",
+        "20",
+    ];
+    args.extend(FAST_SIM);
+    let run = run_ok(&tag, &args, &results.path().join("out"));
+    let w = &run["spec"]["workload"];
+    assert_eq!(w["seed"], 5, "the flag wins");
+    assert_eq!(w["lengths"]["input_len"], 20, "the flag wins");
+    assert_eq!(
+        w["lengths"]["output_len"], 12,
+        "the file overrides the preset"
+    );
+    assert_eq!(w["lengths"]["range_mode"], "one-sided");
+    let point = &run["points"][0];
+    assert_eq!(
+        (point["label"].as_str(), u(&point["completed"])),
+        (Some("c2"), 4)
+    );
+    assert_eq!(u(&point["total_output_tokens"]), 4 * 12);
+
+    // An unknown key is refused with its name, exit 2.
+    std::fs::write(&file, "[workload]\nrandom_input_length = 5\n").expect("write");
+    let mut cmd = rackload(&tag);
+    cmd.args(["run", &file_s]);
+    let out = run_with_timeout(cmd, 30.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("random_input_length") && stderr.contains("s.toml"),
+        "{stderr}"
+    );
+    assert_no_processes_left(&tag);
+}
+
+fn sample(tag: &str, n: u64, extra: &[&str]) -> Vec<Value> {
+    let mut cmd = rackload(tag);
+    cmd.args([
+        "workload",
+        "sample",
+        "--num-prompts",
+        &n.to_string(),
+        "--seed",
+        "9",
+        "--request-rate",
+        "7",
+        "--burstiness",
+        "0.5",
+        "--random-input-len",
+        "100",
+    ])
+    .args(extra);
+    let out = run_with_timeout(cmd, 30.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl"))
+        .collect()
+}
+
+#[test]
+fn workload_sample_shards_union_to_the_whole_stream() {
+    let tag = new_tag("sample");
+    let whole = sample(&tag, 50, &[]);
+    assert_eq!(whole.len(), 50);
+    assert!(whole.iter().all(|l| l["arrival_s"].is_f64()));
+    let mut union: Vec<Value> = (0..3)
+        .flat_map(|k| sample(&tag, 50, &["--shard", &format!("{k}/3")]))
+        .collect();
+    union.sort_by_key(|l| l["index"].as_u64());
+    assert_eq!(union, whole);
+    let with = sample(&tag, 2, &["--with-prompts"]);
+    let words = with[0]["prompt"]
+        .as_str()
+        .expect("prompt text")
+        .split_whitespace()
+        .count() as u64;
+    assert_eq!(words, with[0]["input_len"].as_u64().expect("len"));
+}
