@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a benchmark (the main job).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the Fabric (workers) and Control (CLI) services until stopped.
     Coordinator(CoordinatorArgs),
     /// Dial a coordinator and run the shards it assigns.
@@ -36,6 +36,10 @@ pub enum Command {
     /// Inspect request streams.
     #[command(subcommand)]
     Workload(WorkloadCommand),
+    /// List the workers connected to a coordinator.
+    Workers(WorkersArgs),
+    /// Abort a run on a coordinator.
+    Abort(AbortArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -125,9 +129,9 @@ pub struct WorkloadArgs {
     /// --request-rate; gamma with --burstiness; trace for a trace dataset].
     #[arg(long, value_parser = kebab::<ArrivalName>, help_heading = "Arrivals")]
     pub arrival: Option<ArrivalName>,
-    /// Open loop at this many requests/s (`inf` = closed loop).
-    #[arg(long, value_parser = rate, help_heading = "Arrivals")]
-    pub request_rate: Option<RequestRate>,
+    /// Open loop at this many requests/s (`inf` = closed loop); a list (10,20,40) sweeps.
+    #[arg(long, value_parser = rate, value_delimiter = ',', help_heading = "Arrivals")]
+    pub request_rate: Vec<RequestRate>,
     /// Gamma shape b: gaps ~ Gamma(b, 1/(λb)); 1 = Poisson, < 1 burstier.
     #[arg(long, help_heading = "Arrivals")]
     pub burstiness: Option<f64>,
@@ -157,8 +161,8 @@ pub struct WorkloadArgs {
 impl WorkloadArgs {
     /// The workload settings these flags give.
     pub fn config(&self) -> WorkloadConfig {
-        let (request_rate, closed) = match self.request_rate {
-            Some(RequestRate(Some(r))) => (Some(r), false),
+        let (request_rate, closed) = match self.request_rate.first() {
+            Some(RequestRate(Some(r))) => (Some(*r), false),
             Some(RequestRate(None)) => (None, true),
             None => (None, false),
         };
@@ -215,12 +219,30 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub workers: Option<u32>,
     /// Closed loop: requests in flight across all workers [default: 16]. Open loop: a cap
-    /// on them [default: none].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrency: Option<u32>,
-    /// Measured requests [default: 10 × max-concurrency closed, 1000 open, the whole trace].
+    /// on them [default: none]. A list (4,8,16) sweeps, one point each.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_delimiter = ',')]
+    pub max_concurrency: Vec<u32>,
+    /// Sweep concurrency from START to END, multiplying (xF) or adding (+N): 4:1024:x2.
+    #[arg(long, value_name = "START:END:STEP", value_parser = concurrency_range, conflicts_with = "max_concurrency")]
+    pub concurrency_range: Option<Vec<u32>>,
+    /// Measured requests per point [default: 10 × concurrency closed, 1000 open, the whole trace].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub num_prompts: Option<u64>,
+    /// Warmup requests per point, excluded from metrics [default: 2 × concurrency closed, 0 open].
+    #[arg(long)]
+    pub warmup: Option<u64>,
+    /// Per point, send nothing new after this many seconds (instead of a request count).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Seconds of rest between points.
+    #[arg(long, default_value_t = 0.0)]
+    pub cooldown: f64,
+    /// A point fails (exit code 1) when more than this share of its requests failed.
+    #[arg(long, default_value_t = 0.05)]
+    pub max_failure_rate: f64,
+    /// When a worker is lost: carry on with the others, or abort the run.
+    #[arg(long, value_parser = ["continue", "abort"], default_value = "continue")]
+    pub on_worker_loss: String,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].
@@ -243,7 +265,7 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
     /// Print the request stream without sending anything.
-    Sample(SampleArgs),
+    Sample(Box<SampleArgs>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -263,8 +285,8 @@ pub struct SampleArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub num_prompts: Option<u64>,
     /// Closed-loop concurrency, for the default number of requests [default: 16].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrency: Option<u32>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_delimiter = ',')]
+    pub max_concurrency: Vec<u32>,
     /// Only shard K of N (0 <= K < N, equal weights): the requests worker K would send.
     #[arg(long, value_name = "K/N", value_parser = shard)]
     pub shard: Option<(u64, u64)>,
@@ -273,6 +295,54 @@ pub struct SampleArgs {
     /// Add each request's prompt ("prompt_tokens" ids when known, else "prompt" text).
     #[arg(long)]
     pub with_prompts: bool,
+}
+
+/// `START:END:xF` (multiply) or `START:END:+N` (add), END included when reached.
+fn concurrency_range(s: &str) -> Result<Vec<u32>, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [start, end, step] = parts[..] else {
+        return Err("expected START:END:STEP, e.g. 4:1024:x2 or 8:64:+8".into());
+    };
+    let num = |v: &str, what: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{what} {v:?} is not a whole number"))
+    };
+    let (start, end) = (num(start, "START")?, num(end, "END")?);
+    if start == 0 || end < start {
+        return Err(format!("need 1 <= START <= END, got {start}:{end}"));
+    }
+    let mut out = Vec::new();
+    let mut c = start;
+    if let Some(f) = step.strip_prefix('x') {
+        let f = num(f, "factor")?;
+        if f < 2 {
+            return Err("the factor must be at least 2".into());
+        }
+        while c <= end {
+            out.push(c);
+            c = c.saturating_mul(f);
+            if c == u32::MAX {
+                break;
+            }
+        }
+    } else {
+        let n = num(step.strip_prefix('+').unwrap_or(step), "step")?;
+        if n == 0 {
+            return Err("the step must be at least 1".into());
+        }
+        while c <= end {
+            out.push(c);
+            c = c.saturating_add(n);
+            if c == u32::MAX {
+                break;
+            }
+        }
+    }
+    if out.len() > 1000 {
+        return Err(format!("{} points is too many for one sweep", out.len()));
+    }
+    Ok(out)
 }
 
 fn shard(s: &str) -> Result<(u64, u64), String> {
@@ -306,9 +376,40 @@ pub struct WorkerArgs {
     /// Worker id [default: HOST-PID].
     #[arg(long)]
     pub id: Option<String>,
-    /// Most concurrent requests this worker accepts in a plan (0 = no limit).
+    /// Cap: most concurrent requests this worker accepts in a plan (0 = no limit).
     #[arg(long, default_value_t = 0)]
     pub max_inflight: u32,
+    /// Cap: highest request rate (req/s) this worker sends; larger plans are refused.
+    #[arg(long)]
+    pub max_rate: Option<f64>,
+    /// Cap: longest a shard may run, in seconds; it is aborted then.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_duration: Option<f64>,
+    /// Seconds in-flight requests may finish after the coordinator is lost (none new are sent).
+    #[arg(long, default_value_t = 5.0)]
+    pub lease: f64,
+    /// Seconds to keep trying to reach the coordinator at start-up.
+    #[arg(long, default_value_t = 10.0)]
+    pub connect_wait: f64,
+    /// Wire protocol version to announce (for testing refusals).
+    #[arg(long, hide = true)]
+    pub protocol_version: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Coordinator URL.
+    #[arg(long, value_name = "URL")]
+    pub coordinator: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// Coordinator URL.
+    #[arg(long, value_name = "URL")]
+    pub coordinator: String,
+    /// The run id to abort.
+    pub run: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod args;
 mod children;
+mod fleet;
 mod progress;
 mod run;
 mod sample;
@@ -65,16 +66,18 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(run::main(args)))
+                .and_then(|rt| rt.block_on(run::main(*args)))
         }
         Command::Coordinator(args) => {
             server_runtime().and_then(|rt| rt.block_on(servers::coordinator(args)))
         }
         Command::Worker(args) => server_runtime().and_then(|rt| rt.block_on(servers::worker(args))),
         Command::Sim(args) => server_runtime().and_then(|rt| rt.block_on(servers::sim(args))),
+        Command::Workers(args) => small_runtime().and_then(|rt| rt.block_on(fleet::workers(args))),
+        Command::Abort(args) => small_runtime().and_then(|rt| rt.block_on(fleet::abort(args))),
         Command::Workload(args::WorkloadCommand::Sample(args)) => {
             init_logging("warn");
-            sample::main(args)
+            sample::main(*args)
         }
     };
     match result {
@@ -84,6 +87,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    init_logging("warn");
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

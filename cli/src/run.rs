@@ -12,7 +12,7 @@ use rackload_coordinator::results::RunRecord;
 use rackload_coordinator::summary::PointSummary;
 use rackload_proto::v1::control_client::ControlClient;
 use rackload_proto::v1::run_event::Event;
-use rackload_proto::v1::{AbortRunRequest, PointSpec, RunSpec, RunStatus, TargetSpec};
+use rackload_proto::v1::{AbortRunRequest, PointResult, PointSpec, RunSpec, RunStatus, TargetSpec};
 use std::path::PathBuf;
 
 use rackload_workloads::prompt::PromptFormat;
@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::args::{Endpoint, RunArgs, check_url};
 use crate::children::Children;
 use crate::progress::PointProgress;
-use crate::scenario_file::ScenarioFile;
+use crate::scenario_file::{OneOrMany, ScenarioFile};
 
 /// The model name the embedded sim serves.
 const SIM_MODEL: &str = "rackload-sim";
@@ -38,10 +38,10 @@ pub struct Resolved {
 
 /// Requests a point sends when not told: the whole trace, 10·C for a closed loop
 /// (InferenceX), 1000 for an open loop (vLLM).
-pub fn default_num_prompts(arrival: &Arrival, concurrency: Option<u32>) -> Option<u64> {
+pub fn default_num_prompts(arrival: &Arrival, concurrency: u32) -> Option<u64> {
     match arrival {
         Arrival::Trace { .. } => None,
-        Arrival::Closed => Some(10 * u64::from(concurrency.unwrap_or(DEFAULT_CONCURRENCY))),
+        Arrival::Closed => Some(10 * u64::from(concurrency)),
         _ => Some(1000),
     }
 }
@@ -49,24 +49,80 @@ pub fn default_num_prompts(arrival: &Arrival, concurrency: Option<u32>) -> Optio
 /// Closed-loop concurrency when not told.
 pub const DEFAULT_CONCURRENCY: u32 = 16;
 
-/// Resolves the workload of `flags` over `file`, loading datasets; returns it with the
-/// number of requests and the closed-loop concurrency (or open-loop cap, 0 = none).
+/// What a sweep is made of, as typed.
+#[derive(Debug, Default)]
+pub struct SweepArgs {
+    pub concurrencies: Vec<u32>,
+    pub rates: Vec<f64>,
+    pub num_prompts: Option<u64>,
+    pub warmup: Option<u64>,
+    pub duration: Option<f64>,
+}
+
+/// Resolves the workload of `flags` over `file` (loading datasets) and the points of the
+/// sweep: one per concurrency for a closed loop, one per rate × cap for an open loop.
 pub fn resolve_workload(
     flags: WorkloadConfig,
     file: WorkloadConfig,
-    num_prompts: Option<u64>,
-    concurrency: Option<u32>,
-) -> anyhow::Result<(WorkloadSpec, u64, u32)> {
-    let cfg = flags.or(file);
+    sweep: &SweepArgs,
+) -> anyhow::Result<(WorkloadSpec, Vec<PointSpec>)> {
+    let mut cfg = flags.or(file);
+    if let Some(&r) = sweep.rates.first() {
+        cfg.request_rate = Some(r);
+    }
     let arrival = cfg.arrival_process().map_err(flag_names)?;
-    let wanted = num_prompts.or_else(|| default_num_prompts(&arrival, concurrency));
-    let workload = cfg.resolve(wanted).map_err(flag_names)?;
-    let n = wanted.or_else(|| workload.dataset_len()).unwrap_or(1000);
-    let c = match (&workload.arrival, concurrency) {
-        (Arrival::Closed, c) => c.unwrap_or(DEFAULT_CONCURRENCY),
-        (_, c) => c.unwrap_or(0),
+    let open = arrival.is_open();
+    let concurrencies: Vec<u32> = if sweep.concurrencies.is_empty() {
+        vec![if open { 0 } else { DEFAULT_CONCURRENCY }]
+    } else {
+        sweep.concurrencies.clone()
     };
-    Ok((workload, n, c))
+    if !open && sweep.rates.len() > 1 {
+        bail!("a rate sweep needs an open-loop arrival process");
+    }
+    // ShareGPT samples as many entries as the largest point sends.
+    let wanted = concurrencies
+        .iter()
+        .map(|&c| {
+            sweep
+                .num_prompts
+                .or_else(|| default_num_prompts(&arrival, c))
+        })
+        .max()
+        .flatten();
+    let workload = cfg.resolve(wanted).map_err(flag_names)?;
+    let rates: Vec<f64> = if open && !sweep.rates.is_empty() {
+        sweep.rates.clone()
+    } else {
+        vec![0.0]
+    };
+    let mut points = Vec::new();
+    for &rate in &rates {
+        for &c in &concurrencies {
+            let n = sweep
+                .num_prompts
+                .or_else(|| default_num_prompts(&workload.arrival, c))
+                .or_else(|| workload.dataset_len())
+                .unwrap_or(1000);
+            let warmup = sweep
+                .warmup
+                .unwrap_or(if open { 0 } else { 2 * u64::from(c) });
+            let arrival = if rate > 0.0 {
+                workload.arrival.with_rate(rate)
+            } else {
+                workload.arrival.clone()
+            };
+            points.push(PointSpec {
+                label: label(&arrival, c),
+                max_concurrency: c,
+                num_prompts: n,
+                warmup_prompts: warmup,
+                request_rate: rate,
+                duration_s: sweep.duration.unwrap_or(0.0),
+            });
+        }
+    }
+    Ok((workload, points))
 }
 
 /// Spells workload field names as the flags a user typed.
@@ -144,20 +200,78 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     if !(1..=256).contains(&workers) {
         bail!("scenario file: run.workers {workers} is not in 1..=256");
     }
-    let concurrency = args.max_concurrency.or(file.run.max_concurrency);
-    if concurrency == Some(0) {
+    let concurrencies = match (&args.concurrency_range, args.max_concurrency.is_empty()) {
+        (Some(range), _) => range.clone(),
+        (None, false) => args.max_concurrency.clone(),
+        (None, true) => file
+            .run
+            .max_concurrency
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default(),
+    };
+    if concurrencies.contains(&0) {
         bail!("scenario file: run.max_concurrency must be at least 1");
     }
     let num_prompts = args.num_prompts.or(file.run.num_prompts);
     if num_prompts == Some(0) {
         bail!("scenario file: run.num_prompts must be at least 1");
     }
-    let (workload, n, c) = resolve_workload(
-        args.workload.config(),
-        file.workload,
+    let flag_rates: Vec<f64> = args
+        .workload
+        .request_rate
+        .iter()
+        .filter_map(|r| r.0)
+        .collect();
+    if args.workload.request_rate.len() > 1 && flag_rates.len() != args.workload.request_rate.len()
+    {
+        bail!("--request-rate: inf cannot be part of a rate sweep");
+    }
+    let rates = if flag_rates.is_empty() {
+        file.run.request_rates.clone().unwrap_or_default()
+    } else {
+        flag_rates
+    };
+    if rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        bail!("scenario file: run.request_rates must be positive numbers");
+    }
+    let duration = args.duration.or(file.run.duration);
+    if duration.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+        bail!("--duration must be a positive number of seconds");
+    }
+    let sweep = SweepArgs {
+        concurrencies,
+        rates,
         num_prompts,
-        concurrency,
-    )?;
+        warmup: args.warmup.or(file.run.warmup),
+        duration,
+    };
+    let max_failure_rate = file
+        .run
+        .max_failure_rate
+        .filter(|_| args.max_failure_rate == 0.05)
+        .unwrap_or(args.max_failure_rate);
+    if !(0.0..=1.0).contains(&max_failure_rate) {
+        bail!("--max-failure-rate must be between 0 and 1");
+    }
+    let cooldown = file
+        .run
+        .cooldown
+        .filter(|_| args.cooldown == 0.0)
+        .unwrap_or(args.cooldown);
+    if !(cooldown >= 0.0 && cooldown.is_finite()) {
+        bail!("--cooldown must be a non-negative number of seconds");
+    }
+    let on_worker_loss = file
+        .run
+        .on_worker_loss
+        .clone()
+        .filter(|_| args.on_worker_loss == "continue")
+        .unwrap_or_else(|| args.on_worker_loss.clone());
+    if !matches!(on_worker_loss.as_str(), "continue" | "abort") {
+        bail!("scenario file: run.on_worker_loss {on_worker_loss:?} is not continue or abort");
+    }
+    let (workload, points) = resolve_workload(args.workload.config(), file.workload, &sweep)?;
     if workload.prompt.format == PromptFormat::TokenIds && endpoint != Endpoint::Completions.path()
     {
         bail!("--prompt-format token-ids needs --endpoint /v1/completions (chat takes text)");
@@ -171,13 +285,12 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
             request_timeout_s: request_timeout,
         }),
         workload: Some((&workload).into()),
-        points: vec![PointSpec {
-            label: label(&workload.arrival, c),
-            max_concurrency: c,
-            num_prompts: n,
-        }],
+        points,
         workers,
         worker_wait_s: args.worker_wait,
+        max_failure_rate,
+        cooldown_s: cooldown,
+        on_worker_loss,
     };
     let results_dir = args
         .results_dir
@@ -199,7 +312,7 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-async fn connect(url: &str) -> anyhow::Result<ControlClient<Channel>> {
+pub async fn connect(url: &str) -> anyhow::Result<ControlClient<Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("--coordinator {url:?} is not a valid URL"))?
         .connect_timeout(Duration::from_secs(5))
@@ -302,6 +415,7 @@ async fn run_with(
         .into_inner();
 
     let mut record: Option<RunRecord> = None;
+    let mut finished_points: Vec<PointResult> = Vec::new();
     let mut bar: Option<PointProgress> = None;
     let mut aborting = false;
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
@@ -363,6 +477,15 @@ async fn run_with(
                 if let Some(r) = record.as_mut() {
                     r.add_point(&p)?;
                 }
+                if p.degraded {
+                    eprintln!(
+                        "point {} is degraded: lost {} ({} requests in flight)",
+                        p.label,
+                        p.lost_workers.join(", "),
+                        p.lost
+                    );
+                }
+                finished_points.push(p);
             }
             Some(Event::Finished(f)) => break Some(f),
             None => {}
@@ -384,7 +507,31 @@ async fn run_with(
         r.finish(status_word, &f.message)?;
         eprintln!("results: {}", r.dir().join("run.json").display());
     }
+    if finished_points.len() > 1 {
+        eprint!("{}", sweep_table(&finished_points));
+    }
+    let gate_failures: Vec<String> = finished_points
+        .iter()
+        .filter(|p| p.gate_failed)
+        .map(|p| {
+            let c = p.counters.clone().unwrap_or_default();
+            format!(
+                "{} ({} of {} requests failed)",
+                p.label,
+                c.failed(),
+                c.completed + c.failed()
+            )
+        })
+        .collect();
     match status {
+        RunStatus::Completed if !gate_failures.is_empty() => {
+            eprintln!(
+                "error: points over the failure gate ({:.0}% max): {}",
+                spec.max_failure_rate * 100.0,
+                gate_failures.join(", ")
+            );
+            Ok(ExitCode::from(1))
+        }
         RunStatus::Completed => Ok(ExitCode::SUCCESS),
         _ => {
             let exited = children.exited();
@@ -426,11 +573,52 @@ fn describe(w: &WorkloadSpec, spec: &RunSpec) -> String {
         }
         Lengths::SharegptSynthetic => "sharegpt-synthetic lengths".to_owned(),
     };
-    let p = &spec.points[0];
+    let labels: Vec<&str> = spec.points.iter().map(|p| p.label.as_str()).collect();
     format!(
-        "workload: {lengths}; {}; {} requests; seed {}",
+        "workload: {lengths}; {}; seed {}; points {}",
         w.arrival.describe(),
-        p.num_prompts,
-        w.seed
+        w.seed,
+        labels.join(", ")
     )
+}
+
+/// One line per point of a sweep: the throughput-vs-interactivity curve at a glance.
+fn sweep_table(points: &[PointResult]) -> String {
+    use rackload_proto::v1::Metric;
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:>12} {:>9} {:>7} {:>5} {:>9} {:>12} {:>11} {:>11} {:>13}",
+        "point",
+        "completed",
+        "failed",
+        "lost",
+        "req/s",
+        "out tok/s",
+        "TTFT p50",
+        "TPOT p50",
+        "tok/s/user"
+    );
+    for p in points {
+        let Ok(s) = PointSummary::new(p) else {
+            continue;
+        };
+        let tpot = s.stats(Metric::Tpot).median;
+        let interactivity = if tpot > 0.0 { 1000.0 / tpot } else { 0.0 };
+        let _ = writeln!(
+            t,
+            "{:>12} {:>9} {:>7} {:>5} {:>9.2} {:>12.1} {:>8.1} ms {:>8.2} ms {:>13.1}",
+            p.label,
+            s.completed(),
+            s.failed(),
+            p.lost,
+            s.request_throughput(),
+            s.output_throughput(),
+            s.stats(Metric::Ttft).median,
+            tpot,
+            interactivity
+        );
+    }
+    t
 }

@@ -10,19 +10,38 @@ use rackload_workloads::Stripe;
 use serde_json::json;
 
 use crate::args::{SampleArgs, SampleFormat};
-use crate::run::resolve_workload;
+use crate::run::{SweepArgs, resolve_workload};
 use crate::scenario_file::ScenarioFile;
 
 pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
     let file = ScenarioFile::load(args.scenario_file.as_deref())?;
-    let concurrency = args.max_concurrency.or(file.run.max_concurrency);
-    let num_prompts = args.num_prompts.or(file.run.num_prompts);
-    let (workload, n, _) = resolve_workload(
-        args.workload.config(),
-        file.workload,
-        num_prompts,
-        concurrency,
-    )?;
+    let concurrencies = if args.max_concurrency.is_empty() {
+        file.run
+            .max_concurrency
+            .as_ref()
+            .map(crate::scenario_file::OneOrMany::to_vec)
+            .unwrap_or_default()
+    } else {
+        args.max_concurrency.clone()
+    };
+    let sweep = SweepArgs {
+        concurrencies,
+        rates: args
+            .workload
+            .request_rate
+            .iter()
+            .filter_map(|r| r.0)
+            .collect(),
+        num_prompts: args.num_prompts.or(file.run.num_prompts),
+        warmup: Some(0),
+        duration: None,
+    };
+    let (mut workload, points) = resolve_workload(args.workload.config(), file.workload, &sweep)?;
+    // The stream of the first point.
+    let n = points.first().map_or(0, |p| p.num_prompts);
+    if let Some(p) = points.first().filter(|p| p.request_rate > 0.0) {
+        workload.arrival = workload.arrival.with_rate(p.request_rate);
+    }
     let stripe = match args.shard {
         Some((k, shards)) => Stripe::tile(n, &vec![1; shards as usize])[k as usize],
         None => Stripe::tile(n, &[1])[0],

@@ -10,7 +10,7 @@
 //! base_url = ["http://127.0.0.1:8000"]
 //! endpoint = "/v1/chat/completions"
 //! [run]
-//! max_concurrency = 64
+//! max_concurrency = [16, 64]     # a sweep: one point each
 //! num_prompts = 640
 //! ```
 
@@ -29,12 +29,35 @@ pub struct TargetConfig {
     pub request_timeout: Option<f64>,
 }
 
+/// One value or a list of them (`max_concurrency = 16` or `= [4, 8, 16]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     pub workers: Option<u32>,
-    pub max_concurrency: Option<u32>,
+    pub max_concurrency: Option<OneOrMany<u32>>,
+    pub request_rates: Option<Vec<f64>>,
     pub num_prompts: Option<u64>,
+    pub warmup: Option<u64>,
+    pub duration: Option<f64>,
+    pub cooldown: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+    pub on_worker_loss: Option<String>,
     pub results_dir: Option<PathBuf>,
 }
 

@@ -69,11 +69,25 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             std::process::id()
         )
     });
-    let config = WorkerConfig {
-        coordinator: args.coordinator,
-        id,
-        max_inflight: args.max_inflight,
+    let secs = |flag: &str, v: f64| {
+        std::time::Duration::try_from_secs_f64(v)
+            .map_err(|_| anyhow::anyhow!("{flag} must be a non-negative number of seconds"))
     };
+    if args.max_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        anyhow::bail!("--max-rate must be a positive number of requests per second");
+    }
+    let mut config = WorkerConfig::new(args.coordinator, id);
+    config.max_inflight = args.max_inflight;
+    config.max_rate = args.max_rate;
+    config.max_duration = args
+        .max_duration
+        .map(|d| secs("--max-duration", d))
+        .transpose()?;
+    config.lease = secs("--lease", args.lease)?;
+    config.connect_wait = secs("--connect-wait", args.connect_wait)?;
+    if let Some(v) = args.protocol_version {
+        config.protocol_version = v;
+    }
     rackload_worker::session::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::registry::{Registry, WorkerEvent};
 use crate::time::unix_nanos;
 
+/// A worker silent for this long is declared lost.
+pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct FabricService {
     registry: Arc<Registry>,
 }
@@ -85,12 +88,15 @@ impl Fabric for FabricService {
         let registry = self.registry.clone();
         tokio::spawn(async move {
             let reason = loop {
-                let m = match inbound.message().await {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break "session closed".to_owned(),
-                    Err(status) => break format!("session broke: {}", status.message()),
+                // Any message proves life; workers send a heartbeat every second.
+                let m = match tokio::time::timeout(HEARTBEAT_TIMEOUT, inbound.message()).await {
+                    Err(_) => break format!("no heartbeat for {} s", HEARTBEAT_TIMEOUT.as_secs()),
+                    Ok(Ok(Some(m))) => m,
+                    Ok(Ok(None)) => break "session closed".to_owned(),
+                    Ok(Err(status)) => break format!("session broke: {}", status.message()),
                 };
                 let event = match m.msg {
+                    Some(WMsg::Heartbeat(_)) => continue,
                     Some(WMsg::Ping(p)) => {
                         let pong = CMsg::Pong(ClockPong {
                             nonce: p.nonce,

@@ -1,5 +1,6 @@
 //! Merging one point's reports: histogram counts are added (never percentiles), counters
-//! summed, and each worker's part kept for the per-worker accounting.
+//! summed, and each worker's part kept for the per-worker accounting — including the
+//! requests a lost worker had in flight, so that sent == completed + failed + lost.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +12,20 @@ pub struct WorkerPart {
     pub concurrency: u32,
     pub counters: Counters,
     pub in_flight: u64,
-    /// From the start instant to the worker's last request end; set by its final report.
-    pub duration_s: f64,
+    /// From the start instant to the worker's first measured send.
+    pub window_start_nanos: Option<i64>,
+    /// From the start instant to its last request's end (final report) or last report.
+    pub end_nanos: i64,
     pub done: bool,
+    pub lost: bool,
+}
+
+impl WorkerPart {
+    /// Requests sent and not finished.
+    pub fn unfinished(&self) -> u64 {
+        let c = &self.counters;
+        c.sent.saturating_sub(c.completed + c.failed())
+    }
 }
 
 /// The merged state of a running point.
@@ -44,7 +56,8 @@ impl PointMerge {
         }
     }
 
-    /// Adds a report from `worker`; reports from workers outside the point are ignored.
+    /// Adds a report from `worker`; reports from workers outside the point, or after
+    /// their final one, are ignored.
     pub fn add(&mut self, worker: &str, report: &Report, last: bool) -> Result<(), HistogramError> {
         let Some(part) = self.workers.get_mut(worker) else {
             return Ok(());
@@ -58,11 +71,28 @@ impl PointMerge {
             part.counters.add(c);
         }
         part.in_flight = report.in_flight;
+        if report.window_start_nanos >= 0 {
+            part.window_start_nanos = Some(report.window_start_nanos);
+        }
+        part.end_nanos = part.end_nanos.max(report.elapsed_nanos);
         if last {
             part.done = true;
-            part.duration_s = report.elapsed_nanos.max(0) as f64 / 1e9;
+            part.end_nanos = report.elapsed_nanos.max(0);
         }
         Ok(())
+    }
+
+    /// Marks `worker` lost: what it had in flight is lost, and nothing more is expected
+    /// from it. Returns false when it is not (or no longer) part of the point.
+    pub fn lose(&mut self, worker: &str) -> bool {
+        match self.workers.get_mut(worker) {
+            Some(part) if !part.done => {
+                part.done = true;
+                part.lost = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     pub fn all_done(&self) -> bool {
@@ -70,29 +100,66 @@ impl PointMerge {
     }
 
     pub fn in_flight(&self) -> u64 {
-        self.workers.values().map(|w| w.in_flight).sum()
+        self.workers
+            .values()
+            .filter(|w| !w.done)
+            .map(|w| w.in_flight)
+            .sum()
     }
 
-    /// The point's result. Its duration is the longest worker's: all started at one
-    /// instant, so that is the time from the start to the last request's end.
+    /// Requests in flight on lost workers.
+    pub fn lost(&self) -> u64 {
+        self.workers
+            .values()
+            .filter(|w| w.lost)
+            .map(WorkerPart::unfinished)
+            .sum()
+    }
+
+    /// The measurement window in seconds: from the first measured send of any worker to
+    /// the last end (all workers share the start instant).
+    pub fn duration_s(&self) -> f64 {
+        let start = self
+            .workers
+            .values()
+            .filter_map(|w| w.window_start_nanos)
+            .min()
+            .unwrap_or(0);
+        let end = self
+            .workers
+            .values()
+            .map(|w| w.end_nanos)
+            .max()
+            .unwrap_or(0);
+        (end - start).max(0) as f64 / 1e9
+    }
+
+    /// The point's result.
     pub fn result(
         &self,
         index: u32,
         point: &PointSpec,
         start_unix_nanos: i64,
+        max_failure_rate: f64,
     ) -> Result<PointResult, HistogramError> {
-        let duration_s = self
+        let lost_workers: Vec<String> = self
             .workers
-            .values()
-            .map(|w| w.duration_s)
-            .fold(0.0, f64::max);
+            .iter()
+            .filter(|(_, w)| w.lost)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let c = &self.counters;
+        let finished = c.completed + c.failed();
+        let gate_failed = (finished > 0
+            && (c.failed() as f64 / finished as f64) > max_failure_rate)
+            || c.completed == 0;
         Ok(PointResult {
             point_index: index,
             label: point.label.clone(),
             max_concurrency: point.max_concurrency,
             num_prompts: point.num_prompts,
-            duration_s,
-            counters: Some(self.counters.clone()),
+            duration_s: self.duration_s(),
+            counters: Some(c.clone()),
             histograms: self.lat.to_wire()?,
             workers: self
                 .workers
@@ -101,10 +168,61 @@ impl PointMerge {
                     worker_id: id.clone(),
                     concurrency: w.concurrency,
                     counters: Some(w.counters.clone()),
-                    duration_s: w.duration_s,
+                    duration_s: w.end_nanos.max(0) as f64 / 1e9,
+                    lost: w.lost,
+                    lost_requests: if w.lost { w.unfinished() } else { 0 },
                 })
                 .collect(),
             start_unix_nanos,
+            lost: self.lost(),
+            degraded: !lost_workers.is_empty(),
+            lost_workers,
+            gate_failed,
+            warmup_prompts: point.warmup_prompts,
+            request_rate: point.request_rate,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sent: u64, completed: u64, in_flight: u64, elapsed: i64, start: i64) -> Report {
+        Report {
+            counters: Some(Counters {
+                sent,
+                completed,
+                ..Counters::default()
+            }),
+            in_flight,
+            elapsed_nanos: elapsed,
+            window_start_nanos: start,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn a_lost_worker_keeps_sent_equal_to_completed_failed_and_lost() {
+        let mut m = PointMerge::new([("a".to_owned(), 2), ("b".to_owned(), 2)]);
+        m.add("a", &report(5, 3, 2, 1_000_000_000, 100), false)
+            .expect("merge");
+        m.add("b", &report(4, 4, 0, 2_000_000_000, 50), true)
+            .expect("merge");
+        assert!(!m.all_done());
+        assert!(m.lose("a"));
+        assert!(!m.lose("b"), "b had finished");
+        assert!(m.all_done());
+        let r = m.result(0, &PointSpec::default(), 0, 0.05).expect("result");
+        let c = r.counters.clone().unwrap_or_default();
+        assert_eq!((c.sent, c.completed, c.failed(), r.lost), (9, 7, 0, 2));
+        assert_eq!(c.sent, c.completed + c.failed() + r.lost);
+        assert!(r.degraded);
+        assert_eq!(r.lost_workers, vec!["a".to_owned()]);
+        assert!(
+            (r.duration_s - (2.0 - 50e-9)).abs() < 1e-9,
+            "{}",
+            r.duration_s
+        );
     }
 }

@@ -43,6 +43,8 @@ pub struct Claimed {
     pub id: String,
     pub hello: Hello,
     pub outbox: Outbox,
+    /// The session it was claimed in.
+    pub session: u64,
 }
 
 impl Registry {
@@ -121,10 +123,18 @@ impl Registry {
                     id: id.clone(),
                     hello: e.hello.clone(),
                     outbox: e.outbox.clone(),
+                    session: e.session,
                 });
             }
         }
         out
+    }
+
+    /// True while the session `session` of worker `id` is connected and held by `run_id`.
+    pub fn is_held_by(&self, id: &str, session: u64, run_id: &str) -> bool {
+        self.lock().get(id).is_some_and(|e| {
+            e.session == session && e.held_by.as_ref().is_some_and(|(r, _)| r == run_id)
+        })
     }
 
     /// Releases every worker `run_id` holds.

@@ -64,6 +64,10 @@ struct WorkerTotals {
     sent: u64,
     completed: u64,
     failed: u64,
+    /// Requests in flight on it when it was lost.
+    lost: u64,
+    /// Points during which it was lost.
+    lost_in_points: Vec<String>,
 }
 
 /// `run.json` as it grows during a run.
@@ -179,6 +183,10 @@ impl RunRecord {
             t.sent += c.sent;
             t.completed += c.completed;
             t.failed += c.failed();
+            t.lost += w.lost_requests;
+            if w.lost {
+                t.lost_in_points.push(point.label.clone());
+            }
         }
         self.write()
     }

@@ -1,7 +1,10 @@
-//! One run, start to end: wait for and claim workers, then for each point split the
-//! concurrency into integer shares, hand out shard plans, wait until every worker
-//! acknowledged (the barrier), start all at one instant a little in the future, merge
-//! their reports, and emit progress and the point's result.
+//! One run, start to end: claim workers, then for each point of the sweep split the
+//! concurrency into integer shares weighted by capacity, hand out shard plans, wait until
+//! every worker acknowledged (the barrier), start all at one instant a little in the
+//! future, merge their reports, and emit progress and the point's result. A worker lost
+//! mid-point costs its in-flight requests (counted as lost), never the run: the point is
+//! marked degraded and later points are re-sharded over the workers left (and any that
+//! came back).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,10 @@ struct Run {
     spec: RunSpec,
     events: EventSink,
     abort: watch::Receiver<bool>,
+    inbox_tx: mpsc::Sender<WorkerEvent>,
+    inbox: mpsc::Receiver<WorkerEvent>,
+    /// Workers this run holds now.
+    workers: Vec<Claimed>,
 }
 
 impl Run {
@@ -57,6 +64,22 @@ impl Run {
     fn aborted(&self) -> bool {
         *self.abort.borrow() || self.events.is_closed()
     }
+
+    fn abort_on_loss(&self) -> bool {
+        self.spec.on_worker_loss == "abort"
+    }
+
+    /// Drops workers whose session ended and claims idle ones up to the run's size.
+    fn refresh_workers(&mut self) {
+        let registry = &self.registry;
+        self.workers
+            .retain(|w| registry.is_held_by(&w.id, w.session, &self.run_id));
+        let want = self.spec.workers as usize;
+        if self.workers.len() < want {
+            let more = registry.claim(want - self.workers.len(), &self.run_id, &self.inbox_tx);
+            self.workers.extend(more);
+        }
+    }
 }
 
 /// Runs `spec` under `run_id`, streaming events to `events` until the run ends.
@@ -67,15 +90,18 @@ pub async fn execute(
     events: EventSink,
     abort: watch::Receiver<bool>,
 ) {
+    let (inbox_tx, inbox) = mpsc::channel(4096);
     let mut run = Run {
         registry,
         run_id,
         spec,
         events,
         abort,
+        inbox_tx,
+        inbox,
+        workers: Vec::new(),
     };
-    let (inbox_tx, mut inbox) = mpsc::channel(4096);
-    let outcome = run_all(&mut run, &inbox_tx, &mut inbox).await;
+    let outcome = run_all(&mut run).await;
     run.registry.release(&run.run_id);
     let (status, message) = match outcome {
         Outcome::Completed => (RunStatus::Completed, String::new()),
@@ -91,11 +117,7 @@ pub async fn execute(
     .await;
 }
 
-async fn run_all(
-    run: &mut Run,
-    inbox_tx: &mpsc::Sender<WorkerEvent>,
-    inbox: &mut mpsc::Receiver<WorkerEvent>,
-) -> Outcome {
+async fn run_all(run: &mut Run) -> Outcome {
     let want = run.spec.workers as usize;
     let wait = Duration::try_from_secs_f64(run.spec.worker_wait_s).unwrap_or(Duration::ZERO);
     let deadline = Instant::now() + wait;
@@ -113,26 +135,43 @@ async fn run_all(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let workers = run.registry.claim(want, &run.run_id, inbox_tx);
-    if workers.len() < want {
+    run.refresh_workers();
+    if run.workers.len() < want {
         return Outcome::Failed(format!(
             "could claim only {} of {want} workers",
-            workers.len()
+            run.workers.len()
         ));
     }
     let accepted = RunAccepted {
         run_id: run.run_id.clone(),
-        worker_ids: workers.iter().map(|w| w.id.clone()).collect(),
+        worker_ids: run.workers.iter().map(|w| w.id.clone()).collect(),
     };
     if !run.emit(Event::Accepted(accepted)).await {
         return Outcome::Aborted("client went away".into());
     }
     let points = run.spec.points.clone();
     for (k, point) in points.iter().enumerate() {
-        match run_point(run, k as u32, point, &workers, inbox).await {
+        if k > 0 && run.spec.cooldown_s > 0.0 {
+            tokio::time::sleep(
+                Duration::try_from_secs_f64(run.spec.cooldown_s).unwrap_or_default(),
+            )
+            .await;
+        }
+        run.refresh_workers();
+        if run.workers.is_empty() {
+            return Outcome::Failed(format!("no workers left for point {}", point.label));
+        }
+        match run_point(run, k as u32, point).await {
             Ok(result) => {
+                let degraded = result.degraded;
                 if !run.emit(Event::PointResult(result)).await {
                     return Outcome::Aborted("client went away".into());
+                }
+                if degraded && run.abort_on_loss() {
+                    return Outcome::Aborted(format!(
+                        "a worker was lost during point {} (--on-worker-loss abort)",
+                        point.label
+                    ));
                 }
             }
             Err(outcome) => return outcome,
@@ -152,22 +191,22 @@ async fn send_all(workers: &[(Claimed, u32)], m: CMsg) {
     }
 }
 
-async fn run_point(
-    run: &mut Run,
-    index: u32,
-    point: &PointSpec,
-    workers: &[Claimed],
-    inbox: &mut mpsc::Receiver<WorkerEvent>,
-) -> Result<PointResult, Outcome> {
-    // Closed loop: C split into integer shares (workers with none sit the point out).
-    // Open loop: every worker takes an equal stripe; C, if given, caps each share.
+async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<PointResult, Outcome> {
+    // Closed loop: C split into integer shares weighted by cores (workers with none sit
+    // the point out). Open loop: stripes weighted by cores; C, if given, caps each share.
     let c = u64::from(point.max_concurrency);
+    let weights: Vec<u64> = run
+        .workers
+        .iter()
+        .map(|w| u64::from(w.hello.cores.max(1)))
+        .collect();
     let shares = if c > 0 {
-        split(c, &vec![1; workers.len()])
+        split(c, &weights)
     } else {
-        vec![0; workers.len()]
+        vec![0; weights.len()]
     };
-    let active: Vec<(Claimed, u32)> = workers
+    let active: Vec<(Claimed, u32)> = run
+        .workers
         .iter()
         .zip(&shares)
         .filter(|(_, s)| c == 0 || **s > 0)
@@ -175,9 +214,11 @@ async fn run_point(
         .collect();
     let widths: Vec<u64> = active
         .iter()
-        .map(|(_, s)| if c > 0 { u64::from(*s) } else { 1 })
+        .zip(&weights)
+        .map(|((_, s), w)| if c > 0 { u64::from(*s) } else { *w })
         .collect();
-    let stripes = Stripe::tile(point.num_prompts, &widths);
+    let total = point.warmup_prompts + point.num_prompts;
+    let stripes = Stripe::tile(total, &widths);
     let stop_msg = |abort: bool, reason: &str| {
         CMsg::Stop(Stop {
             run_id: run.run_id.clone(),
@@ -200,6 +241,9 @@ async fn run_point(
             workload: run.spec.workload.clone(),
             stripe: Some((*stripe).into()),
             report_interval_s: 1.0,
+            warmup: point.warmup_prompts,
+            request_rate: point.request_rate,
+            duration_s: point.duration_s,
         };
         let _ = w
             .outbox
@@ -212,7 +256,7 @@ async fn run_point(
     let ack_deadline = Instant::now() + ACK_TIMEOUT;
     while acked.iter().any(Option::is_none) {
         let ev = tokio::select! {
-            ev = inbox.recv() => ev,
+            ev = run.inbox.recv() => ev,
             () = tokio::time::sleep_until(ack_deadline) => {
                 let missing: Vec<&str> = active.iter().zip(&acked).filter(|(_, a)| a.is_none()).map(|((w, _), _)| w.id.as_str()).collect();
                 send_all(&active, stop_msg(true, "barrier timed out")).await;
@@ -240,11 +284,21 @@ async fn run_point(
                 }
             }
             Some(WorkerEvent::Lost(id, reason)) if active.iter().any(|(w, _)| w.id == id) => {
-                send_all(&active, stop_msg(true, "a worker was lost")).await;
-                return Err(Outcome::Failed(format!(
-                    "worker {id} was lost before point {} started: {reason}",
-                    point.label
-                )));
+                // Lost before the start: try the point again without it.
+                send_all(
+                    &active,
+                    stop_msg(true, "a worker was lost before the start"),
+                )
+                .await;
+                tracing::warn!(run = %run.run_id, worker = %id, "lost before point {} started: {reason}", point.label);
+                run.refresh_workers();
+                if run.workers.is_empty() {
+                    return Err(Outcome::Failed(format!(
+                        "worker {id} was lost before point {} started and none is left: {reason}",
+                        point.label
+                    )));
+                }
+                return Box::pin(run_point(run, index, point)).await;
             }
             _ => {}
         }
@@ -270,10 +324,16 @@ async fn run_point(
             .zip(&acked)
             .map(|(((w, share), stripe), ack)| {
                 let (offset, rtt) = ack.unwrap_or((0, -1));
+                // Measured requests of this stripe: its indices at or past the warmup.
+                let warm = Stripe {
+                    total: point.warmup_prompts,
+                    ..*stripe
+                }
+                .len();
                 WorkerShare {
                     worker_id: w.id.clone(),
                     concurrency: *share,
-                    requests: stripe.len(),
+                    requests: stripe.len() - warm,
                     clock_offset_nanos: offset,
                     clock_rtt_nanos: rtt,
                 }
@@ -292,16 +352,25 @@ async fn run_point(
     let mut tick =
         tokio::time::interval_at(started_at + Duration::from_secs(1), Duration::from_secs(1));
     let mut abort_deadline: Option<Instant> = None;
+    // Why the point is being stopped early: the client, or a lost worker under
+    // --on-worker-loss abort (then the partial point is still reported).
+    let mut client_abort = false;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
     while !merge.all_done() {
         tokio::select! {
-            ev = inbox.recv() => {
+            ev = run.inbox.recv() => {
                 let merged = match ev {
                     Some(WorkerEvent::Interval(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, false),
                     Some(WorkerEvent::Final(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, true),
-                    Some(WorkerEvent::Lost(id, reason)) if merge.workers.get(&id).is_some_and(|w| !w.done) => {
-                        send_all(&active, stop_msg(true, "a worker was lost")).await;
-                        return Err(Outcome::Failed(format!("worker {id} was lost during point {}: {reason}", point.label)));
+                    Some(WorkerEvent::Lost(id, reason)) => {
+                        if merge.lose(&id) {
+                            tracing::warn!(run = %run.run_id, worker = %id, "lost during point {}: {reason}", point.label);
+                            if run.abort_on_loss() {
+                                send_all(&active, stop_msg(true, "a worker was lost")).await;
+                                abort_deadline.get_or_insert(Instant::now() + ABORT_GRACE);
+                            }
+                        }
+                        Ok(())
                     }
                     _ => Ok(()),
                 };
@@ -322,27 +391,44 @@ async fn run_point(
                     ttft_p50_ms: q(0.5),
                     ttft_p99_ms: q(0.99),
                 };
-                if !run.emit(Event::Progress(progress)).await && abort_deadline.is_none() {
+                if !run.emit(Event::Progress(progress)).await && !client_abort {
                     send_all(&active, stop_msg(true, "client went away")).await;
                     abort_deadline = Some(Instant::now() + ABORT_GRACE);
+                    client_abort = true;
                 }
             }
-            changed = run.abort.changed(), if abort_deadline.is_none() => {
+            changed = run.abort.changed(), if !client_abort => {
                 if changed.is_err() || *run.abort.borrow() {
                     send_all(&active, stop_msg(true, "run aborted")).await;
                     abort_deadline = Some(Instant::now() + ABORT_GRACE);
+                    client_abort = true;
                 }
             }
             () = tokio::time::sleep_until(abort_deadline.unwrap_or(far)), if abort_deadline.is_some() => break,
         }
     }
-    if abort_deadline.is_some() {
+    if client_abort {
         return Err(Outcome::Aborted(format!(
             "aborted during point {} after {} completed requests",
             point.label, merge.counters.completed
         )));
     }
+    // Workers that did not report within the grace of a loss-abort count as lost too.
+    let silent: Vec<String> = merge
+        .workers
+        .iter()
+        .filter(|(_, w)| !w.done)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in silent {
+        merge.lose(&id);
+    }
+    let rate = if run.spec.max_failure_rate > 0.0 {
+        run.spec.max_failure_rate
+    } else {
+        0.05
+    };
     merge
-        .result(index, point, start_unix_nanos)
+        .result(index, point, start_unix_nanos, rate)
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
 }

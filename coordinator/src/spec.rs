@@ -64,6 +64,21 @@ pub fn validate(spec: &RunSpec) -> Result<WorkloadSpec, SpecError> {
     if spec.workers == 0 {
         return Err(err("workers", "at least one worker is needed"));
     }
+    if !(0.0..=1.0).contains(&spec.max_failure_rate) {
+        return Err(err("max_failure_rate", "must be between 0 and 1"));
+    }
+    if !(spec.cooldown_s >= 0.0 && spec.cooldown_s.is_finite()) {
+        return Err(err(
+            "cooldown_s",
+            "must be a non-negative number of seconds",
+        ));
+    }
+    if !matches!(spec.on_worker_loss.as_str(), "" | "continue" | "abort") {
+        return Err(err(
+            "on_worker_loss",
+            format!("{:?} is not continue or abort", spec.on_worker_loss),
+        ));
+    }
     if spec.points.is_empty() {
         return Err(err("points", "a run needs at least one point"));
     }
@@ -97,6 +112,13 @@ pub fn validate(spec: &RunSpec) -> Result<WorkloadSpec, SpecError> {
         if p.num_prompts == 0 {
             return Err(err(field("num_prompts"), "must be at least 1"));
         }
+        let ok = |v: f64| v >= 0.0 && v.is_finite();
+        if !(ok(p.request_rate) && ok(p.duration_s)) {
+            return Err(err(
+                field("request_rate"),
+                "rates and durations must be non-negative numbers",
+            ));
+        }
     }
     Ok(workload)
 }
@@ -118,9 +140,11 @@ mod tests {
                 label: "c8".into(),
                 max_concurrency: 8,
                 num_prompts: 80,
+                ..PointSpec::default()
             }],
             workers: 2,
             worker_wait_s: 10.0,
+            ..RunSpec::default()
         }
     }
 

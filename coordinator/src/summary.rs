@@ -133,9 +133,21 @@ impl<'a> PointSummary<'a> {
         o.insert("label".into(), json!(p.label));
         o.insert("max_concurrency".into(), json!(p.max_concurrency));
         o.insert("num_prompts".into(), json!(p.num_prompts));
+        o.insert("warmup_prompts".into(), json!(p.warmup_prompts));
+        if p.request_rate > 0.0 {
+            o.insert("request_rate".into(), json!(p.request_rate));
+        }
+        // sent == completed + failed + lost
         o.insert("sent".into(), json!(c.sent));
         o.insert("completed".into(), json!(c.completed));
         o.insert("failed".into(), json!(c.failed()));
+        o.insert("lost".into(), json!(p.lost));
+        o.insert("degraded".into(), json!(p.degraded));
+        o.insert("lost_workers".into(), json!(p.lost_workers));
+        o.insert(
+            "gate".into(),
+            json!(if p.gate_failed { "fail" } else { "pass" }),
+        );
         o.insert("failed_by_class".into(), json!(c.failed_by_class));
         o.insert("total_input_tokens".into(), json!(c.input_tokens));
         o.insert("total_output_tokens".into(), json!(c.output_tokens));
@@ -176,6 +188,8 @@ impl<'a> PointSummary<'a> {
                             "sent": wc.sent,
                             "completed": wc.completed,
                             "failed": wc.failed(),
+                            "lost": w.lost,
+                            "lost_requests": w.lost_requests,
                             "duration_s": round3(w.duration_s),
                         })
                     })

@@ -66,6 +66,8 @@ fn three_workers_merge_exactly_what_the_sim_served() {
         "32",
         "--seed",
         "7",
+        "--warmup",
+        "0",
         "--results-dir",
     ]);
     cmd.arg(results.path());

@@ -21,7 +21,9 @@ struct Inner {
     input_tokens: u64,
     output_tokens: u64,
     usage_missing: u64,
+    warmup_done: u64,
     last_end: Option<Instant>,
+    first_send: Option<Instant>,
 }
 
 /// A shard's recorder, shared by its request tasks and its reporter.
@@ -37,6 +39,8 @@ pub struct Snapshot {
     pub counters: Counters,
     /// End of the latest request completed so far in the shard.
     pub last_end: Option<Instant>,
+    /// Send of the first measured request of the shard.
+    pub first_send: Option<Instant>,
 }
 
 fn slot(m: Metric) -> usize {
@@ -50,8 +54,16 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn sent(&self) {
-        self.lock().sent += 1;
+    /// A measured request is about to be sent.
+    pub fn sent(&self, at: Instant) {
+        let mut g = self.lock();
+        g.sent += 1;
+        g.first_send.get_or_insert(at);
+    }
+
+    /// A warmup request finished (completed or failed); it is measured nowhere.
+    pub fn warmup_done(&self) {
+        self.lock().warmup_done += 1;
     }
 
     pub fn completed(&self, c: &Completed, input_len: u32, itl_us: &[u64], ended: Instant) {
@@ -93,6 +105,7 @@ impl Recorder {
             input_tokens: g.input_tokens,
             output_tokens: g.output_tokens,
             usage_missing: g.usage_missing,
+            warmup_done: g.warmup_done,
             ..Counters::default()
         };
         for (k, class) in ErrorClass::ALL.iter().enumerate() {
@@ -103,15 +116,17 @@ impl Recorder {
             }
         }
         let lat = std::mem::take(&mut g.lat);
-        let last_end = g.last_end;
+        let (last_end, first_send) = (g.last_end, g.first_send);
         *g = Inner {
             last_end,
+            first_send,
             ..Inner::default()
         };
         Snapshot {
             lat,
             counters,
             last_end,
+            first_send,
         }
     }
 }

@@ -33,14 +33,19 @@ pub struct Shard {
     pub stripe: Stripe,
     /// Closed loop: requests in flight. Open loop: the cap on them (0 = none).
     pub concurrency: u32,
+    /// Global indices below this are warmup: sent but measured nowhere.
+    pub warmup: u64,
+    /// Send nothing new after this instant.
+    pub deadline: Option<Instant>,
 }
 
 /// Failures logged per shard before the rest are only counted.
 const LOGGED_FAILURES: u64 = 5;
 
-/// Sends request `index` and records it.
+/// Sends request `index` and records it (warmup requests are only counted).
 async fn one_request(
     index: u64,
+    warmup: u64,
     workload: &WorkloadSpec,
     target: &OpenAiTarget,
     recorder: &Recorder,
@@ -53,7 +58,12 @@ async fn one_request(
     };
     let prompt = workload.prompt(&req);
     itl.clear();
-    recorder.sent();
+    if index < warmup {
+        let _ = target.send(&req, &prompt, itl).await;
+        recorder.warmup_done();
+        return;
+    }
+    recorder.sent(Instant::now());
     match target.send(&req, &prompt, itl).await {
         Ok(done) => recorder.completed(&done, req.input_len, itl, Instant::now()),
         Err(failed) => {
@@ -122,15 +132,24 @@ impl Shard {
                 next.clone(),
                 failures.clone(),
             );
-            let (workload, stripe) = (self.workload.clone(), self.stripe);
+            let (workload, stripe, warmup, deadline) = (
+                self.workload.clone(),
+                self.stripe,
+                self.warmup,
+                self.deadline,
+            );
             let stop = stop.clone();
             tasks.spawn(async move {
                 let mut itl = Vec::with_capacity(1024);
-                while *stop.borrow() == StopMode::Run {
+                while *stop.borrow() == StopMode::Run && deadline.is_none_or(|d| Instant::now() < d)
+                {
                     let Some(index) = stripe.nth(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    one_request(index, &workload, &target, &recorder, &mut itl, &failures).await;
+                    one_request(
+                        index, warmup, &workload, &target, &recorder, &mut itl, &failures,
+                    )
+                    .await;
                 }
             });
         }
@@ -162,6 +181,9 @@ impl Shard {
         'send: for index in self.stripe.iter() {
             let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
             let at = start + Duration::try_from_secs_f64(offset).unwrap_or_default();
+            if self.deadline.is_some_and(|d| at >= d) {
+                break;
+            }
             loop {
                 if *stop.borrow() != StopMode::Run {
                     break 'send;
@@ -186,10 +208,14 @@ impl Shard {
                 failures.clone(),
                 self.workload.clone(),
             );
+            let warmup = self.warmup;
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut itl = Vec::new();
-                one_request(index, &workload, &target, &recorder, &mut itl, &failures).await;
+                one_request(
+                    index, warmup, &workload, &target, &recorder, &mut itl, &failures,
+                )
+                .await;
             });
         }
         join_all(tasks, stop).await;

@@ -11,7 +11,8 @@ use rackload_proto::v1::coordinator_message::Msg as CMsg;
 use rackload_proto::v1::fabric_client::FabricClient;
 use rackload_proto::v1::worker_message::Msg as WMsg;
 use rackload_proto::v1::{
-    ClockPing, ClockPong, Hello, PlanAck, Report, ShardPlan, Start, WorkerMessage,
+    ClockPing, ClockPong, Counters, Heartbeat, Hello, PlanAck, Report, ShardPlan, Start,
+    WorkerMessage,
 };
 use rackload_proto::{BUILD_VERSION, PROTOCOL_VERSION};
 use rackload_workloads::WorkloadSpec;
@@ -20,11 +21,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::recorder::Recorder;
+use crate::recorder::{Recorder, Snapshot};
 use crate::schedule::{Shard, StopMode};
 use crate::target::OpenAiTarget;
 
-/// How a worker finds and presents itself to its coordinator.
+/// How a worker finds and presents itself to its coordinator, and the caps it enforces
+/// whatever a plan asks.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// e.g. `http://127.0.0.1:7400`
@@ -32,6 +34,32 @@ pub struct WorkerConfig {
     pub id: String,
     /// Most concurrent requests this worker accepts in a plan (0 = no limit).
     pub max_inflight: u32,
+    /// Highest request rate (req/s) this worker sends (None = no limit).
+    pub max_rate: Option<f64>,
+    /// Longest a shard may run; it is aborted then (None = no limit).
+    pub max_duration: Option<Duration>,
+    /// After losing its coordinator, the worker sends nothing new at once and cancels
+    /// what is still in flight after this long (the dead-man lease).
+    pub lease: Duration,
+    /// How long to keep trying to reach the coordinator at start-up.
+    pub connect_wait: Duration,
+    /// The wire protocol version announced (tests set another one).
+    pub protocol_version: u32,
+}
+
+impl WorkerConfig {
+    pub fn new(coordinator: String, id: String) -> WorkerConfig {
+        WorkerConfig {
+            coordinator,
+            id,
+            max_inflight: 0,
+            max_rate: None,
+            max_duration: None,
+            lease: Duration::from_secs(5),
+            connect_wait: Duration::from_secs(10),
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,14 +128,55 @@ struct Running {
 }
 
 const CLOCK_PINGS: u64 = 8;
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Largest message accepted: plans carry whole datasets.
 pub const MAX_MESSAGE: usize = 512 << 20;
 
-/// Runs the worker's session until `shutdown` resolves or the session ends.
+/// Runs the worker until `shutdown` resolves: a session with the coordinator, and after
+/// losing it, new sessions (with backoff) for as long as it takes. A refusal ends it.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    tokio::pin!(shutdown);
+    let started = Instant::now();
+    let mut ever_connected = false;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = session(&config, &mut shutdown, &mut ever_connected).await;
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e @ (WorkerError::Refused { .. } | WorkerError::BadUrl { .. })) => return Err(e),
+            Err(e @ WorkerError::Connect { .. })
+                if !ever_connected && started.elapsed() >= config.connect_wait =>
+            {
+                return Err(e);
+            }
+            Err(e) => {
+                if ever_connected {
+                    tracing::warn!("{e}; reconnecting");
+                }
+                backoff = if ever_connected {
+                    backoff.min(Duration::from_secs(5))
+                } else {
+                    Duration::from_millis(200)
+                };
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One session, from dialling to its end. `Ok` only when `shutdown` resolved.
+async fn session(
+    config: &WorkerConfig,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ever_connected: &mut bool,
 ) -> Result<(), WorkerError> {
     let url = config.coordinator.clone();
     let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
@@ -127,7 +196,7 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<WorkerMessage>(256);
     let hello = Hello {
         worker_id: config.id.clone(),
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: config.protocol_version,
         build_version: BUILD_VERSION.to_owned(),
         host: host_name(),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -157,14 +226,36 @@ pub async fn run(
             })),
         });
     }
+    // Liveness apart from the load: a heartbeat every second whatever the shard is doing.
+    let heartbeat = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+            loop {
+                every.tick().await;
+                let hb = Heartbeat {
+                    unix_nanos: unix_nanos(),
+                    in_flight: 0,
+                };
+                if tx
+                    .send(WorkerMessage {
+                        msg: Some(WMsg::Heartbeat(hb)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
 
     let mut clock = ClockEstimate::default();
     let mut prepared: Option<Prepared> = None;
     let mut running: Option<Running> = None;
-    tokio::pin!(shutdown);
     let result = loop {
         let msg = tokio::select! {
-            () = &mut shutdown => break Ok(()),
+            () = shutdown.as_mut() => break Ok(()),
             msg = inbound.message() => msg,
         };
         let msg = match msg {
@@ -174,6 +265,7 @@ pub async fn run(
         };
         match msg.msg {
             Some(CMsg::Welcome(w)) => {
+                *ever_connected = true;
                 tracing::info!(coordinator = %url, version = %w.coordinator_version, "registered");
             }
             Some(CMsg::Refused(r)) => {
@@ -185,7 +277,7 @@ pub async fn run(
             }
             Some(CMsg::Pong(p)) => clock.update(&p, unix_nanos()),
             Some(CMsg::Assign(plan)) => {
-                let (ack, ready) = prepare(plan, &config, clock).await;
+                let (ack, ready) = prepare(plan, config, clock).await;
                 prepared = ready;
                 if tx
                     .send(WorkerMessage {
@@ -209,7 +301,13 @@ pub async fn run(
                 if let Some(old) = running.take() {
                     let _ = old.stop.send(StopMode::Abort);
                 }
-                running = Some(spawn_shard(prep, &start, clock, tx.clone()));
+                running = Some(spawn_shard(
+                    prep,
+                    &start,
+                    clock,
+                    config.max_duration,
+                    tx.clone(),
+                ));
             }
             Some(CMsg::Stop(stop)) => {
                 if let Some(r) = &running
@@ -237,15 +335,31 @@ pub async fn run(
             running = None;
         }
     };
-    // Dead-man switch: whatever ended the session, no load continues without it.
+    heartbeat.abort();
+    // Dead-man switch: without a coordinator nothing new is sent, and what is in flight
+    // is cancelled when the lease runs out (at once on shutdown).
     if let Some(r) = running {
-        let _ = r.stop.send(StopMode::Abort);
-        let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+        let grace = if result.is_ok() {
+            Duration::ZERO
+        } else {
+            config.lease
+        };
+        let _ = r.stop.send(if grace.is_zero() {
+            StopMode::Abort
+        } else {
+            StopMode::Drain
+        });
+        let mut task = r.task;
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            let _ = r.stop.send(StopMode::Abort);
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
     }
     result
 }
 
-/// Validates a plan and checks the target; returns the ack and, when ok, the plan.
+/// Validates a plan against this worker's caps and checks the target; returns the ack
+/// and, when ok, the plan ready to start.
 async fn prepare(
     plan: ShardPlan,
     config: &WorkerConfig,
@@ -262,12 +376,29 @@ async fn prepare(
     let checked = async {
         if config.max_inflight > 0 && plan.concurrency > config.max_inflight {
             return Err(format!(
-                "plan asks for {} concurrent requests; this worker allows at most {}",
+                "plan asks for {} concurrent requests; this worker allows at most {} (--max-inflight)",
                 plan.concurrency, config.max_inflight
             ));
         }
         let workload = plan.workload.as_ref().ok_or("plan has no workload")?;
-        let workload = WorkloadSpec::try_from(workload).map_err(|e| format!("workload: {e}"))?;
+        let mut workload =
+            WorkloadSpec::try_from(workload).map_err(|e| format!("workload: {e}"))?;
+        if plan.request_rate > 0.0 {
+            workload.arrival = workload.arrival.with_rate(plan.request_rate);
+        }
+        if let (Some(cap), Some(rate), Some(stripe)) = (
+            config.max_rate,
+            workload.arrival.rate(),
+            plan.stripe.as_ref(),
+        ) && stripe.cycle > 0
+        {
+            let mine = rate * stripe.width as f64 / stripe.cycle as f64;
+            if mine > cap {
+                return Err(format!(
+                    "plan asks for {mine:.1} req/s from this worker; it allows at most {cap} (--max-rate)"
+                ));
+            }
+        }
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
         let target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
@@ -277,12 +408,14 @@ async fn prepare(
     match checked.await {
         Ok((workload, target)) => {
             ack.ok = true;
-            let prep = Prepared {
-                plan,
-                target: Arc::new(target),
-                workload: Arc::new(workload),
-            };
-            (ack, Some(prep))
+            (
+                ack,
+                Some(Prepared {
+                    plan,
+                    target: Arc::new(target),
+                    workload: Arc::new(workload),
+                }),
+            )
         }
         Err(e) => {
             tracing::warn!(run = %plan.run_id, "refusing plan: {e}");
@@ -308,12 +441,27 @@ fn spawn_shard(
     prep: Prepared,
     start: &Start,
     clock: ClockEstimate,
+    max_duration: Option<Duration>,
     tx: mpsc::Sender<WorkerMessage>,
 ) -> Running {
     let (stop_tx, stop_rx) = watch::channel(StopMode::Run);
     let start_at = local_instant(start.start_unix_nanos, clock);
     let run_id = prep.plan.run_id.clone();
     let point_index = prep.plan.point_index;
+    // The worker's own cap: abort at start + max_duration, whatever the plan says.
+    if let Some(max) = max_duration {
+        let stop = stop_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start_at + max).await;
+            if !stop.is_closed() && *stop.borrow() != StopMode::Abort {
+                tracing::warn!(
+                    "shard reached --max-duration {:.0} s; aborting it",
+                    max.as_secs_f64()
+                );
+                let _ = stop.send(StopMode::Abort);
+            }
+        });
+    }
     let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx));
     Running {
         run_id,
@@ -339,6 +487,10 @@ async fn run_shard(
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
+    let deadline = Duration::try_from_secs_f64(plan.duration_s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .map(|d| start_at + d);
     let load = Shard {
         workload: prep.workload.clone(),
         stripe: plan
@@ -352,6 +504,8 @@ async fn run_shard(
                 total: 0,
             }),
         concurrency: plan.concurrency,
+        warmup: plan.warmup,
+        deadline,
     };
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();
@@ -363,11 +517,8 @@ async fn run_shard(
         .unwrap_or(Duration::from_secs(1));
     let mut ticker = tokio::time::interval_at(start_at + every, every);
     let mut seq = 0u64;
-    let mut total = rackload_proto::v1::Counters::default();
-    let report = |seq: u64,
-                  elapsed: i64,
-                  snap: crate::recorder::Snapshot,
-                  total: &mut rackload_proto::v1::Counters| {
+    let mut total = Counters::default();
+    let report = |seq: u64, elapsed: i64, snap: Snapshot, total: &mut Counters| {
         total.add(&snap.counters);
         let in_flight = total.sent.saturating_sub(total.completed + total.failed());
         let histograms = snap.lat.to_wire().unwrap_or_else(|e| {
@@ -382,14 +533,14 @@ async fn run_shard(
             counters: Some(snap.counters),
             histograms,
             in_flight,
+            window_start_nanos: snap.first_send.map_or(-1, |t| nanos_since(start_at, t)),
         }
     };
     loop {
         tokio::select! {
             _ = &mut load_task => break,
             _ = ticker.tick() => {
-                let now = Instant::now();
-                let r = report(seq, nanos_since(start_at, now), recorder.take(), &mut total);
+                let r = report(seq, nanos_since(start_at, Instant::now()), recorder.take(), &mut total);
                 seq += 1;
                 // A full channel means the coordinator reads slowly; waiting here delays
                 // only reports, never requests.

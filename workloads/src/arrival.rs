@@ -72,6 +72,34 @@ impl Arrival {
         }
     }
 
+    /// The same process at another rate (Poisson, gamma, constant); others unchanged.
+    pub fn with_rate(&self, new: f64) -> Arrival {
+        match *self {
+            Arrival::Poisson { .. } => Arrival::Poisson { rate: new },
+            Arrival::Gamma { burstiness, .. } => Arrival::Gamma {
+                rate: new,
+                burstiness,
+            },
+            Arrival::Constant { .. } => Arrival::Constant { rate: new },
+            ref other => other.clone(),
+        }
+    }
+
+    /// The request rate, for the processes that have one.
+    pub fn rate(&self) -> Option<f64> {
+        match *self {
+            Arrival::Poisson { rate }
+            | Arrival::Gamma { rate, .. }
+            | Arrival::Constant { rate } => Some(rate),
+            Arrival::Ramp {
+                start_rate,
+                end_rate,
+                ..
+            } => Some(start_rate.max(end_rate)),
+            _ => None,
+        }
+    }
+
     /// True for schedules of absolute send instants.
     pub fn is_open(&self) -> bool {
         !matches!(self, Arrival::Closed)
