@@ -1,6 +1,8 @@
 //! Bad input gets one clear line and exit code 2, with no panic and no orphaned child
 //! process: an unparseable URL, an unreachable coordinator, an unreachable target.
 
+#![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
+
 use rackload_tests::*;
 
 fn check_refused(tag: &str, args: &[&str], expect: &[&str]) {

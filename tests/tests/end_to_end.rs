@@ -2,6 +2,8 @@
 //! sim, coordinator, three workers and the CLI. Counts must agree exactly between the
 //! merged result, the workers' own counts and what the sim served.
 
+#![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
+
 use rackload_tests::*;
 use rackload_workloads::{RangeMode, WorkloadSpec};
 use serde_json::Value;

@@ -2,6 +2,8 @@
 //! tokenizer, scenario files with flag overrides, and `rackload workload sample` — each
 //! run recorded in `run.json` exactly enough to be reproduced.
 
+#![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
+
 use std::path::{Path, PathBuf};
 
 use rackload_tests::*;

@@ -351,6 +351,10 @@ async fn session(
         });
         let mut task = r.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                "lease of {:.0} s over: cancelling requests still in flight",
+                grace.as_secs_f64()
+            );
             let _ = r.stop.send(StopMode::Abort);
             let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
@@ -543,10 +547,9 @@ async fn run_shard(
                 let r = report(seq, nanos_since(start_at, Instant::now()), recorder.take(), &mut total);
                 seq += 1;
                 // A full channel means the coordinator reads slowly; waiting here delays
-                // only reports, never requests.
-                if tx.send(WorkerMessage { msg: Some(WMsg::Interval(r)) }).await.is_err() {
-                    return;
-                }
+                // only reports, never requests. A closed one means the session is gone:
+                // the load still ends as the stop signal says (drain, then abort).
+                let _ = tx.send(WorkerMessage { msg: Some(WMsg::Interval(r)) }).await;
             }
         }
     }
