@@ -366,6 +366,9 @@ pub struct CoordinatorArgs {
     /// Address to listen on for workers and CLIs.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
+    /// Hard limit: a run still going after this many seconds is aborted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400.0)]
+    pub max_run_duration: f64,
 }
 
 #[derive(Debug, Args)]

@@ -44,9 +44,16 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListe
 }
 
 pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    let max_run_duration = Duration::try_from_secs_f64(args.max_run_duration)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            anyhow::anyhow!("--max-run-duration must be a positive number of seconds")
+        })?;
+    let config = rackload_coordinator::CoordinatorConfig { max_run_duration };
     let listener = bind(args.listen).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rackload_coordinator::serve(listener, async {
+    let server = rackload_coordinator::serve(listener, config, async {
         let _ = rx.await;
     });
     tokio::pin!(server);

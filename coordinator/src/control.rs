@@ -46,11 +46,20 @@ impl Runs {
 pub struct ControlService {
     registry: Arc<Registry>,
     runs: Arc<Runs>,
+    config: crate::CoordinatorConfig,
 }
 
 impl ControlService {
-    pub fn new(registry: Arc<Registry>, runs: Arc<Runs>) -> ControlService {
-        ControlService { registry, runs }
+    pub fn new(
+        registry: Arc<Registry>,
+        runs: Arc<Runs>,
+        config: crate::CoordinatorConfig,
+    ) -> ControlService {
+        ControlService {
+            registry,
+            runs,
+            config,
+        }
     }
 }
 
@@ -70,8 +79,9 @@ impl Control for ControlService {
         self.runs.lock().insert(run_id.clone(), abort_tx);
         tracing::info!(run = %run_id, points = spec.points.len(), workers = spec.workers, "run submitted");
         let (registry, runs) = (self.registry.clone(), self.runs.clone());
+        let max = self.config.max_run_duration;
         tokio::spawn(async move {
-            crate::run::execute(registry, run_id.clone(), spec, tx, abort_rx).await;
+            crate::run::execute(registry, run_id.clone(), spec, tx, abort_rx, max).await;
             runs.lock().remove(&run_id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -25,9 +25,25 @@ pub use registry::Registry;
 /// Largest message accepted: run specs carry whole datasets.
 pub const MAX_MESSAGE: usize = 512 << 20;
 
+/// Limits a standing coordinator enforces on every run, whatever the run asks.
+#[derive(Clone, Copy, Debug)]
+pub struct CoordinatorConfig {
+    /// A run still going after this long is aborted.
+    pub max_run_duration: std::time::Duration,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            max_run_duration: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
 /// Serves the Fabric and Control services on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let registry = Arc::new(Registry::default());
@@ -36,12 +52,16 @@ pub async fn serve(
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
-        .add_service(FabricServer::new(fabric::FabricService::new(
-            registry.clone(),
-        )))
-        .add_service(ControlServer::new(control::ControlService::new(
-            registry, runs,
-        )))
+        .add_service(
+            FabricServer::new(fabric::FabricService::new(registry.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            ControlServer::new(control::ControlService::new(registry, runs, config))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -29,6 +29,9 @@ use crate::time::unix_nanos;
 pub const START_DELAY: Duration = Duration::from_millis(300);
 /// How long workers have to acknowledge a plan (they check the target first).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+/// A `Stop` for this point index stops the run's shard whatever its point.
+pub const ANY_POINT: u32 = u32::MAX;
+
 /// How long an aborted point waits for final reports.
 const ABORT_GRACE: Duration = Duration::from_secs(3);
 
@@ -89,6 +92,7 @@ pub async fn execute(
     spec: RunSpec,
     events: EventSink,
     abort: watch::Receiver<bool>,
+    max_duration: Duration,
 ) {
     let (inbox_tx, inbox) = mpsc::channel(4096);
     let mut run = Run {
@@ -101,7 +105,30 @@ pub async fn execute(
         inbox,
         workers: Vec::new(),
     };
-    let outcome = run_all(&mut run).await;
+    let outcome = match tokio::time::timeout(max_duration, run_all(&mut run)).await {
+        Ok(o) => o,
+        Err(_) => {
+            // Hard limit: stop every worker the run holds, whatever point it is on.
+            let stop = CMsg::Stop(Stop {
+                run_id: run.run_id.clone(),
+                point_index: ANY_POINT,
+                reason: "the coordinator's --max-run-duration was reached".into(),
+                abort: true,
+            });
+            for w in &run.workers {
+                let _ = w
+                    .outbox
+                    .send(Ok(CoordinatorMessage {
+                        msg: Some(stop.clone()),
+                    }))
+                    .await;
+            }
+            Outcome::Aborted(format!(
+                "the run reached the coordinator's limit of {:.0} s (--max-run-duration)",
+                max_duration.as_secs_f64()
+            ))
+        }
+    };
     run.registry.release(&run.run_id);
     let (status, message) = match outcome {
         Outcome::Completed => (RunStatus::Completed, String::new()),

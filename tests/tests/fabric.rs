@@ -257,3 +257,61 @@ fn killing_the_coordinator_stops_every_workers_load_within_the_lease() {
         run["message"]
     );
 }
+
+#[test]
+fn a_run_past_the_coordinators_max_run_duration_is_aborted() {
+    let tag = new_tag("max-run");
+    let (_sim, sim) = start_server(
+        &tag,
+        "sim",
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--ttft-ms",
+            "5",
+            "--itl-ms",
+            "20",
+        ],
+    );
+    let (_coord, coord) = start_server(
+        &tag,
+        "coordinator",
+        &[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-run-duration",
+            "2",
+        ],
+    );
+    let _w = start_worker(&tag, &coord, "w1");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--coordinator",
+        &coord,
+        "--base-url",
+        &sim,
+        "--workers",
+        "1",
+        "--max-concurrency",
+        "2",
+        "--num-prompts",
+        "1000",
+        "--random-output-len",
+        "500",
+    ])
+    .arg("--results-dir")
+    .arg(results.path());
+    let out = run_with_timeout(cmd, 30.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--max-run-duration"), "{stderr}");
+    let run = run_json(results.path()).expect("run.json");
+    assert_eq!(run["status"], "aborted");
+    wait_until(10.0, "the worker's load to stop", || {
+        u(&get_json(&sim, "/stats")["in_flight"]) == 0
+    });
+}

@@ -312,7 +312,7 @@ async fn session(
             Some(CMsg::Stop(stop)) => {
                 if let Some(r) = &running
                     && r.run_id == stop.run_id
-                    && r.point_index == stop.point_index
+                    && (r.point_index == stop.point_index || stop.point_index == u32::MAX)
                 {
                     let mode = if stop.abort {
                         StopMode::Abort
