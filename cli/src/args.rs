@@ -216,7 +216,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub coordinator: Option<String>,
     /// Workers the run uses, started locally unless --coordinator is given [default: 2].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub workers: Option<u32>,
     /// Closed loop: requests in flight across all workers [default: 16]. Open loop: a cap
     /// on them [default: none]. A list (4,8,16) sweeps, one point each.

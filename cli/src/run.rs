@@ -197,8 +197,8 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         bail!("--worker-wait must be a non-negative number of seconds");
     }
     let workers = args.workers.or(file.run.workers).unwrap_or(2);
-    if !(1..=256).contains(&workers) {
-        bail!("scenario file: run.workers {workers} is not in 1..=256");
+    if !(1..=10_000).contains(&workers) {
+        bail!("scenario file: run.workers {workers} is not in 1..=10000");
     }
     let concurrencies = match (&args.concurrency_range, args.max_concurrency.is_empty()) {
         (Some(range), _) => range.clone(),
@@ -452,7 +452,14 @@ async fn run_with(
                     .with_context(|| {
                         format!("cannot write results under {}", results_dir.display())
                     })?;
-                eprintln!("run {} on workers {}", a.run_id, a.worker_ids.join(", "));
+                let shown: Vec<&str> = a.worker_ids.iter().take(8).map(String::as_str).collect();
+                let more = a.worker_ids.len().saturating_sub(shown.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                eprintln!("run {} on workers {}{more}", a.run_id, shown.join(", "));
                 record = Some(r);
             }
             Some(Event::PointStarted(p)) => {

@@ -54,6 +54,86 @@ pub fn decode(m: &MetricHistogram) -> Result<(Metric, Histogram<u64>), Histogram
     Ok((metric, hist))
 }
 
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+const V2_HEADER: usize = 40;
+
+/// Adds the counts of a plain V2-serialized histogram into `into` without building the
+/// histogram: the coordinator merges thousands of reports a second, and a full-range
+/// latency histogram is ~360 KiB of counters to allocate and zero per decode. Returns
+/// `Ok(false)` when the bytes are not plain V2 (the caller decodes them the slow way).
+pub fn merge_v2_into(bytes: &[u8], into: &mut Histogram<u64>) -> Result<bool, String> {
+    let be32 = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let be64 = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    if be32(0) != Some(V2_COOKIE) {
+        return Ok(false);
+    }
+    let (Some(len), Some(offset), Some(digits), Some(low), Some(ratio)) =
+        (be32(4), be32(8), be32(12), be64(16), be64(32))
+    else {
+        return Err("truncated V2 header".into());
+    };
+    if offset != 0 || f64::from_bits(ratio) != 1.0 || !(1..=5).contains(&digits) || low == 0 {
+        return Ok(false);
+    }
+    let payload = bytes
+        .get(V2_HEADER..V2_HEADER + len as usize)
+        .ok_or("V2 payload shorter than its header says")?;
+    // The index -> value mapping of HdrHistogram for (low, digits).
+    let unit_magnitude = 63 - low.leading_zeros();
+    let single_unit = 2 * 10u64.pow(digits);
+    let sub_bucket_count_magnitude = 64 - (single_unit - 1).leading_zeros();
+    let half_magnitude = sub_bucket_count_magnitude.saturating_sub(1);
+    let half_count = 1u64 << half_magnitude;
+    let value_at = |index: u64| -> Option<u64> {
+        let mut bucket = (index >> half_magnitude) as i64 - 1;
+        let mut sub = (index & (half_count - 1)) + half_count;
+        if bucket < 0 {
+            sub -= half_count;
+            bucket = 0;
+        }
+        sub.checked_shl(bucket as u32 + unit_magnitude)
+    };
+    let mut index: u64 = 0;
+    let mut at = 0;
+    while at < payload.len() {
+        // LEB128 varint (the 9th byte carries 8 bits), then zig-zag.
+        let mut raw: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let b = *payload.get(at).ok_or("truncated varint")?;
+            at += 1;
+            if shift == 56 {
+                raw |= u64::from(b) << 56;
+                break;
+            }
+            raw |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        let n = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+        if n < 0 {
+            index = index.saturating_add(n.unsigned_abs());
+        } else {
+            if n > 0 {
+                let v = value_at(index).ok_or("count beyond the value range")?;
+                into.record_n(v, n as u64).map_err(|e| format!("{e:?}"))?;
+            }
+            index += 1;
+        }
+    }
+    Ok(true)
+}
+
 /// The four latency metrics in a fixed order, for arrays indexed by metric.
 pub const METRICS: [Metric; 4] = [Metric::Ttft, Metric::Itl, Metric::Tpot, Metric::E2el];
 
@@ -84,14 +164,22 @@ impl LatencySet {
     /// Adds the counts of wire histograms into this set.
     pub fn merge_wire(&mut self, wire: &[MetricHistogram]) -> Result<(), HistogramError> {
         for m in wire {
-            let (metric, h) = decode(m)?;
+            let metric = Metric::try_from(m.metric).unwrap_or(Metric::Unspecified);
             let Some(k) = metric_slot(metric) else {
                 continue;
             };
-            self.hists[k].add(&h).map_err(|e| HistogramError::Merge {
-                metric,
-                reason: format!("{e:?}"),
-            })?;
+            match merge_v2_into(&m.v2, &mut self.hists[k]) {
+                Ok(true) => {}
+                // Not plain V2 (e.g. DEFLATE-compressed): decode it whole.
+                Ok(false) => {
+                    let (_, h) = decode(m)?;
+                    self.hists[k].add(&h).map_err(|e| HistogramError::Merge {
+                        metric,
+                        reason: format!("{e:?}"),
+                    })?;
+                }
+                Err(reason) => return Err(HistogramError::Decode { metric, reason }),
+            }
         }
         Ok(())
     }
@@ -124,6 +212,39 @@ impl LatencySet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_v2_merge_equals_decode_and_add() {
+        let mut h = latency_histogram();
+        let mut x: u64 = 7;
+        for _ in 0..50_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            h.record(1 + (x >> 33) % 100_000_000).expect("in range");
+        }
+        h.record(MAX_LATENCY_US * 3).expect("auto-resized");
+        let wire = encode(Metric::Itl, &h).expect("encode");
+        let mut fast = latency_histogram();
+        assert_eq!(merge_v2_into(&wire.v2, &mut fast), Ok(true));
+        let (_, slow) = decode(&wire).expect("decode");
+        assert_eq!(fast.len(), slow.len());
+        for q in [0.0, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                fast.value_at_quantile(q),
+                slow.value_at_quantile(q),
+                "q {q}"
+            );
+        }
+        assert_eq!(fast.max(), slow.max());
+        // compressed bytes take the slow path
+        let mut z = Vec::new();
+        hdrhistogram::serialization::V2DeflateSerializer::new()
+            .serialize(&h, &mut z)
+            .expect("deflate");
+        assert_eq!(merge_v2_into(&z, &mut latency_histogram()), Ok(false));
+        assert!(merge_v2_into(&wire.v2[..30], &mut latency_histogram()).is_err());
+    }
 
     #[test]
     fn round_trip_and_merge_add_counts() {
