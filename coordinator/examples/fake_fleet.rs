@@ -126,6 +126,7 @@ async fn worker(
                             histograms: histograms.clone(),
                             in_flight: 8,
                             window_start_nanos: 0,
+                            cpu_seconds: 0.0,
                         };
                         let msg = if seq + 1 == seconds {
                             WMsg::Final(report)

@@ -18,6 +18,8 @@ pub struct WorkerPart {
     pub end_nanos: i64,
     pub done: bool,
     pub lost: bool,
+    /// CPU seconds the worker process used since the shard started (latest report).
+    pub cpu_seconds: f64,
 }
 
 impl WorkerPart {
@@ -71,6 +73,7 @@ impl PointMerge {
             part.counters.add(c);
         }
         part.in_flight = report.in_flight;
+        part.cpu_seconds = part.cpu_seconds.max(report.cpu_seconds);
         if report.window_start_nanos >= 0 {
             part.window_start_nanos = Some(report.window_start_nanos);
         }
@@ -171,6 +174,11 @@ impl PointMerge {
                     duration_s: w.end_nanos.max(0) as f64 / 1e9,
                     lost: w.lost,
                     lost_requests: if w.lost { w.unfinished() } else { 0 },
+                    cpu_percent: if w.end_nanos > 0 {
+                        100.0 * w.cpu_seconds / (w.end_nanos as f64 / 1e9)
+                    } else {
+                        0.0
+                    },
                 })
                 .collect(),
             start_unix_nanos,

@@ -190,6 +190,7 @@ impl<'a> PointSummary<'a> {
                             "failed": wc.failed(),
                             "lost": w.lost,
                             "lost_requests": w.lost_requests,
+                            "cpu_percent": round3(w.cpu_percent),
                             "duration_s": round3(w.duration_s),
                         })
                     })

@@ -475,6 +475,18 @@ fn spawn_shard(
     }
 }
 
+/// CPU time (user + system) this process has used, from /proc/self/stat (Linux; clock
+/// ticks of 1/100 s, the kernel's USER_HZ). None elsewhere.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn nanos_since(start: Instant, t: Instant) -> i64 {
     i64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(i64::MAX)
 }
@@ -491,6 +503,7 @@ async fn run_shard(
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
+    let cpu_at_start = process_cpu_seconds();
     let deadline = Duration::try_from_secs_f64(plan.duration_s)
         .ok()
         .filter(|d| !d.is_zero())
@@ -538,6 +551,9 @@ async fn run_shard(
             histograms,
             in_flight,
             window_start_nanos: snap.first_send.map_or(-1, |t| nanos_since(start_at, t)),
+            cpu_seconds: cpu_at_start
+                .zip(process_cpu_seconds())
+                .map_or(0.0, |(a, b)| (b - a).max(0.0)),
         }
     };
     loop {
@@ -574,6 +590,18 @@ async fn run_shard(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_cpu_time_is_read_and_grows() {
+        let a = process_cpu_seconds().expect("Linux /proc/self/stat");
+        let mut x = 0u64;
+        for i in 0..30_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_seconds().expect("again");
+        assert!(b >= a && b > 0.0, "{a} {b}");
+    }
 
     #[test]
     fn clock_estimate_keeps_the_shortest_round_trip() {
