@@ -240,3 +240,33 @@ pub fn run_with_timeout(mut cmd: Command, secs: f64) -> Output {
         stderr: err.join().unwrap_or_default(),
     }
 }
+
+/// A JSON count, or a panic naming the value.
+pub fn count(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The `run.json` of the one run under `results`, if it is there.
+pub fn run_json(results: &std::path::Path) -> Option<serde_json::Value> {
+    let mut runs = std::fs::read_dir(results).ok()?.flatten();
+    let run = runs.next()?.path();
+    assert!(
+        runs.next().is_none(),
+        "more than one run under {}",
+        results.display()
+    );
+    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).ok()?).ok()
+}
+
+/// The shared Qwen2.5 tokenizer (../shared/data), or None — with the reason printed —
+/// when this machine does not have it.
+pub fn shared_tokenizer() -> Option<PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}

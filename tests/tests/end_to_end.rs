@@ -8,20 +8,6 @@ use rackload_tests::*;
 use rackload_workloads::{RangeMode, WorkloadSpec};
 use serde_json::Value;
 
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-fn read_run_json(results: &std::path::Path) -> Value {
-    let runs: Vec<_> = std::fs::read_dir(results)
-        .expect("results dir")
-        .flatten()
-        .collect();
-    assert_eq!(runs.len(), 1, "one run directory");
-    let text = std::fs::read_to_string(runs[0].path().join("run.json")).expect("run.json");
-    serde_json::from_str(&text).expect("run.json parses")
-}
-
 #[test]
 fn three_workers_merge_exactly_what_the_sim_served() {
     let tag = new_tag("e2e-3w");
@@ -79,30 +65,30 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Serving Benchmark Result"), "{stdout}");
 
-    let run = read_run_json(results.path());
+    let run = run_json(results.path()).expect("run.json parses");
     assert_eq!(run["schema_version"], 1);
     assert_eq!(run["status"], "completed");
     let point = &run["points"][0];
-    let completed = u(&point["completed"]);
+    let completed = count(&point["completed"]);
     assert_eq!(completed, prompts, "every request completed");
-    assert_eq!(u(&point["failed"]), 0);
+    assert_eq!(count(&point["failed"]), 0);
 
     // merged == Σ per-worker == what the sim served
     let workers = run["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 3);
-    let per_worker: u64 = workers.iter().map(|w| u(&w["completed"])).sum();
+    let per_worker: u64 = workers.iter().map(|w| count(&w["completed"])).sum();
     assert_eq!(per_worker, completed);
     let stats = get_json(&sim_url, "/stats");
-    assert_eq!(u(&stats["served"]), completed, "sim stats {stats}");
-    assert_eq!(u(&stats["received"]), completed, "sim stats {stats}");
-    assert_eq!(u(&stats["in_flight"]), 0);
+    assert_eq!(count(&stats["served"]), completed, "sim stats {stats}");
+    assert_eq!(count(&stats["received"]), completed, "sim stats {stats}");
+    assert_eq!(count(&stats["in_flight"]), 0);
 
     // merged histogram counts == completed requests
     let counts = &point["histogram_counts"];
-    assert_eq!(u(&counts["ttft"]), completed);
-    assert_eq!(u(&counts["e2el"]), completed);
+    assert_eq!(count(&counts["ttft"]), completed);
+    assert_eq!(count(&counts["e2el"]), completed);
     assert_eq!(
-        u(&counts["tpot"]),
+        count(&counts["tpot"]),
         completed,
         "every output is longer than one token"
     );
@@ -110,11 +96,11 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     // shares sum to the requested concurrency, and requests to num_prompts
     let shards = run["shards"]["c10"].as_array().expect("shards of c10");
     assert_eq!(
-        shards.iter().map(|s| u(&s["concurrency"])).sum::<u64>(),
+        shards.iter().map(|s| count(&s["concurrency"])).sum::<u64>(),
         concurrency
     );
     assert_eq!(
-        shards.iter().map(|s| u(&s["requests"])).sum::<u64>(),
+        shards.iter().map(|s| count(&s["requests"])).sum::<u64>(),
         prompts
     );
 
@@ -123,14 +109,14 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     let requested: u64 = (0..prompts)
         .map(|i| u64::from(spec.request(i).expect("valid").output_len))
         .sum();
-    assert_eq!(u(&point["total_output_tokens"]), requested);
+    assert_eq!(count(&point["total_output_tokens"]), requested);
     let requested_in: u64 = (0..prompts)
         .map(|i| u64::from(spec.request(i).expect("valid").input_len))
         .sum();
-    assert_eq!(u(&point["total_input_tokens"]), requested_in);
+    assert_eq!(count(&point["total_input_tokens"]), requested_in);
 
     // ITL samples: one per chunk after the first
-    assert_eq!(u(&counts["itl"]), requested - completed);
+    assert_eq!(count(&counts["itl"]), requested - completed);
 
     // the vLLM-shaped point file
     let dir = std::fs::read_dir(results.path())
@@ -199,9 +185,9 @@ fn embedded_run_writes_results_and_leaves_no_process() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = read_run_json(results.path());
+    let run = run_json(results.path()).expect("run.json parses");
     assert_eq!(run["environment"]["mode"], "embedded");
-    assert_eq!(u(&run["points"][0]["completed"]), 12);
+    assert_eq!(count(&run["points"][0]["completed"]), 12);
     assert_eq!(run["workers"].as_array().map(Vec::len), Some(2));
     assert_no_processes_left(&tag);
 }
@@ -261,7 +247,7 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     }
     assert_eq!(code, Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let run = read_run_json(results.path());
+    let run = run_json(results.path()).expect("run.json parses");
     assert_eq!(run["status"], "aborted", "{stderr}");
     assert_no_processes_left(&tag);
 }

@@ -9,16 +9,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rackload_tests::*;
-use serde_json::Value;
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-fn run_json(dir: &std::path::Path) -> Option<Value> {
-    let run = std::fs::read_dir(dir).ok()?.flatten().next()?.path();
-    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).ok()?).ok()
-}
 
 fn wait_exit(child: &mut std::process::Child, secs: f64) -> Option<i32> {
     let mut status = None;
@@ -122,7 +112,7 @@ fn killing_a_worker_mid_point_degrades_the_point_and_later_points_use_the_rest()
         .spawn()
         .expect("start the run");
     wait_until(30.0, "the first point to be under way", || {
-        u(&get_json(&sim, "/stats")["served"]) >= 6
+        count(&get_json(&sim, "/stats")["served"]) >= 6
     });
     // Past the first 1-second report, w2 dies with requests in flight. (The coordinator
     // knows a worker's counts as of its last report.)
@@ -141,11 +131,14 @@ fn killing_a_worker_mid_point_degrades_the_point_and_later_points_use_the_rest()
     assert_eq!(first["degraded"], true, "{first}");
     assert_eq!(first["lost_workers"], serde_json::json!(["w2"]));
     assert_eq!(
-        u(&first["sent"]),
-        u(&first["completed"]) + u(&first["failed"]) + u(&first["lost"]),
+        count(&first["sent"]),
+        count(&first["completed"]) + count(&first["failed"]) + count(&first["lost"]),
         "{first}"
     );
-    assert!(u(&first["lost"]) > 0, "w2 had requests in flight: {first}");
+    assert!(
+        count(&first["lost"]) > 0,
+        "w2 had requests in flight: {first}"
+    );
     // later points use the remaining workers, whole again
     let ids: Vec<&str> = second["workers"]
         .as_array()
@@ -155,7 +148,10 @@ fn killing_a_worker_mid_point_degrades_the_point_and_later_points_use_the_rest()
         .collect();
     assert_eq!(ids, ["w1", "w3"]);
     assert_eq!(second["degraded"], false);
-    assert_eq!((u(&second["completed"]), u(&second["lost"])), (48, 0));
+    assert_eq!(
+        (count(&second["completed"]), count(&second["lost"])),
+        (48, 0)
+    );
     assert!(!stderr.contains("panicked"));
 }
 
@@ -219,7 +215,7 @@ fn killing_the_coordinator_stops_every_workers_load_within_the_lease() {
     // load is flowing. (Finished points on disk are checked by the e2e Ctrl-C test and
     // by run.json's status here.)
     wait_until(30.0, "load in flight", || {
-        u(&get_json(&sim, "/stats")["in_flight"]) >= 2
+        count(&get_json(&sim, "/stats")["in_flight"]) >= 2
     });
     std::thread::sleep(Duration::from_millis(500));
     drop(coord_proc); // SIGKILL
@@ -227,13 +223,13 @@ fn killing_the_coordinator_stops_every_workers_load_within_the_lease() {
     // Nothing new is sent once the workers know, and in-flight requests end within the
     // 5 s lease.
     wait_until(10.0, "the workers' load to stop", || {
-        u(&get_json(&sim, "/stats")["in_flight"]) == 0
+        count(&get_json(&sim, "/stats")["in_flight"]) == 0
     });
     let stopped_after = killed.elapsed();
-    let received = u(&get_json(&sim, "/stats")["received"]);
+    let received = count(&get_json(&sim, "/stats")["received"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        u(&get_json(&sim, "/stats")["received"]),
+        count(&get_json(&sim, "/stats")["received"]),
         received,
         "no request after the stop"
     );
@@ -312,6 +308,6 @@ fn a_run_past_the_coordinators_max_run_duration_is_aborted() {
     let run = run_json(results.path()).expect("run.json");
     assert_eq!(run["status"], "aborted");
     wait_until(10.0, "the worker's load to stop", || {
-        u(&get_json(&sim, "/stats")["in_flight"]) == 0
+        count(&get_json(&sim, "/stats")["in_flight"]) == 0
     });
 }

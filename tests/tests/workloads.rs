@@ -16,17 +16,6 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn qwen() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
-}
-
 fn run_ok(tag: &str, args: &[&str], results: &Path) -> Value {
     let mut cmd = rackload(tag);
     cmd.args(args).arg("--results-dir").arg(results);
@@ -34,18 +23,7 @@ fn run_ok(tag: &str, args: &[&str], results: &Path) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let dir = std::fs::read_dir(results)
-        .expect("results")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
-    serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
-        .expect("json")
-}
-
-fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+    run_json(results).expect("run.json")
 }
 
 const FAST_SIM: [&str; 4] = ["--sim-ttft-ms", "5", "--sim-itl-ms", "1"];
@@ -71,7 +49,7 @@ fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
     let run = run_ok(&tag, &args, results.path());
     let point = &run["points"][0];
     assert_eq!(point["label"], "r40");
-    assert_eq!(u(&point["completed"]), 40);
+    assert_eq!(count(&point["completed"]), 40);
     let w = &run["spec"]["workload"];
     assert_eq!(w["arrival"]["kind"], "poisson");
     assert_eq!(w["arrival"]["rate"], 40.0);
@@ -97,7 +75,9 @@ fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
 
 #[test]
 fn sharegpt_with_the_real_tokenizer_is_recorded_for_reproduction() {
-    let Some(tok) = qwen() else { return };
+    let Some(tok) = shared_tokenizer() else {
+        return;
+    };
     let tag = new_tag("sharegpt");
     let results = tempfile::tempdir().expect("tempdir");
     let data = fixture("sharegpt_small.json");
@@ -138,7 +118,7 @@ fn sharegpt_with_the_real_tokenizer_is_recorded_for_reproduction() {
         "run.json keeps provenance, not the bulk"
     );
     let point = &run["points"][0];
-    assert_eq!(u(&point["completed"]), 12);
+    assert_eq!(count(&point["completed"]), 12);
     // Token totals are the tokenizer's counts of the sampled entries.
     let cfg = WorkloadConfig {
         dataset_name: Some(DatasetName::Sharegpt),
@@ -154,8 +134,8 @@ fn sharegpt_with_the_real_tokenizer_is_recorded_for_reproduction() {
         input += u64::from(r.input_len);
         output += u64::from(r.output_len);
     }
-    assert_eq!(u(&point["total_input_tokens"]), input);
-    assert_eq!(u(&point["total_output_tokens"]), output);
+    assert_eq!(count(&point["total_input_tokens"]), input);
+    assert_eq!(count(&point["total_output_tokens"]), output);
 }
 
 #[test]
@@ -185,10 +165,10 @@ fn scenario_file_gives_everything_and_flags_override_it() {
     assert_eq!(w["lengths"]["range_mode"], "one-sided");
     let point = &run["points"][0];
     assert_eq!(
-        (point["label"].as_str(), u(&point["completed"])),
+        (point["label"].as_str(), count(&point["completed"])),
         (Some("c2"), 4)
     );
-    assert_eq!(u(&point["total_output_tokens"]), 4 * 12);
+    assert_eq!(count(&point["total_output_tokens"]), 4 * 12);
 
     // An unknown key is refused with its name, exit 2.
     std::fs::write(&file, "[workload]\nrandom_input_length = 5\n").expect("write");
