@@ -234,15 +234,16 @@ pub struct RunArgs {
     /// Per point, send nothing new after this many seconds (instead of a request count).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
-    /// Seconds of rest between points.
-    #[arg(long, default_value_t = 0.0)]
-    pub cooldown: f64,
-    /// A point fails (exit code 1) when more than this share of its requests failed.
-    #[arg(long, default_value_t = 0.05)]
-    pub max_failure_rate: f64,
-    /// When a worker is lost: carry on with the others, or abort the run.
-    #[arg(long, value_parser = ["continue", "abort"], default_value = "continue")]
-    pub on_worker_loss: String,
+    /// Seconds of rest between points [default: 0].
+    #[arg(long)]
+    pub cooldown: Option<f64>,
+    /// A point fails (exit code 1) when more than this share of its requests failed
+    /// [default: 0.05, InferenceX's gate].
+    #[arg(long)]
+    pub max_failure_rate: Option<f64>,
+    /// When a worker is lost: carry on with the others, or abort the run [default: continue].
+    #[arg(long, value_parser = ["continue", "abort"])]
+    pub on_worker_loss: Option<String>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].
@@ -251,9 +252,9 @@ pub struct RunArgs {
     /// Where results go: DIR/<run-id>/ [default: results].
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
-    /// Seconds to wait for enough workers to connect.
-    #[arg(long, default_value_t = 30.0)]
-    pub worker_wait: f64,
+    /// Seconds to wait for enough workers to connect [default: 30].
+    #[arg(long)]
+    pub worker_wait: Option<f64>,
     /// Embedded sim only: time to first token in ms.
     #[arg(long, default_value_t = 50)]
     pub sim_ttft_ms: u64,
@@ -298,7 +299,7 @@ pub struct SampleArgs {
 }
 
 /// `START:END:xF` (multiply) or `START:END:+N` (add), END included when reached.
-fn concurrency_range(s: &str) -> Result<Vec<u32>, String> {
+pub fn concurrency_range(s: &str) -> Result<Vec<u32>, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let [start, end, step] = parts[..] else {
         return Err("expected START:END:STEP, e.g. 4:1024:x2 or 8:64:+8".into());

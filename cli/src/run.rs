@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::args::{Endpoint, RunArgs, check_url};
 use crate::children::Children;
 use crate::progress::PointProgress;
-use crate::scenario_file::{OneOrMany, ScenarioFile};
+use crate::scenario_file::ScenarioFile;
 
 /// The model name the embedded sim serves.
 const SIM_MODEL: &str = "rackload-sim";
@@ -193,7 +193,8 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     if !(request_timeout >= 0.0 && request_timeout.is_finite()) {
         bail!("--request-timeout must be a non-negative number of seconds");
     }
-    if !(args.worker_wait >= 0.0 && args.worker_wait.is_finite()) {
+    let worker_wait = args.worker_wait.or(file.run.worker_wait).unwrap_or(30.0);
+    if !(worker_wait >= 0.0 && worker_wait.is_finite()) {
         bail!("--worker-wait must be a non-negative number of seconds");
     }
     let workers = args.workers.or(file.run.workers).unwrap_or(2);
@@ -203,12 +204,12 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     let concurrencies = match (&args.concurrency_range, args.max_concurrency.is_empty()) {
         (Some(range), _) => range.clone(),
         (None, false) => args.max_concurrency.clone(),
-        (None, true) => file
-            .run
-            .max_concurrency
-            .as_ref()
-            .map(OneOrMany::to_vec)
-            .unwrap_or_default(),
+        (None, true) => match (&file.run.concurrency_range, &file.run.max_concurrency) {
+            (Some(r), _) => crate::args::concurrency_range(r)
+                .map_err(|e| anyhow::anyhow!("scenario file: run.concurrency_range: {e}"))?,
+            (None, Some(c)) => c.to_vec(),
+            (None, None) => Vec::new(),
+        },
     };
     if concurrencies.contains(&0) {
         bail!("scenario file: run.max_concurrency must be at least 1");
@@ -246,28 +247,22 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         warmup: args.warmup.or(file.run.warmup),
         duration,
     };
-    let max_failure_rate = file
-        .run
+    let max_failure_rate = args
         .max_failure_rate
-        .filter(|_| args.max_failure_rate == 0.05)
-        .unwrap_or(args.max_failure_rate);
+        .or(file.run.max_failure_rate)
+        .unwrap_or(0.05);
     if !(0.0..=1.0).contains(&max_failure_rate) {
         bail!("--max-failure-rate must be between 0 and 1");
     }
-    let cooldown = file
-        .run
-        .cooldown
-        .filter(|_| args.cooldown == 0.0)
-        .unwrap_or(args.cooldown);
+    let cooldown = args.cooldown.or(file.run.cooldown).unwrap_or(0.0);
     if !(cooldown >= 0.0 && cooldown.is_finite()) {
         bail!("--cooldown must be a non-negative number of seconds");
     }
-    let on_worker_loss = file
-        .run
+    let on_worker_loss = args
         .on_worker_loss
         .clone()
-        .filter(|_| args.on_worker_loss == "continue")
-        .unwrap_or_else(|| args.on_worker_loss.clone());
+        .or_else(|| file.run.on_worker_loss.clone())
+        .unwrap_or_else(|| "continue".to_owned());
     if !matches!(on_worker_loss.as_str(), "continue" | "abort") {
         bail!("scenario file: run.on_worker_loss {on_worker_loss:?} is not continue or abort");
     }
@@ -287,7 +282,7 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         workload: Some((&workload).into()),
         points,
         workers,
-        worker_wait_s: args.worker_wait,
+        worker_wait_s: worker_wait,
         max_failure_rate,
         cooldown_s: cooldown,
         on_worker_loss,

@@ -51,6 +51,9 @@ impl<T: Clone> OneOrMany<T> {
 pub struct RunConfig {
     pub workers: Option<u32>,
     pub max_concurrency: Option<OneOrMany<u32>>,
+    /// `"4:1024:x2"`, as `--concurrency-range`.
+    pub concurrency_range: Option<String>,
+    pub worker_wait: Option<f64>,
     pub request_rates: Option<Vec<f64>>,
     pub num_prompts: Option<u64>,
     pub warmup: Option<u64>,

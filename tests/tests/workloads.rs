@@ -143,7 +143,7 @@ fn scenario_file_gives_everything_and_flags_override_it() {
     let tag = new_tag("scenario-file");
     let results = tempfile::tempdir().expect("tempdir");
     let file = results.path().join("s.toml");
-    std::fs::write(&file, "[workload]\nscenario = \"reasoning\"\nrandom_output_len = 12\nrandom_range_ratio = 1.0\nseed = 3\n\n[run]\nmax_concurrency = 2\nnum_prompts = 4\n").expect("write");
+    std::fs::write(&file, "[workload]\nscenario = \"reasoning\"\nrandom_output_len = 12\nrandom_range_ratio = 1.0\nseed = 3\n\n[run]\nconcurrency_range = \"1:2:x2\"\nnum_prompts = 4\nwarmup = 0\n").expect("write");
     let file_s = file.to_string_lossy().into_owned();
     let mut args = vec![
         "run",
@@ -163,12 +163,21 @@ fn scenario_file_gives_everything_and_flags_override_it() {
         "the file overrides the preset"
     );
     assert_eq!(w["lengths"]["range_mode"], "one-sided");
-    let point = &run["points"][0];
+    let labels: Vec<&str> = run["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter_map(|p| p["label"].as_str())
+        .collect();
     assert_eq!(
-        (point["label"].as_str(), count(&point["completed"])),
-        (Some("c2"), 4)
+        labels,
+        ["c1", "c2"],
+        "the file's concurrency range is a sweep"
     );
-    assert_eq!(count(&point["total_output_tokens"]), 4 * 12);
+    for point in run["points"].as_array().expect("points") {
+        assert_eq!(count(&point["completed"]), 4);
+        assert_eq!(count(&point["total_output_tokens"]), 4 * 12);
+    }
 
     // An unknown key is refused with its name, exit 2.
     std::fs::write(&file, "[workload]\nrandom_input_length = 5\n").expect("write");
