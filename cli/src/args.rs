@@ -223,8 +223,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_delimiter = ',')]
     pub max_concurrency: Vec<u32>,
     /// Sweep concurrency from START to END, multiplying (xF) or adding (+N): 4:1024:x2.
-    #[arg(long, value_name = "START:END:STEP", value_parser = concurrency_range, conflicts_with = "max_concurrency")]
-    pub concurrency_range: Option<Vec<u32>>,
+    #[arg(long, value_name = "START:END:STEP", value_parser = parse_range, conflicts_with = "max_concurrency")]
+    pub concurrency_range: Option<ConcurrencyRange>,
     /// Measured requests per point [default: 10 × concurrency closed, 1000 open, the whole trace].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub num_prompts: Option<u64>,
@@ -296,6 +296,14 @@ pub struct SampleArgs {
     /// Add each request's prompt ("prompt_tokens" ids when known, else "prompt" text).
     #[arg(long)]
     pub with_prompts: bool,
+}
+
+/// The concurrencies of `--concurrency-range`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConcurrencyRange(pub Vec<u32>);
+
+fn parse_range(s: &str) -> Result<ConcurrencyRange, String> {
+    concurrency_range(s).map(ConcurrencyRange)
 }
 
 /// `START:END:xF` (multiply) or `START:END:+N` (add), END included when reached.

@@ -102,3 +102,94 @@ fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use crate::args::Cli;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_parses_its_typical_flags() {
+        for argv in [
+            &[
+                "rackload",
+                "run",
+                "--max-concurrency",
+                "4,8",
+                "--request-rate",
+                "5",
+                "--warmup",
+                "0",
+                "--duration",
+                "3",
+                "--cooldown",
+                "1",
+                "--on-worker-loss",
+                "abort",
+            ][..],
+            &[
+                "rackload",
+                "run",
+                "--concurrency-range",
+                "4:64:x2",
+                "--scenario",
+                "reasoning",
+                "--range-mode",
+                "symmetric",
+            ],
+            &[
+                "rackload",
+                "workload",
+                "sample",
+                "--max-concurrency",
+                "4,8",
+                "--shard",
+                "1/3",
+                "--format",
+                "table",
+            ],
+            &[
+                "rackload",
+                "worker",
+                "--coordinator",
+                "http://127.0.0.1:1",
+                "--max-rate",
+                "5",
+                "--max-duration",
+                "9",
+            ],
+            &[
+                "rackload",
+                "coordinator",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-run-duration",
+                "60",
+            ],
+            &["rackload", "workers", "--coordinator", "http://127.0.0.1:1"],
+            &[
+                "rackload",
+                "abort",
+                "--coordinator",
+                "http://127.0.0.1:1",
+                "RUN",
+            ],
+            &[
+                "rackload",
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--ttft-ms",
+                "1",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
+        }
+    }
+}

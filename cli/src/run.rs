@@ -202,7 +202,7 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         bail!("scenario file: run.workers {workers} is not in 1..=10000");
     }
     let concurrencies = match (&args.concurrency_range, args.max_concurrency.is_empty()) {
-        (Some(range), _) => range.clone(),
+        (Some(range), _) => range.0.clone(),
         (None, false) => args.max_concurrency.clone(),
         (None, true) => match (&file.run.concurrency_range, &file.run.max_concurrency) {
             (Some(r), _) => crate::args::concurrency_range(r)

@@ -51,3 +51,49 @@ fn help_exits_0() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--max-concurrency"));
 }
+
+#[test]
+fn every_list_and_range_flag_parses_without_panicking() {
+    // Valid values: parsing succeeds and the run fails later, on the unreachable coordinator.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let coord = format!("http://127.0.0.1:{closed}");
+    for extra in [
+        &["--concurrency-range", "1:8:x2"][..],
+        &["--concurrency-range", "8:64:+8"],
+        &["--max-concurrency", "4,8,16"],
+        &["--request-rate", "10,20,40"],
+        &["--request-rate", "inf"],
+    ] {
+        let mut args = vec![
+            "run",
+            "--coordinator",
+            &coord,
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--model",
+            "m",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stderr) = rackload(&args);
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach coordinator"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    // Invalid ones are one clear line.
+    for bad in [
+        &["--concurrency-range", "8:4:x2"][..],
+        &["--concurrency-range", "1:8:x1"],
+        &["--request-rate", "-3"],
+    ] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(bad);
+        let (code, stderr) = rackload(&args);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad:?}: {stderr}");
+    }
+}
