@@ -211,6 +211,12 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
             (None, None) => Vec::new(),
         },
     };
+    // A point swept twice would only measure the same thing again under the same label.
+    let mut seen = std::collections::HashSet::new();
+    let concurrencies: Vec<u32> = concurrencies
+        .into_iter()
+        .filter(|c| seen.insert(*c))
+        .collect();
     if concurrencies.contains(&0) {
         bail!("scenario file: run.max_concurrency must be at least 1");
     }
@@ -228,6 +234,15 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     {
         bail!("--request-rate: inf cannot be part of a rate sweep");
     }
+    let mut seen_rates: Vec<f64> = Vec::new();
+    let flag_rates: Vec<f64> = flag_rates
+        .into_iter()
+        .filter(|r| {
+            let new = !seen_rates.contains(r);
+            seen_rates.push(*r);
+            new
+        })
+        .collect();
     let rates = if flag_rates.is_empty() {
         file.run.request_rates.clone().unwrap_or_default()
     } else {
