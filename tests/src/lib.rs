@@ -27,6 +27,15 @@ pub fn rackload_bin() -> PathBuf {
     bin
 }
 
+/// This crate's directory, read when the test runs: cargo and nextest set
+/// `CARGO_MANIFEST_DIR` at run time, while `env!` would bake in the path of whichever
+/// checkout first built a shared target dir (CI clones elsewhere and reuses the build).
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// How much longer than nominal a test may wait (for slow or busy machines).
 pub fn patience() -> f64 {
     std::env::var("RACKLOAD_TEST_PATIENCE")
@@ -261,8 +270,7 @@ pub fn run_json(results: &std::path::Path) -> Option<serde_json::Value> {
 /// The shared Qwen2.5 tokenizer (../shared/data), or None — with the reason printed —
 /// when this machine does not have it.
 pub fn shared_tokenizer() -> Option<PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
+    let p = manifest_dir().join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
     if p.exists() {
         Some(p)
     } else {

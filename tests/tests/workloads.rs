@@ -11,7 +11,7 @@ use rackload_workloads::scenario::{DatasetName, WorkloadConfig};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .join("../workloads/tests/fixtures")
         .join(name)
 }

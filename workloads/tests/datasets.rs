@@ -12,16 +12,21 @@ use rackload_workloads::scenario::{DatasetName, WorkloadConfig};
 use rackload_workloads::tokenizer::{LoadedTokenizer, approx_count};
 use rackload_workloads::{Arrival, Lengths};
 
+/// This crate's directory at run time (`env!` would bake in the path of whichever
+/// checkout first built a shared target dir).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    manifest_dir().join("tests/fixtures").join(name)
 }
 
 /// The shared Qwen2.5 tokenizer, or None (with the reason printed) when it is not here.
 fn qwen() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
+    let p = manifest_dir().join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
     if p.exists() {
         Some(p)
     } else {
