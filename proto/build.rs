@@ -18,6 +18,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute("rackload.v1.PointSpec", serde)
         // Secrets never reach results: the key is not serialized.
         .field_attribute("rackload.v1.TargetSpec.api_key", "#[serde(skip)]")
+        .field_attribute("rackload.v1.TargetSpec.tls_ca_pem", "#[serde(skip)]")
+        // Header values may be credentials: only their names are recorded.
+        .field_attribute(
+            "rackload.v1.TargetSpec.headers",
+            "#[serde(serialize_with = \"crate::convert::header_names\", skip_deserializing)]",
+        )
+        .field_attribute(
+            "rackload.v1.TargetSpec.extra_body_json",
+            "#[serde(serialize_with = \"crate::convert::json_bytes\", skip_deserializing)]",
+        )
         // run.json records the workload's provenance, not its bulk (dataset entries).
         .field_attribute(
             "rackload.v1.RunSpec.workload",

@@ -247,8 +247,43 @@ pub struct RunArgs {
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].
-    #[arg(long)]
+    #[arg(long, help_heading = "Target")]
     pub request_timeout: Option<f64>,
+    /// Seconds to open a connection, TLS included [default: 10].
+    #[arg(long, value_name = "SECONDS", help_heading = "Target")]
+    pub connect_timeout: Option<f64>,
+    /// Seconds from a send to the response's first bytes (0 = none) [default: none].
+    #[arg(long, value_name = "SECONDS", help_heading = "Target")]
+    pub first_byte_timeout: Option<f64>,
+    /// Longest silence inside a stream, in seconds (0 = none) [default: none].
+    #[arg(long, value_name = "SECONDS", help_heading = "Target")]
+    pub idle_timeout: Option<f64>,
+    /// HTTP version: auto (HTTP/1.1 on http://, ALPN on https://), http1, or http2
+    /// (h2c prior knowledge on http://) [default: auto].
+    #[arg(long, value_parser = ["auto", "http1", "http2"], help_heading = "Target")]
+    pub http: Option<String>,
+    /// Spread requests over several --base-url: round-robin or least-outstanding
+    /// [default: round-robin].
+    #[arg(long, value_parser = ["round-robin", "least-outstanding"], help_heading = "Target")]
+    pub lb: Option<String>,
+    /// Extra request header "Name: value" (repeatable); values are never logged or written.
+    #[arg(long = "header", value_name = "NAME: VALUE", help_heading = "Target")]
+    pub headers: Vec<String>,
+    /// JSON object merged into every request body (its keys win); @FILE reads it from a file.
+    #[arg(long, value_name = "JSON", help_heading = "Target")]
+    pub extra_body: Option<String>,
+    /// Ask for whole responses instead of streams (TTFT is then E2EL).
+    #[arg(long, help_heading = "Target")]
+    pub no_stream: bool,
+    /// Also send min_tokens equal to the requested output length.
+    #[arg(long, help_heading = "Target")]
+    pub min_tokens: bool,
+    /// PEM file of extra trusted root certificates for https targets.
+    #[arg(long, value_name = "FILE", help_heading = "Target")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from https targets (testing only).
+    #[arg(long, help_heading = "Target")]
+    pub insecure: bool,
     /// Where results go: DIR/<run-id>/ [default: results].
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
@@ -438,6 +473,24 @@ pub struct SimArgs {
     /// Model name served.
     #[arg(long, default_value = "rackload-sim")]
     pub model: String,
+    /// No model delays: every token at once, many events per write (for benchmarking a client).
+    #[arg(long)]
+    pub fast: bool,
+    /// Inject failures: NAME=RATE,... with NAME one of 429, 500, reset, malformed, stall,
+    /// no-done (e.g. 429=0.05,reset=0.01).
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    pub faults: Option<rackload_sim::Faults>,
+    /// Seed choosing which requests suffer the injected failures.
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+    /// Record when each token event is sent and show TTFT/ITL quantiles at /stats.
+    #[arg(long)]
+    pub stamp: bool,
+}
+
+fn parse_faults(s: &str) -> Result<rackload_sim::Faults, String> {
+    s.parse()
+        .map_err(|e: rackload_sim::faults::FaultsError| e.to_string())
 }
 
 /// Validates a URL flag: it must parse and be http(s).

@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use crate::args::{Endpoint, RunArgs, check_url};
 use crate::children::Children;
 use crate::progress::PointProgress;
-use crate::scenario_file::ScenarioFile;
+use crate::scenario_file::{ScenarioFile, TargetConfig};
 
 /// The model name the embedded sim serves.
 const SIM_MODEL: &str = "rackload-sim";
@@ -286,14 +286,24 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     {
         bail!("--prompt-format token-ids needs --endpoint /v1/completions (chat takes text)");
     }
-    let spec = RunSpec {
-        target: Some(TargetSpec {
+    let target = target_options(
+        args,
+        &file.target,
+        TargetSpec {
             base_urls,
             endpoint,
-            model: args.model.clone().or(file.target.model).unwrap_or_default(),
+            model: args
+                .model
+                .clone()
+                .or(file.target.model.clone())
+                .unwrap_or_default(),
             api_key: args.api_key.clone().unwrap_or_default(),
             request_timeout_s: request_timeout,
-        }),
+            ..TargetSpec::default()
+        },
+    )?;
+    let spec = RunSpec {
+        target: Some(target),
         workload: Some((&workload).into()),
         points,
         workers,
@@ -312,6 +322,91 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         workload,
         results_dir,
     })
+}
+
+/// The target's connection and request options, flags over the scenario file, checked
+/// here (by building the client the workers will build) so that a bad one is refused
+/// before anything starts.
+fn target_options(
+    args: &RunArgs,
+    file: &TargetConfig,
+    mut t: TargetSpec,
+) -> anyhow::Result<TargetSpec> {
+    let secs = |flag: &str, v: Option<f64>| -> anyhow::Result<f64> {
+        let v = v.unwrap_or(0.0);
+        if !(v >= 0.0 && v.is_finite()) {
+            bail!("--{flag} must be a non-negative number of seconds, not {v}");
+        }
+        Ok(v)
+    };
+    t.connect_timeout_s = secs(
+        "connect-timeout",
+        args.connect_timeout.or(file.connect_timeout),
+    )?;
+    t.first_byte_timeout_s = secs(
+        "first-byte-timeout",
+        args.first_byte_timeout.or(file.first_byte_timeout),
+    )?;
+    t.idle_timeout_s = secs("idle-timeout", args.idle_timeout.or(file.idle_timeout))?;
+    t.http = args
+        .http
+        .clone()
+        .or_else(|| file.http.clone())
+        .unwrap_or_else(|| "auto".to_owned());
+    t.lb = args
+        .lb
+        .clone()
+        .or_else(|| file.lb.clone())
+        .unwrap_or_else(|| "round-robin".to_owned());
+    for (name, value) in file.headers.iter().flatten() {
+        t.headers.insert(name.clone(), value.clone());
+    }
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--header {h:?} must look like \"Name: value\""))?;
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("--header {h:?} has no name before ':'");
+        }
+        t.headers.insert(name.to_owned(), value.trim().to_owned());
+    }
+    let mut extra = serde_json::Map::new();
+    if let Some(table) = &file.extra_body {
+        let v = serde_json::to_value(table).context("scenario file: target.extra_body")?;
+        if let serde_json::Value::Object(m) = v {
+            extra.extend(m);
+        }
+    }
+    if let Some(text) = &args.extra_body {
+        let (what, text) = match text.strip_prefix('@') {
+            Some(path) => (
+                format!("--extra-body file {path}"),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --extra-body file {path}"))?,
+            ),
+            None => ("--extra-body".to_owned(), text.clone()),
+        };
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Object(m)) => extra.extend(m),
+            Ok(other) => bail!("{what} must be a JSON object, not {other}"),
+            Err(e) => bail!("{what} is not JSON: {e}"),
+        }
+    }
+    if !extra.is_empty() {
+        t.extra_body_json = serde_json::to_vec(&extra)?;
+    }
+    t.no_stream = args.no_stream || file.no_stream.unwrap_or(false);
+    t.min_tokens = args.min_tokens || file.min_tokens.unwrap_or(false);
+    t.tls_insecure = args.insecure || file.insecure.unwrap_or(false);
+    if let Some(path) = args.tls_ca.as_ref().or(file.tls_ca.as_ref()) {
+        t.tls_ca_pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --tls-ca {}", path.display()))?;
+    }
+    if !t.base_urls.is_empty() {
+        rackload_worker::target::OpenAiTarget::new(&t, true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(t)
 }
 
 pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -386,7 +481,7 @@ async fn run_with(
             SIM_MODEL.to_owned()
         } else {
             let base = &target.base_urls[0];
-            let models = rackload_worker::target::openai::list_models(base)
+            let models = rackload_worker::target::openai::list_models(base, target)
                 .await
                 .with_context(|| {
                     format!("cannot learn the model name from {base} (give --model)")

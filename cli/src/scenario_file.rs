@@ -27,6 +27,19 @@ pub struct TargetConfig {
     pub endpoint: Option<String>,
     pub model: Option<String>,
     pub request_timeout: Option<f64>,
+    pub connect_timeout: Option<f64>,
+    pub first_byte_timeout: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub http: Option<String>,
+    pub lb: Option<String>,
+    /// Extra headers, name = value.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// A table merged into every request body.
+    pub extra_body: Option<toml::Table>,
+    pub no_stream: Option<bool>,
+    pub min_tokens: Option<bool>,
+    pub tls_ca: Option<PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 /// One value or a list of them (`max_concurrency = 16` or `= [4, 8, 16]`).
@@ -92,6 +105,11 @@ impl ScenarioFile {
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         file.workload.rebase_paths(dir);
+        if let Some(r) = file.target.tls_ca.as_mut()
+            && r.is_relative()
+        {
+            *r = dir.join(&*r);
+        }
         if let Some(r) = file.run.results_dir.as_mut()
             && r.is_relative()
         {

@@ -107,6 +107,9 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             ttft: Duration::from_millis(args.ttft_ms),
             itl: Duration::from_millis(args.itl_ms),
         },
+        fast: args.fast,
+        faults: args.faults.unwrap_or_default().with_seed(args.fault_seed),
+        stamp: args.stamp,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = rackload_sim::serve(listener, config, async {

@@ -127,6 +127,7 @@ async fn worker(
                             in_flight: 8,
                             window_start_nanos: 0,
                             cpu_seconds: 0.0,
+                            ..Report::default()
                         };
                         let msg = if seq + 1 == seconds {
                             WMsg::Final(report)

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use rackload_proto::histogram::{HistogramError, LatencySet};
-use rackload_proto::v1::{Counters, PointResult, PointSpec, Report, WorkerPointResult};
+use rackload_proto::v1::{
+    Counters, EndpointReport, PointResult, PointSpec, Report, WorkerPointResult,
+};
 
 #[derive(Debug, Default, Clone)]
 pub struct WorkerPart {
@@ -20,6 +22,8 @@ pub struct WorkerPart {
     pub lost: bool,
     /// CPU seconds the worker process used since the shard started (latest report).
     pub cpu_seconds: f64,
+    pub saturated_intervals: u32,
+    pub saturation_reason: String,
 }
 
 impl WorkerPart {
@@ -36,6 +40,8 @@ pub struct PointMerge {
     pub lat: LatencySet,
     pub counters: Counters,
     pub workers: BTreeMap<String, WorkerPart>,
+    /// Per target endpoint, by base URL.
+    pub endpoints: BTreeMap<String, (Counters, LatencySet)>,
 }
 
 impl PointMerge {
@@ -71,6 +77,17 @@ impl PointMerge {
         if let Some(c) = &report.counters {
             self.counters.add(c);
             part.counters.add(c);
+        }
+        for e in &report.endpoints {
+            let (c, lat) = self.endpoints.entry(e.base_url.clone()).or_default();
+            if let Some(ec) = &e.counters {
+                c.add(ec);
+            }
+            lat.merge_wire(&e.histograms)?;
+        }
+        if report.client_saturated {
+            part.saturated_intervals += 1;
+            part.saturation_reason = report.saturation_reason.clone();
         }
         part.in_flight = report.in_flight;
         part.cpu_seconds = part.cpu_seconds.max(report.cpu_seconds);
@@ -179,8 +196,22 @@ impl PointMerge {
                     } else {
                         0.0
                     },
+                    saturated_intervals: w.saturated_intervals,
+                    saturation_reason: w.saturation_reason.clone(),
                 })
                 .collect(),
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|(url, (c, lat))| {
+                    Ok(EndpointReport {
+                        base_url: url.clone(),
+                        counters: Some(c.clone()),
+                        histograms: lat.to_wire()?,
+                    })
+                })
+                .collect::<Result<_, HistogramError>>()?,
+            client_saturated: self.workers.values().any(|w| w.saturated_intervals > 0),
             start_unix_nanos,
             lost: self.lost(),
             degraded: !lost_workers.is_empty(),

@@ -15,6 +15,14 @@ pub const REPORTED: [(Metric, &str); 4] = [
     (Metric::E2el, "e2el"),
 ];
 
+/// Open-loop metrics, reported when recorded: how late sends were against their schedule,
+/// and latencies measured from the intended send instant (coordinated-omission corrected).
+pub const OPEN_LOOP: [(Metric, &str); 3] = [
+    (Metric::ScheduleLag, "schedule_lag"),
+    (Metric::TtftIntended, "ttft_from_intended"),
+    (Metric::E2elIntended, "e2el_from_intended"),
+];
+
 /// Percentiles reported besides the median, with vLLM's key spelling.
 pub const PERCENTILES: [(f64, &str); 3] = [(0.90, "p90"), (0.99, "p99"), (0.999, "p99.9")];
 
@@ -192,12 +200,63 @@ impl<'a> PointSummary<'a> {
                             "lost_requests": w.lost_requests,
                             "cpu_percent": round3(w.cpu_percent),
                             "duration_s": round3(w.duration_s),
+                            "saturated_intervals": w.saturated_intervals,
+                            "saturation_reason": w.saturation_reason,
                         })
                     })
                     .collect(),
             ),
         );
+        o.insert("client_saturated".into(), json!(p.client_saturated));
+        o.insert("late_starts".into(), json!(c.late_starts));
+        for (metric, name) in OPEN_LOOP {
+            let s = self.stats(metric);
+            if s.count == 0 {
+                continue;
+            }
+            o.insert(format!("mean_{name}_ms"), json!(round3(s.mean)));
+            o.insert(format!("median_{name}_ms"), json!(round3(s.median)));
+            o.insert(format!("p99_{name}_ms"), json!(round3(s.p99)));
+        }
+        if !p.endpoints.is_empty() {
+            let eps: Result<Vec<Value>, HistogramError> =
+                p.endpoints.iter().map(|e| self.endpoint_json(e)).collect();
+            o.insert(
+                "endpoints".into(),
+                eps.map(Value::Array)
+                    .unwrap_or_else(|e| json!(format!("unreadable: {e}"))),
+            );
+        }
         Value::Object(o)
+    }
+
+    /// One endpoint's share of the point: counters, throughput over the point's window,
+    /// latency keys.
+    fn endpoint_json(
+        &self,
+        e: &rackload_proto::v1::EndpointReport,
+    ) -> Result<Value, HistogramError> {
+        let mut lat = LatencySet::default();
+        lat.merge_wire(&e.histograms)?;
+        let c = e.counters.clone().unwrap_or_default();
+        let mut o = Map::new();
+        o.insert("base_url".into(), json!(e.base_url));
+        o.insert("sent".into(), json!(c.sent));
+        o.insert("completed".into(), json!(c.completed));
+        o.insert("failed".into(), json!(c.failed()));
+        o.insert("failed_by_class".into(), json!(c.failed_by_class));
+        o.insert("total_output_tokens".into(), json!(c.output_tokens));
+        o.insert(
+            "output_throughput".into(),
+            json!(round3(self.per_second(c.output_tokens))),
+        );
+        for (metric, name) in REPORTED {
+            let s = lat.get(metric).map(Stats::of).unwrap_or_default();
+            o.insert(format!("mean_{name}_ms"), json!(round3(s.mean)));
+            o.insert(format!("median_{name}_ms"), json!(round3(s.median)));
+            o.insert(format!("p99_{name}_ms"), json!(round3(s.p99)));
+        }
+        Ok(Value::Object(o))
     }
 
     /// The point as vLLM bench serve writes its result file.
@@ -315,8 +374,53 @@ impl<'a> PointSummary<'a> {
                 format!("{:.2}", s.p99),
             );
         }
+        let lag = self.stats(Metric::ScheduleLag);
+        if lag.count > 0 {
+            rule(&mut t, "Open-loop Schedule", '-');
+            let late = self.point.counters.as_ref().map_or(0, |c| c.late_starts);
+            line(&mut t, "Late starts (> 5 ms):", late.to_string());
+            line(&mut t, "P99 schedule lag (ms):", format!("{:.2}", lag.p99));
+            let ttft = self.stats(Metric::TtftIntended);
+            line(
+                &mut t,
+                "P99 TTFT from intended send (ms):",
+                format!("{:.2}", ttft.p99),
+            );
+        }
+        if !self.point.endpoints.is_empty() {
+            rule(&mut t, "Per Endpoint", '-');
+            for e in &self.point.endpoints {
+                let c = e.counters.clone().unwrap_or_default();
+                let mut lat = LatencySet::default();
+                let ttft = lat
+                    .merge_wire(&e.histograms)
+                    .ok()
+                    .and_then(|()| lat.get(Metric::Ttft).map(Stats::of))
+                    .unwrap_or_default();
+                line(
+                    &mut t,
+                    &format!("{}:", e.base_url),
+                    format!(
+                        "{} ok, {} failed, {:.0} tok/s, median TTFT {:.2} ms",
+                        c.completed,
+                        c.failed(),
+                        self.per_second(c.output_tokens),
+                        ttft.median
+                    ),
+                );
+            }
+        }
         t.push_str(&"=".repeat(50));
         t.push('\n');
+        for w in &self.point.workers {
+            if w.saturated_intervals > 0 {
+                let _ = writeln!(
+                    t,
+                    "warning: worker {} was saturated in {} interval(s): {}; these numbers measure the client, not the target",
+                    w.worker_id, w.saturated_intervals, w.saturation_reason
+                );
+            }
+        }
         t
     }
 }

@@ -31,6 +31,28 @@ pub fn workload_provenance<S: serde::Serializer>(
     }
 }
 
+/// Serializes a header map as its sorted names only (values may be credentials).
+pub fn header_names<S: serde::Serializer>(
+    h: &std::collections::HashMap<String, String>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    let mut names: Vec<&String> = h.keys().collect();
+    names.sort();
+    names.serialize(ser)
+}
+
+/// Serializes JSON bytes as the JSON they hold (null when empty or unreadable).
+pub fn json_bytes<S: serde::Serializer>(b: &[u8], ser: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    if b.is_empty() {
+        return ser.serialize_none();
+    }
+    serde_json::from_slice::<serde_json::Value>(b)
+        .unwrap_or(serde_json::Value::Null)
+        .serialize(ser)
+}
+
 impl From<wl::Stripe> for v1::Stripe {
     fn from(s: wl::Stripe) -> Self {
         v1::Stripe {
@@ -61,6 +83,7 @@ impl v1::Counters {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.usage_missing += other.usage_missing;
+        self.late_starts += other.late_starts;
         for (class, n) in &other.failed_by_class {
             *self.failed_by_class.entry(class.clone()).or_default() += n;
         }

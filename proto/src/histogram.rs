@@ -135,7 +135,21 @@ pub fn merge_v2_into(bytes: &[u8], into: &mut Histogram<u64>) -> Result<bool, St
 }
 
 /// The four latency metrics in a fixed order, for arrays indexed by metric.
-pub const METRICS: [Metric; 4] = [Metric::Ttft, Metric::Itl, Metric::Tpot, Metric::E2el];
+/// Every recorded metric, in slot order. The last three exist for open-loop runs only
+/// (schedule lag and latencies from the intended send instant) and travel only when
+/// non-empty.
+pub const METRICS: [Metric; 7] = [
+    Metric::Ttft,
+    Metric::Itl,
+    Metric::Tpot,
+    Metric::E2el,
+    Metric::ScheduleLag,
+    Metric::TtftIntended,
+    Metric::E2elIntended,
+];
+
+/// Metrics always sent, even empty.
+const ALWAYS_SENT: usize = 4;
 
 /// Position of `metric` in [`METRICS`].
 pub fn metric_slot(metric: Metric) -> Option<usize> {
@@ -145,7 +159,7 @@ pub fn metric_slot(metric: Metric) -> Option<usize> {
 /// One histogram per metric of [`METRICS`].
 #[derive(Clone, Debug)]
 pub struct LatencySet {
-    pub hists: [Histogram<u64>; 4],
+    pub hists: [Histogram<u64>; METRICS.len()],
 }
 
 impl Default for LatencySet {
@@ -159,6 +173,17 @@ impl Default for LatencySet {
 impl LatencySet {
     pub fn get(&self, metric: Metric) -> Option<&Histogram<u64>> {
         metric_slot(metric).map(|k| &self.hists[k])
+    }
+
+    pub fn get_mut(&mut self, metric: Metric) -> Option<&mut Histogram<u64>> {
+        metric_slot(metric).map(|k| &mut self.hists[k])
+    }
+
+    /// Records `value` (µs) for `metric`, saturating at the histogram's range.
+    pub fn record(&mut self, metric: Metric, value: u64) {
+        if let Some(k) = metric_slot(metric) {
+            self.hists[k].saturating_record(value);
+        }
     }
 
     /// Adds the counts of wire histograms into this set.
@@ -198,7 +223,9 @@ impl LatencySet {
         METRICS
             .iter()
             .zip(&self.hists)
-            .map(|(&m, h)| encode(m, h))
+            .enumerate()
+            .filter(|(k, (_, h))| *k < ALWAYS_SENT || !h.is_empty())
+            .map(|(_, (&m, h))| encode(m, h))
             .collect()
     }
 

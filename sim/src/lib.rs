@@ -3,9 +3,11 @@
 //! delay ([`model::FixedLatency`]); a batch-aware model plugs in behind the same
 //! [`model`] seam. It counts what it saw at `GET /stats`.
 
+pub mod faults;
 pub mod model;
 pub mod openai;
 pub mod server;
 
+pub use faults::{Fault, Faults};
 pub use model::FixedLatency;
 pub use server::{SimConfig, SimStats, router, serve};

@@ -2,8 +2,8 @@
 //! The caller binds the listener and owns shutdown, so tests can use port 0.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -12,9 +12,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::faults::{Fault, Faults, mix};
 use crate::model::FixedLatency;
 use crate::openai::{Api, ChunkWriter, DONE_EVENT, GenRequest, error_body};
 
@@ -24,6 +26,13 @@ pub struct SimConfig {
     /// The one model name served (`/v1/models`); requests naming another get 404.
     pub model: String,
     pub latency: FixedLatency,
+    /// No model delays; events packed many per write (a target for benchmarking clients).
+    pub fast: bool,
+    /// Injected failures.
+    pub faults: Faults,
+    /// Record the instant each paced token event is handed to the connection, as TTFT and
+    /// inter-token histograms at `/stats` (the server's side of a timing-fidelity check).
+    pub stamp: bool,
 }
 
 impl Default for SimConfig {
@@ -34,6 +43,9 @@ impl Default for SimConfig {
                 ttft: Duration::from_millis(50),
                 itl: Duration::from_millis(2),
             },
+            fast: false,
+            faults: Faults::default(),
+            stamp: false,
         }
     }
 }
@@ -47,6 +59,8 @@ pub struct SimStats {
     pub served: AtomicU64,
     /// Accepted and not yet finished or abandoned by the client.
     pub in_flight: AtomicU64,
+    /// Token events handed to connections (streamed) or returned (whole responses).
+    pub tokens: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -54,12 +68,73 @@ struct StatsView {
     received: u64,
     served: u64,
     in_flight: u64,
+    tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timing: Option<TimingView>,
+}
+
+/// The server's own view of its token timing (with `stamp`): from a request's arrival to
+/// its first token event, and between consecutive events, as handed to the connection.
+#[derive(Debug)]
+pub struct Timing {
+    hists: Mutex<(Histogram<u64>, Histogram<u64>)>,
+}
+
+#[derive(Serialize)]
+struct Quantiles {
+    count: u64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+#[derive(Serialize)]
+struct TimingView {
+    ttft: Quantiles,
+    itl: Quantiles,
+}
+
+fn quantiles(h: &Histogram<u64>) -> Quantiles {
+    Quantiles {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        max_us: h.max(),
+    }
+}
+
+impl Timing {
+    fn new() -> Timing {
+        let h =
+            || Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+        Timing {
+            hists: Mutex::new((h(), h())),
+        }
+    }
+    fn token(&self, since_arrival: Duration, since_prev: Option<Duration>) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let mut g = self.hists.lock().unwrap_or_else(|p| p.into_inner());
+        match since_prev {
+            None => g.0.saturating_record(us(since_arrival)),
+            Some(gap) => g.1.saturating_record(us(gap)),
+        }
+    }
+    fn view(&self) -> TimingView {
+        let g = self.hists.lock().unwrap_or_else(|p| p.into_inner());
+        TimingView {
+            ttft: quantiles(&g.0),
+            itl: quantiles(&g.1),
+        }
+    }
 }
 
 struct Shared {
     config: SimConfig,
     stats: SimStats,
     next_id: AtomicU64,
+    timing: Option<Timing>,
 }
 
 /// Decrements `in_flight` when a response ends, whether finished or dropped.
@@ -74,6 +149,9 @@ impl InFlight {
     fn served(&self) {
         self.0.stats.served.fetch_add(1, Ordering::Relaxed);
     }
+    fn tokens(&self, n: u64) {
+        self.0.stats.tokens.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl Drop for InFlight {
@@ -84,7 +162,9 @@ impl Drop for InFlight {
 
 /// The sim's routes.
 pub fn router(config: SimConfig) -> Router {
+    let timing = config.stamp.then(Timing::new);
     let shared = Arc::new(Shared {
+        timing,
         config,
         stats: SimStats::default(),
         next_id: AtomicU64::new(1),
@@ -114,6 +194,8 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
         received: s.stats.received.load(Ordering::Relaxed),
         served: s.stats.served.load(Ordering::Relaxed),
         in_flight: s.stats.in_flight.load(Ordering::Relaxed),
+        tokens: s.stats.tokens.load(Ordering::Relaxed),
+        timing: s.timing.as_ref().map(Timing::view),
     };
     axum::Json(view).into_response()
 }
@@ -155,11 +237,7 @@ fn output_len(req: &GenRequest, id: u64) -> (u32, &'static str) {
     if req.ignore_eos {
         return (req.max_tokens, "length");
     }
-    // splitmix64 of the id
-    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = mix(id);
     let n = 1 + (z % u64::from(req.max_tokens)) as u32;
     (
         n,
@@ -182,47 +260,115 @@ async fn generate(s: Arc<Shared>, api: Api, body: Bytes) -> Response {
     }
     let arrival = Instant::now();
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let fault = s.config.faults.pick(id);
+    match fault {
+        Some(Fault::TooMany) => {
+            return json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "injected fault: too many requests",
+                "RateLimitError",
+            );
+        }
+        Some(Fault::Internal) => {
+            return json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected fault: internal error",
+                "InternalServerError",
+            );
+        }
+        _ => {}
+    }
     let guard = InFlight::new(s.clone());
     let latency = s.config.latency;
     let (n, finish) = output_len(&req, id);
     let writer = ChunkWriter::new(api, id, unix_now(), &s.config.model);
 
     if !req.stream {
-        tokio::time::sleep_until(arrival + latency.token_offset(n - 1)).await;
+        if !s.config.fast {
+            tokio::time::sleep_until(arrival + latency.token_offset(n - 1)).await;
+        }
         guard.served();
+        guard.tokens(u64::from(n));
         return (
             [(header::CONTENT_TYPE, "application/json")],
             writer.full_response(req.prompt_tokens, n, finish),
         )
             .into_response();
     }
+    let body = if s.config.fast {
+        fast_stream(writer, &req, n, finish, fault, guard)
+    } else {
+        paced_stream(s.clone(), writer, req, n, finish, fault, arrival, guard)
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(body)
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
 
-    // One SSE event per token at its absolute instant, then usage, then [DONE].
+/// Where an injected mid-stream fault strikes: after half the tokens.
+fn fault_at(fault: Option<Fault>, n: u32) -> Option<(u32, Fault)> {
+    fault.map(|f| (n / 2, f))
+}
+
+const MALFORMED_EVENT: &str = "data: {\"id\":\"broken\",\"choices\":[{\"text\":\n\n";
+
+/// A stall lasts until the client gives up (bounded, so nothing outlives a test run).
+const STALL: Duration = Duration::from_secs(3600);
+
+fn reset_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: reset")
+}
+
+/// One SSE event per token at its absolute instant, then usage, then `[DONE]`.
+#[allow(clippy::too_many_arguments)]
+fn paced_stream(
+    s: Arc<Shared>,
+    writer: ChunkWriter,
+    req: GenRequest,
+    n: u32,
+    finish: &'static str,
+    fault: Option<Fault>,
+    arrival: Instant,
+    guard: InFlight,
+) -> Body {
     enum Step {
         Token(u32),
         Usage,
         Done,
         End,
     }
-    let state = (Step::Token(0), guard);
-    let stream = futures_util::stream::unfold(state, move |(step, guard)| {
+    let latency = s.config.latency;
+    let strike = fault_at(fault, n);
+    let state = (Step::Token(0), guard, None::<Instant>);
+    let stream = futures_util::stream::unfold(state, move |(step, guard, prev)| {
         let writer = &writer;
         let req = &req;
+        let s = s.clone();
         let out = match step {
-            Step::Token(k) => {
-                let last = k + 1 == n;
-                let event = writer.token_event(k, k == 0, last.then_some(finish));
-                let next = match (last, req.include_usage) {
-                    (false, _) => Step::Token(k + 1),
-                    (true, true) => Step::Usage,
-                    (true, false) => Step::Done,
-                };
-                Some((Some(arrival + latency.token_offset(k)), event, next))
-            }
-            Step::Usage => Some((None, writer.usage_event(req.prompt_tokens, n), Step::Done)),
+            Step::Token(k) => match strike {
+                Some((at, f)) if at == k => Some((None, Err(f), Step::End)),
+                _ => {
+                    let last = k + 1 == n;
+                    let event = writer.token_event(k, k == 0, last.then_some(finish));
+                    let next = match (last, req.include_usage) {
+                        (false, _) => Step::Token(k + 1),
+                        (true, true) => Step::Usage,
+                        (true, false) => Step::Done,
+                    };
+                    Some((Some(arrival + latency.token_offset(k)), Ok(event), next))
+                }
+            },
+            Step::Usage => Some((
+                None,
+                Ok(writer.usage_event(req.prompt_tokens, n)),
+                Step::Done,
+            )),
+            Step::Done if fault == Some(Fault::NoDone) => None,
             Step::Done => {
                 guard.served();
-                Some((None, DONE_EVENT.to_owned(), Step::End))
+                Some((None, Ok(DONE_EVENT.to_owned()), Step::End))
             }
             Step::End => None,
         };
@@ -231,15 +377,117 @@ async fn generate(s: Arc<Shared>, api: Api, body: Bytes) -> Response {
             if let Some(at) = at {
                 tokio::time::sleep_until(at).await;
             }
-            Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from(event)),
-                (next, guard),
-            ))
+            let event = match event {
+                Ok(e) => e,
+                Err(Fault::Malformed) => MALFORMED_EVENT.to_owned(),
+                Err(Fault::Stall) => {
+                    tokio::time::sleep(STALL).await;
+                    return None;
+                }
+                Err(_) => return Some((Err(reset_error()), (next, guard, prev))),
+            };
+            if at.is_some() {
+                guard.tokens(1);
+            }
+            let mut stamp = prev;
+            if let (Some(timing), Some(_)) = (&s.timing, at) {
+                let now = Instant::now();
+                timing.token(now - arrival, prev.map(|p| now - p));
+                stamp = Some(now);
+            }
+            Some((Ok(Bytes::from(event)), (next, guard, stamp)))
         }
     });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    Body::from_stream(stream)
+}
+
+/// Events per write in fast mode: one `write()` per event costs the sim's kernel ~6 µs,
+/// so a firehose must pack them (DESIGN.md §9).
+pub const FAST_EVENTS_PER_FRAME: u32 = 64;
+
+/// Fast mode: no model delays; the events, built once per request, are copied into frames
+/// of up to [`FAST_EVENTS_PER_FRAME`].
+fn fast_stream(
+    writer: ChunkWriter,
+    req: &GenRequest,
+    n: u32,
+    finish: &'static str,
+    fault: Option<Fault>,
+    guard: InFlight,
+) -> Body {
+    enum Phase {
+        Tokens(u32),
+        Fail(Fault),
+        End,
+    }
+    let first = writer.token_event(0, true, (n == 1).then_some(finish));
+    let middle: Vec<String> = (1..=8)
+        .map(|k| writer.token_event(k, false, None))
+        .collect();
+    let last = writer.token_event(n.saturating_sub(1), false, Some(finish));
+    let usage = req
+        .include_usage
+        .then(|| writer.usage_event(req.prompt_tokens, n));
+    let strike = fault_at(fault, n);
+    let frame_cap = FAST_EVENTS_PER_FRAME as usize * last.len() + 256;
+    let stream = futures_util::stream::unfold((Phase::Tokens(0), guard), move |(phase, guard)| {
+        let mut buf = Vec::new();
+        let next = match phase {
+            Phase::End => None,
+            Phase::Fail(f) => Some(Phase::Fail(f)),
+            Phase::Tokens(k0) => {
+                buf.reserve(frame_cap);
+                let end = n.min(k0 + FAST_EVENTS_PER_FRAME);
+                let mut next = Phase::Tokens(end);
+                let mut events = 0;
+                for k in k0..end {
+                    if let Some((at, f)) = strike
+                        && at == k
+                    {
+                        next = if f == Fault::Malformed {
+                            buf.extend_from_slice(MALFORMED_EVENT.as_bytes());
+                            Phase::End
+                        } else {
+                            Phase::Fail(f)
+                        };
+                        break;
+                    }
+                    let event = match k {
+                        0 => &first,
+                        k if k + 1 == n => &last,
+                        k => &middle[(k as usize - 1) % middle.len()],
+                    };
+                    buf.extend_from_slice(event.as_bytes());
+                    events += 1;
+                }
+                guard.tokens(events);
+                if matches!(next, Phase::Tokens(k) if k == n) {
+                    if let Some(u) = &usage {
+                        buf.extend_from_slice(u.as_bytes());
+                    }
+                    if fault != Some(Fault::NoDone) {
+                        buf.extend_from_slice(DONE_EVENT.as_bytes());
+                        guard.served();
+                    }
+                    next = Phase::End;
+                }
+                Some(next)
+            }
+        };
+        async move {
+            let next = next?;
+            if !buf.is_empty() {
+                return Some((Ok(Bytes::from(buf)), (next, guard)));
+            }
+            match next {
+                Phase::Fail(Fault::Stall) => {
+                    tokio::time::sleep(STALL).await;
+                    None
+                }
+                Phase::Fail(_) => Some((Err(reset_error()), (Phase::End, guard))),
+                _ => None,
+            }
+        }
+    });
+    Body::from_stream(stream)
 }

@@ -56,8 +56,35 @@ impl ErrorClass {
     /// Classifies a transport error by the first cause in its chain that says what it
     /// was; `fallback` when none does.
     pub fn classify(err: &(dyn StdError + 'static), fallback: ErrorClass) -> ErrorClass {
+        // A TLS failure surfaces as a connect error wrapping an io error wrapping a
+        // rustls error: the deepest cause decides.
         let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
         while let Some(e) = cur {
+            if e.is::<rustls::Error>() {
+                return ErrorClass::Tls;
+            }
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io
+                    .get_ref()
+                    .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return ErrorClass::Tls;
+            }
+            cur = e.source();
+        }
+        let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = cur {
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_timeout() {
+                    return ErrorClass::Timeout;
+                }
+                if h.is_parse() || h.is_parse_status() {
+                    return ErrorClass::Malformed;
+                }
+                if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                    return ErrorClass::StreamReset;
+                }
+            }
             if let Some(c) = e.downcast_ref::<hyper_util::client::legacy::Error>()
                 && c.is_connect()
             {

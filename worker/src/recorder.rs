@@ -1,132 +1,330 @@
-//! Where a shard's measurements accumulate between interval reports: one latency set
-//! (TTFT, ITL, TPOT, E2EL in µs) and counters behind a short mutex, taken and reset each
-//! interval. A request records once, at its end, from its task's reused ITL buffer, so the
-//! per-token path touches no lock and allocates nothing.
+//! Where a shard's measurements accumulate between interval reports: latency histograms
+//! (TTFT, ITL, TPOT, E2EL in µs, plus schedule lag and latencies from the intended send
+//! instant for open loops) and counters, merged and per target endpoint. Each runtime
+//! thread records into its own stripe behind an uncontended mutex; the reporter takes and
+//! merges the stripes once per interval. A request records once, at its end, from its
+//! task's reused ITL buffer, so the per-token path touches no lock and allocates nothing.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rackload_proto::histogram::{LatencySet, METRICS};
-use rackload_proto::v1::{Counters, Metric};
+use rackload_proto::histogram::{HistogramError, LatencySet};
+use rackload_proto::v1::{Counters, EndpointReport, Metric};
 use tokio::time::Instant;
 
 use crate::error::ErrorClass;
-use crate::target::Completed;
+use crate::target::{Completed, Failed};
+
+/// A send this much later than its schedule is a late start (open loop).
+pub const LATE_START_US: u64 = 5_000;
+
+/// Counters and histograms of one view (all endpoints, or one).
+#[derive(Debug, Default)]
+pub struct Part {
+    pub lat: LatencySet,
+    pub sent: u64,
+    pub completed: u64,
+    pub failed: [u64; ErrorClass::ALL.len()],
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub usage_missing: u64,
+    pub warmup_done: u64,
+    pub late_starts: u64,
+}
+
+impl Part {
+    fn add(&mut self, o: &Part) -> Result<(), HistogramError> {
+        self.lat.merge(&o.lat)?;
+        self.sent += o.sent;
+        self.completed += o.completed;
+        for (a, b) in self.failed.iter_mut().zip(o.failed) {
+            *a += b;
+        }
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.usage_missing += o.usage_missing;
+        self.warmup_done += o.warmup_done;
+        self.late_starts += o.late_starts;
+        Ok(())
+    }
+
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters {
+            sent: self.sent,
+            completed: self.completed,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            usage_missing: self.usage_missing,
+            warmup_done: self.warmup_done,
+            late_starts: self.late_starts,
+            ..Counters::default()
+        };
+        for (k, class) in ErrorClass::ALL.iter().enumerate() {
+            if self.failed[k] > 0 {
+                c.failed_by_class
+                    .insert(class.as_str().to_owned(), self.failed[k]);
+            }
+        }
+        c
+    }
+
+    fn completed(&mut self, c: &Completed, input_len: u32, itl_us: &[u64], lag_us: Option<u64>) {
+        let lat = &mut self.lat;
+        lat.record(Metric::Ttft, c.ttft_us);
+        lat.record(Metric::E2el, c.e2el_us);
+        if c.output_tokens > 1 && c.e2el_us > c.ttft_us {
+            lat.record(
+                Metric::Tpot,
+                (c.e2el_us - c.ttft_us) / (c.output_tokens - 1),
+            );
+        }
+        if let Some(lag) = lag_us {
+            lat.record(Metric::TtftIntended, c.ttft_us.saturating_add(lag));
+            lat.record(Metric::E2elIntended, c.e2el_us.saturating_add(lag));
+        }
+        if let Some(itl) = lat.get_mut(Metric::Itl) {
+            for &v in itl_us {
+                itl.saturating_record(v);
+            }
+        }
+        self.completed += 1;
+        self.input_tokens += u64::from(input_len);
+        self.output_tokens += c.output_tokens;
+        if !c.usage_present {
+            self.usage_missing += 1;
+        }
+    }
+}
 
 #[derive(Debug, Default)]
-struct Inner {
-    lat: LatencySet,
-    sent: u64,
-    completed: u64,
-    failed: [u64; ErrorClass::ALL.len()],
-    input_tokens: u64,
-    output_tokens: u64,
-    usage_missing: u64,
-    warmup_done: u64,
+struct Stripe {
+    all: Part,
+    endpoints: Vec<Part>,
     last_end: Option<Instant>,
     first_send: Option<Instant>,
 }
 
 /// A shard's recorder, shared by its request tasks and its reporter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recorder {
-    inner: Mutex<Inner>,
+    stripes: Box<[Mutex<Stripe>]>,
+    endpoints: usize,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new(1)
+    }
 }
 
 /// What was recorded in one interval.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub lat: LatencySet,
-    pub counters: Counters,
+    pub all: Part,
+    /// Per endpoint, when the target has more than one.
+    pub endpoints: Vec<Part>,
     /// End of the latest request completed so far in the shard.
     pub last_end: Option<Instant>,
     /// Send of the first measured request of the shard.
     pub first_send: Option<Instant>,
 }
 
-fn slot(m: Metric) -> usize {
-    METRICS.iter().position(|&x| x == m).unwrap_or(0)
+impl Snapshot {
+    pub fn counters(&self) -> Counters {
+        self.all.counters()
+    }
+
+    /// Per-endpoint wire reports for endpoints named `urls`.
+    pub fn endpoint_reports(&self, urls: &[String]) -> Result<Vec<EndpointReport>, HistogramError> {
+        self.endpoints
+            .iter()
+            .zip(urls)
+            .map(|(p, url)| {
+                Ok(EndpointReport {
+                    base_url: url.clone(),
+                    counters: Some(p.counters()),
+                    histograms: p.lat.to_wire()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// This thread's stripe number, assigned on first use.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
 }
 
 impl Recorder {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the counters inconsistent in a way
-        // worth refusing to report; keep going with the data.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    /// A recorder for a target with `endpoints` base URLs, striped over the threads that
+    /// may record into it.
+    pub fn new(endpoints: usize) -> Recorder {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per_endpoint = if endpoints > 1 { endpoints } else { 0 };
+        Recorder {
+            stripes: (0..threads)
+                .map(|_| {
+                    Mutex::new(Stripe {
+                        endpoints: (0..per_endpoint).map(|_| Part::default()).collect(),
+                        ..Stripe::default()
+                    })
+                })
+                .collect(),
+            endpoints: per_endpoint,
+        }
     }
 
-    /// A measured request is about to be sent.
-    pub fn sent(&self, at: Instant) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stripe> {
+        let k = thread_slot() % self.stripes.len();
+        // A panic while holding this lock cannot leave the counters inconsistent in a way
+        // worth refusing to report; keep going with the data.
+        self.stripes[k].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A measured request is about to be sent; `lag_us` is how late it is against its
+    /// schedule (open loop only).
+    pub fn sent(&self, at: Instant, lag_us: Option<u64>) {
         let mut g = self.lock();
-        g.sent += 1;
+        g.all.sent += 1;
         g.first_send.get_or_insert(at);
+        if let Some(lag) = lag_us {
+            g.all.lat.record(Metric::ScheduleLag, lag);
+            if lag > LATE_START_US {
+                g.all.late_starts += 1;
+            }
+        }
     }
 
     /// A warmup request finished (completed or failed); it is measured nowhere.
     pub fn warmup_done(&self) {
-        self.lock().warmup_done += 1;
+        self.lock().all.warmup_done += 1;
     }
 
-    pub fn completed(&self, c: &Completed, input_len: u32, itl_us: &[u64], ended: Instant) {
+    pub fn completed(
+        &self,
+        c: &Completed,
+        input_len: u32,
+        itl_us: &[u64],
+        ended: Instant,
+        lag_us: Option<u64>,
+    ) {
         let mut g = self.lock();
-        let lat = &mut g.lat;
-        lat.hists[slot(Metric::Ttft)].saturating_record(c.ttft_us);
-        lat.hists[slot(Metric::E2el)].saturating_record(c.e2el_us);
-        if c.output_tokens > 1 {
-            let tpot = (c.e2el_us - c.ttft_us) / (c.output_tokens - 1);
-            lat.hists[slot(Metric::Tpot)].saturating_record(tpot);
-        }
-        let itl = &mut lat.hists[slot(Metric::Itl)];
-        for &v in itl_us {
-            itl.saturating_record(v);
-        }
-        g.completed += 1;
-        g.input_tokens += u64::from(input_len);
-        g.output_tokens += c.output_tokens;
-        if !c.usage_present {
-            g.usage_missing += 1;
+        g.all.completed(c, input_len, itl_us, lag_us);
+        if let Some(p) = g.endpoints.get_mut(c.endpoint) {
+            p.sent += 1;
+            p.completed(c, input_len, itl_us, None);
         }
         g.last_end = Some(g.last_end.map_or(ended, |t| t.max(ended)));
     }
 
-    pub fn failed(&self, class: ErrorClass) {
+    pub fn failed(&self, f: &Failed) {
         let k = ErrorClass::ALL
             .iter()
-            .position(|&c| c == class)
+            .position(|&c| c == f.class)
             .unwrap_or(0);
-        self.lock().failed[k] += 1;
+        let mut g = self.lock();
+        g.all.failed[k] += 1;
+        if let Some(p) = f.endpoint.and_then(|e| g.endpoints.get_mut(e)) {
+            p.sent += 1;
+            p.failed[k] += 1;
+        }
     }
 
     /// Takes what was recorded since the last call and starts afresh.
     pub fn take(&self) -> Snapshot {
-        let mut g = self.lock();
-        let mut counters = Counters {
-            sent: g.sent,
-            completed: g.completed,
-            input_tokens: g.input_tokens,
-            output_tokens: g.output_tokens,
-            usage_missing: g.usage_missing,
-            warmup_done: g.warmup_done,
-            ..Counters::default()
+        let mut snap = Snapshot {
+            all: Part::default(),
+            endpoints: (0..self.endpoints).map(|_| Part::default()).collect(),
+            last_end: None,
+            first_send: None,
         };
-        for (k, class) in ErrorClass::ALL.iter().enumerate() {
-            if g.failed[k] > 0 {
-                counters
-                    .failed_by_class
-                    .insert(class.as_str().to_owned(), g.failed[k]);
+        for stripe in &self.stripes[..] {
+            let mut g = stripe.lock().unwrap_or_else(|p| p.into_inner());
+            let all = std::mem::take(&mut g.all);
+            let endpoints: Vec<Part> = g.endpoints.iter_mut().map(std::mem::take).collect();
+            let (last_end, first_send) = (g.last_end, g.first_send);
+            drop(g);
+            let merge = |into: &mut Part, from: &Part| {
+                if let Err(e) = into.add(from) {
+                    tracing::error!("cannot merge recorder stripes: {e}");
+                }
+            };
+            merge(&mut snap.all, &all);
+            for (into, from) in snap.endpoints.iter_mut().zip(&endpoints) {
+                merge(into, from);
             }
+            snap.last_end = snap.last_end.max(last_end);
+            snap.first_send = match (snap.first_send, first_send) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         }
-        let lat = std::mem::take(&mut g.lat);
-        let (last_end, first_send) = (g.last_end, g.first_send);
-        *g = Inner {
-            last_end,
-            first_send,
-            ..Inner::default()
-        };
-        Snapshot {
-            lat,
-            counters,
-            last_end,
-            first_send,
+        snap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn done(endpoint: usize, ttft_us: u64) -> Completed {
+        Completed {
+            ttft_us,
+            e2el_us: ttft_us + 1000,
+            output_tokens: 11,
+            usage_present: true,
+            endpoint,
+            sent_at: Instant::now(),
         }
+    }
+
+    #[test]
+    fn stripes_from_many_threads_merge_into_one_snapshot() {
+        let rec = Arc::new(Recorder::new(2));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000u64 {
+                        rec.sent(Instant::now(), Some(if i % 100 == 0 { 9_000 } else { 10 }));
+                        rec.completed(
+                            &done((i % 2) as usize, 100 + t),
+                            7,
+                            &[100; 10],
+                            Instant::now(),
+                            Some(10),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        rec.failed(&Failed {
+            class: ErrorClass::Http5xx,
+            message: String::new(),
+            endpoint: Some(1),
+        });
+        let s = rec.take();
+        let c = s.counters();
+        assert_eq!((c.sent, c.completed, c.failed()), (4000, 4000, 1));
+        assert_eq!(c.late_starts, 40);
+        assert_eq!(c.output_tokens, 44_000);
+        let itl = s.all.lat.get(Metric::Itl).expect("itl");
+        assert_eq!(itl.len(), 40_000);
+        let lag = s.all.lat.get(Metric::ScheduleLag).expect("lag");
+        assert_eq!(lag.len(), 4000);
+        assert_eq!(s.endpoints.len(), 2);
+        assert_eq!(s.endpoints[0].completed, 2000);
+        assert_eq!(s.endpoints[1].counters().failed(), 1);
+        assert_eq!(s.endpoints[1].sent, 2001);
+        // Taking resets.
+        assert_eq!(rec.take().counters().sent, 0);
     }
 }

@@ -42,10 +42,14 @@ pub struct Shard {
 /// Failures logged per shard before the rest are only counted.
 const LOGGED_FAILURES: u64 = 5;
 
-/// Sends request `index` and records it (warmup requests are only counted).
+/// Sends request `index` and records it (warmup requests are only counted). `intended`
+/// is its scheduled send instant in an open loop: the lag behind it is recorded, and its
+/// latencies are also recorded from it (coordinated-omission corrected).
+#[allow(clippy::too_many_arguments)]
 async fn one_request(
     index: u64,
     warmup: u64,
+    intended: Option<Instant>,
     workload: &WorkloadSpec,
     target: &OpenAiTarget,
     recorder: &Recorder,
@@ -63,16 +67,22 @@ async fn one_request(
         recorder.warmup_done();
         return;
     }
-    recorder.sent(Instant::now());
+    let now = Instant::now();
+    let lag_us = intended.map(|t| micros(now.saturating_duration_since(t)));
+    recorder.sent(now, lag_us);
     match target.send(&req, &prompt, itl).await {
-        Ok(done) => recorder.completed(&done, req.input_len, itl, Instant::now()),
+        Ok(done) => recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us),
         Err(failed) => {
-            recorder.failed(failed.class);
+            recorder.failed(&failed);
             if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
                 tracing::warn!(request = index, "request failed: {failed}");
             }
         }
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Waits for `tasks`, aborting them if `stop` says so (or its sender is gone).
@@ -147,7 +157,7 @@ impl Shard {
                         break;
                     };
                     one_request(
-                        index, warmup, &workload, &target, &recorder, &mut itl, &failures,
+                        index, warmup, None, &workload, &target, &recorder, &mut itl, &failures,
                     )
                     .await;
                 }
@@ -213,7 +223,14 @@ impl Shard {
                 let _permit = permit;
                 let mut itl = Vec::new();
                 one_request(
-                    index, warmup, &workload, &target, &recorder, &mut itl, &failures,
+                    index,
+                    warmup,
+                    Some(at),
+                    &workload,
+                    &target,
+                    &recorder,
+                    &mut itl,
+                    &failures,
                 )
                 .await;
             });

@@ -475,6 +475,91 @@ fn spawn_shard(
     }
 }
 
+/// The runtime that sends requests, apart from the one that keeps the session.
+fn load_runtime() -> &'static tokio::runtime::Handle {
+    static LOAD: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    LOAD.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("rackload-load")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the load runtime: {e}"))
+    })
+    .handle()
+}
+
+/// A worker's verdict on itself, interval by interval: did it, rather than the target,
+/// set the pace?
+struct Health {
+    cores: usize,
+    cpu_prev: Option<f64>,
+    wall_prev: Instant,
+}
+
+/// CPU share of the worker's cores above which it is the bottleneck.
+const SATURATED_CPU: f64 = 0.9;
+
+impl Health {
+    fn new(cores: usize, cpu: Option<f64>, start: Instant) -> Health {
+        Health {
+            cores,
+            cpu_prev: cpu,
+            wall_prev: start.max(Instant::now()),
+        }
+    }
+
+    /// Why the worker was saturated in the interval that `snap` closes, if it was.
+    fn interval(&mut self, snap: &Snapshot) -> Option<String> {
+        let now = Instant::now();
+        let wall = now.saturating_duration_since(self.wall_prev).as_secs_f64();
+        let cpu = process_cpu_seconds();
+        let share = match (self.cpu_prev, cpu) {
+            (Some(a), Some(b)) if wall > 0.2 => Some((b - a) / wall / self.cores as f64),
+            _ => None,
+        };
+        if wall > 0.2 {
+            self.cpu_prev = cpu;
+            self.wall_prev = now;
+        }
+        let sent = snap.all.sent;
+        let late = snap.all.late_starts;
+        let lag_p99_ms = snap
+            .all
+            .lat
+            .get(rackload_proto::v1::Metric::ScheduleLag)
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0);
+        verdict(share, self.cores, sent, late, lag_p99_ms)
+    }
+}
+
+/// The saturation rule (DESIGN.md §5): CPU at 90% of the worker's cores, or more than 1%
+/// of an interval's open-loop sends late by over 5 ms.
+fn verdict(
+    cpu_share: Option<f64>,
+    cores: usize,
+    sent: u64,
+    late: u64,
+    lag_p99_ms: Option<f64>,
+) -> Option<String> {
+    let mut why = Vec::new();
+    if let Some(share) = cpu_share
+        && share >= SATURATED_CPU
+    {
+        why.push(format!(
+            "worker CPU at {:.0}% of its {cores} core(s)",
+            100.0 * share
+        ));
+    }
+    if late > 0 && late * 100 > sent {
+        why.push(format!(
+            "{late} of {sent} open-loop sends started late (schedule lag p99 {:.1} ms)",
+            lag_p99_ms.unwrap_or(0.0)
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
 /// CPU time (user + system) this process has used, from /proc/self/stat (Linux; clock
 /// ticks of 1/100 s, the kernel's USER_HZ). None elsewhere.
 pub fn process_cpu_seconds() -> Option<f64> {
@@ -498,7 +583,8 @@ async fn run_shard(
     mut stop: watch::Receiver<StopMode>,
 ) {
     let plan = &prep.plan;
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(Recorder::new(prep.target.urls().len()));
+    let urls = prep.target.urls();
     tokio::select! {
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
@@ -526,8 +612,10 @@ async fn run_shard(
     };
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();
+    // The load runs on its own runtime: a worker busy with requests delays its own
+    // requests, never its heartbeats and reports (which stay on this one).
     let mut load_task =
-        tokio::spawn(async move { load.run(target, rec, load_stop, start_at).await });
+        load_runtime().spawn(async move { load.run(target, rec, load_stop, start_at).await });
     let every = Duration::try_from_secs_f64(plan.report_interval_s)
         .ok()
         .filter(|d| !d.is_zero())
@@ -535,19 +623,33 @@ async fn run_shard(
     let mut ticker = tokio::time::interval_at(start_at + every, every);
     let mut seq = 0u64;
     let mut total = Counters::default();
-    let report = |seq: u64, elapsed: i64, snap: Snapshot, total: &mut Counters| {
-        total.add(&snap.counters);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut health = Health::new(cores, cpu_at_start, start_at);
+    let mut report = |seq: u64, elapsed: i64, snap: Snapshot, total: &mut Counters| {
+        let counters = snap.counters();
+        total.add(&counters);
         let in_flight = total.sent.saturating_sub(total.completed + total.failed());
-        let histograms = snap.lat.to_wire().unwrap_or_else(|e| {
+        let histograms = snap.all.lat.to_wire().unwrap_or_else(|e| {
             tracing::error!("cannot encode histograms: {e}");
             Vec::new()
         });
+        let endpoints = snap.endpoint_reports(&urls).unwrap_or_else(|e| {
+            tracing::error!("cannot encode endpoint histograms: {e}");
+            Vec::new()
+        });
+        let saturation = health.interval(&snap);
+        if let Some(why) = &saturation {
+            tracing::warn!(run = %plan.run_id, point = plan.point_index, "client saturated: {why}");
+        }
         Report {
+            endpoints,
+            client_saturated: saturation.is_some(),
+            saturation_reason: saturation.unwrap_or_default(),
             run_id: plan.run_id.clone(),
             point_index: plan.point_index,
             seq,
             elapsed_nanos: elapsed,
-            counters: Some(snap.counters),
+            counters: Some(counters),
             histograms,
             in_flight,
             window_start_nanos: snap.first_send.map_or(-1, |t| nanos_since(start_at, t)),
@@ -601,6 +703,18 @@ mod tests {
         std::hint::black_box(x);
         let b = process_cpu_seconds().expect("again");
         assert!(b >= a && b > 0.0, "{a} {b}");
+    }
+
+    #[test]
+    fn saturation_verdicts() {
+        assert_eq!(verdict(Some(0.5), 2, 1000, 5, Some(1.0)), None);
+        let cpu = verdict(Some(0.95), 2, 0, 0, None).expect("cpu bound");
+        assert!(cpu.contains("95% of its 2 core"), "{cpu}");
+        let late = verdict(Some(0.2), 2, 1000, 50, Some(12.5)).expect("late");
+        assert!(
+            late.contains("50 of 1000") && late.contains("12.5 ms"),
+            "{late}"
+        );
     }
 
     #[test]

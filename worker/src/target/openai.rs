@@ -1,15 +1,18 @@
-//! An OpenAI-compatible streaming client: builds `/v1/completions` and
-//! `/v1/chat/completions` bodies, sends them over pooled keep-alive HTTP/1.1 connections,
-//! and times every SSE message as it arrives (DESIGN.md §5: TTFT, ITL, E2EL).
+//! An OpenAI-compatible client: builds `/v1/completions` and `/v1/chat/completions`
+//! bodies, sends them over pooled keep-alive connections (HTTP/1.1, h2c, or TLS with ALPN)
+//! to one or several frontends, and times every SSE message as it arrives (DESIGN.md §5:
+//! TTFT, ITL, E2EL). Non-streaming requests are timed whole (TTFT = E2EL).
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Uri};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -18,6 +21,7 @@ use rackload_workloads::RequestSpec;
 use rackload_workloads::prompt::Prompt;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::error::ErrorClass;
@@ -41,6 +45,18 @@ pub enum TargetError {
     },
     #[error("target {url}: {reason}")]
     Probe { url: String, reason: String },
+    #[error("target option {option}: {reason}")]
+    BadOption {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+fn bad_option(option: &'static str, reason: impl Into<String>) -> TargetError {
+    TargetError::BadOption {
+        option,
+        reason: reason.into(),
+    }
 }
 
 /// Which OpenAI API the requests use.
@@ -66,13 +82,60 @@ impl Api {
     }
 }
 
+/// Which HTTP the connections speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/1.1 on http://; ALPN (h2, else HTTP/1.1) on https://.
+    Auto,
+    Http1,
+    /// h2c with prior knowledge on http://; h2 on https://.
+    Http2,
+}
+
+impl HttpVersion {
+    pub fn parse(s: &str) -> Result<HttpVersion, TargetError> {
+        match s {
+            "" | "auto" => Ok(HttpVersion::Auto),
+            "http1" | "http1.1" | "1.1" => Ok(HttpVersion::Http1),
+            "http2" | "h2" | "h2c" | "2" => Ok(HttpVersion::Http2),
+            other => Err(bad_option(
+                "http",
+                format!("{other:?} is not auto, http1 or http2"),
+            )),
+        }
+    }
+}
+
+/// How requests are spread over several frontends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lb {
+    RoundRobin,
+    /// To the endpoint with the fewest requests in flight from this worker.
+    LeastOutstanding,
+}
+
+impl Lb {
+    pub fn parse(s: &str) -> Result<Lb, TargetError> {
+        match s {
+            "" | "round-robin" => Ok(Lb::RoundRobin),
+            "least-outstanding" => Ok(Lb::LeastOutstanding),
+            other => Err(bad_option(
+                "lb",
+                format!("{other:?} is not round-robin or least-outstanding"),
+            )),
+        }
+    }
+}
+
 struct Endpoint {
     base: String,
-    /// `http://host:port` plus any path prefix before `/v1`.
+    /// `scheme://host:port` plus any path prefix before `/v1`.
     root: String,
     uri: Uri,
     /// host:port to probe.
     addr: String,
+    /// Requests in flight to this endpoint from this process.
+    outstanding: AtomicU64,
 }
 
 /// Parses a base URL such as `http://127.0.0.1:8000` (a trailing `/v1` is accepted).
@@ -82,10 +145,9 @@ fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> {
         reason,
     };
     let url = url::Url::parse(base).map_err(|e| bad(e.to_string()))?;
-    match url.scheme() {
-        "http" => {}
-        "https" => return Err(bad("https targets are not supported yet; use http".into())),
-        s => return Err(bad(format!("scheme {s:?} is not http"))),
+    let scheme = url.scheme();
+    if !matches!(scheme, "http" | "https") {
+        return Err(bad(format!("scheme {scheme:?} is not http or https")));
     }
     let host = url.host_str().ok_or_else(|| bad("no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
@@ -94,7 +156,7 @@ fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> {
         Some(url::Host::Ipv6(ip)) => format!("[{ip}]:{port}"),
         _ => format!("{host}:{port}"),
     };
-    let root = format!("http://{host_port}{root}");
+    let root = format!("{scheme}://{host_port}{root}");
     let uri = format!("{root}{}", api.path())
         .parse::<Uri>()
         .map_err(|e| bad(e.to_string()))?;
@@ -103,6 +165,7 @@ fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> {
         root,
         uri,
         addr: host_port,
+        outstanding: AtomicU64::new(0),
     })
 }
 
@@ -113,8 +176,13 @@ pub struct Completed {
     pub e2el_us: u64,
     /// `usage.completion_tokens`, else the number of choice messages.
     pub output_tokens: u64,
-    /// False when output tokens were counted from chunks.
+    /// False when output tokens were counted from chunks (or, whole responses without
+    /// usage, taken as the requested length).
     pub usage_present: bool,
+    /// Index of the endpoint that served it.
+    pub endpoint: usize,
+    /// When the request was handed to the connection.
+    pub sent_at: Instant,
 }
 
 /// A failed request.
@@ -122,6 +190,18 @@ pub struct Completed {
 pub struct Failed {
     pub class: ErrorClass,
     pub message: String,
+    /// The endpoint it was sent to (None: failed before one was chosen).
+    pub endpoint: Option<usize>,
+}
+
+impl Failed {
+    fn new(class: ErrorClass, message: impl Into<String>) -> Failed {
+        Failed {
+            class,
+            message: message.into(),
+            endpoint: None,
+        }
+    }
 }
 
 impl fmt::Display for Failed {
@@ -203,10 +283,10 @@ impl StreamState<'_> {
         let chunk: Chunk = match serde_json::from_slice(data) {
             Ok(c) => c,
             Err(e) => {
-                self.failure = Some(Failed {
-                    class: ErrorClass::Malformed,
-                    message: format!("SSE data is not an OpenAI chunk: {e}"),
-                });
+                self.failure = Some(Failed::new(
+                    ErrorClass::Malformed,
+                    format!("SSE data is not an OpenAI chunk: {e}"),
+                ));
                 return;
             }
         };
@@ -220,10 +300,7 @@ impl StreamState<'_> {
                 _ => ErrorClass::Malformed,
             };
             let text = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
-            self.failure = Some(Failed {
-                class,
-                message: format!("error event in stream: {text}"),
-            });
+            self.failure = Some(Failed::new(class, format!("error event in stream: {text}")));
             return;
         }
         if chunk.choices.0 > 0 {
@@ -240,27 +317,147 @@ impl StreamState<'_> {
     }
 }
 
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The timeouts a request runs under (None: no limit).
+#[derive(Clone, Copy, Debug, Default)]
+struct Timeouts {
+    total: Option<Duration>,
+    first_byte: Option<Duration>,
+    idle: Option<Duration>,
+}
+
+fn seconds(option: &'static str, s: f64) -> Result<Option<Duration>, TargetError> {
+    if s == 0.0 {
+        return Ok(None);
+    }
+    if !(s.is_finite() && s > 0.0) {
+        return Err(bad_option(
+            option,
+            format!("{s} is not a positive number of seconds"),
+        ));
+    }
+    Duration::try_from_secs_f64(s)
+        .map(Some)
+        .map_err(|e| bad_option(option, e.to_string()))
+}
+
+/// A certificate verifier that accepts any server (`tls_insecure`, for testing).
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS client configuration: Mozilla's roots (webpki-roots) plus any PEM given.
+fn tls_config(spec: &TargetSpec) -> Result<rustls::ClientConfig, TargetError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad_option("tls", e.to_string()))?;
+    if spec.tls_insecure {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if !spec.tls_ca_pem.is_empty() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(&spec.tls_ca_pem) {
+            let cert =
+                cert.map_err(|e| bad_option("tls-ca", format!("not a PEM certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad_option("tls-ca", e.to_string()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(bad_option("tls-ca", "holds no PEM certificate"));
+        }
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// What every request body carries besides the prompt and its length.
+#[derive(Debug, Clone)]
+struct BodyOptions {
+    stream: bool,
+    ignore_eos: bool,
+    min_tokens: bool,
+    extra: Map<String, Value>,
+}
+
 /// A pool of keep-alive connections to one or more OpenAI-compatible frontends.
 pub struct OpenAiTarget {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpsClient,
     endpoints: Vec<Endpoint>,
+    lb: Lb,
     next: AtomicUsize,
     api: Api,
     model: String,
-    auth: Option<HeaderValue>,
-    timeout: Option<Duration>,
-    ignore_eos: bool,
+    /// Authorization and the extra headers, values marked sensitive.
+    headers: HeaderMap,
+    timeouts: Timeouts,
+    body: BodyOptions,
 }
 
 impl fmt::Debug for OpenAiTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print the API key.
+        // Never print the API key or header values.
         f.debug_struct("OpenAiTarget")
             .field("endpoints", &self.urls())
             .field("model", &self.model)
+            .field("lb", &self.lb)
             .finish_non_exhaustive()
     }
 }
+
+/// Read buffer ceiling per HTTP/1.1 connection: big enough that a coalesced burst of
+/// events is one read, small enough for 16,384 streams in one process.
+const READ_BUF_MAX: usize = 64 * 1024;
 
 impl OpenAiTarget {
     pub fn new(spec: &TargetSpec, ignore_eos: bool) -> Result<OpenAiTarget, TargetError> {
@@ -273,43 +470,100 @@ impl OpenAiTarget {
             .iter()
             .map(|b| parse_base(b, api))
             .collect::<Result<Vec<_>, _>>()?;
+        let http = HttpVersion::parse(&spec.http)?;
+        let lb = Lb::parse(&spec.lb)?;
+        let connect_timeout =
+            seconds("connect-timeout", spec.connect_timeout_s)?.unwrap_or(Duration::from_secs(10));
+        let timeouts = Timeouts {
+            total: seconds("request-timeout", spec.request_timeout_s)?,
+            first_byte: seconds("first-byte-timeout", spec.first_byte_timeout_s)?,
+            idle: seconds("idle-timeout", spec.idle_timeout_s)?,
+        };
+
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.enforce_http(false);
+        let tls = tls_config(spec)?;
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let https = match http {
+            HttpVersion::Auto => https
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(connector),
+            HttpVersion::Http1 => https.enable_http1().wrap_connector(connector),
+            HttpVersion::Http2 => https.enable_http2().wrap_connector(connector),
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        let auth = if spec.api_key.is_empty() {
-            None
-        } else {
+            .http1_max_buf_size(READ_BUF_MAX)
+            .http2_adaptive_window(true)
+            .http2_max_concurrent_reset_streams(1024);
+        if http == HttpVersion::Http2 {
+            builder.http2_only(true);
+        }
+        let client = builder.build(https);
+
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if !spec.api_key.is_empty() {
             let mut v =
                 HeaderValue::from_str(&format!("Bearer {}", spec.api_key)).map_err(|_| {
-                    TargetError::BadUrl {
-                        url: "(api key)".into(),
-                        reason: "the API key contains characters not allowed in a header".into(),
-                    }
+                    bad_option("api-key", "contains characters not allowed in a header")
                 })?;
             v.set_sensitive(true);
-            Some(v)
+            headers.insert(AUTHORIZATION, v);
+        }
+        for (name, value) in &spec.headers {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad_option("header", format!("{name:?} is not a header name")))?;
+            let mut v = HeaderValue::from_str(value).map_err(|_| {
+                bad_option(
+                    "header",
+                    format!("the value of {name:?} is not a valid header value"),
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(n, v);
+        }
+        let extra = if spec.extra_body_json.is_empty() {
+            Map::new()
+        } else {
+            match serde_json::from_slice::<Value>(&spec.extra_body_json) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => return Err(bad_option("extra-body", "must be a JSON object")),
+                Err(e) => return Err(bad_option("extra-body", format!("not JSON: {e}"))),
+            }
         };
-        let timeout = (spec.request_timeout_s > 0.0)
-            .then(|| Duration::try_from_secs_f64(spec.request_timeout_s).ok())
-            .flatten();
         Ok(OpenAiTarget {
             client,
             endpoints,
+            lb,
             next: AtomicUsize::new(0),
             api,
             model: spec.model.clone(),
-            auth,
-            timeout,
-            ignore_eos,
+            headers,
+            timeouts,
+            body: BodyOptions {
+                stream: !spec.no_stream,
+                ignore_eos,
+                min_tokens: spec.min_tokens,
+                extra,
+            },
         })
     }
 
     pub fn urls(&self) -> Vec<String> {
         self.endpoints.iter().map(|e| e.base.clone()).collect()
+    }
+
+    /// Whether responses are streamed (else TTFT = E2EL).
+    pub fn streaming(&self) -> bool {
+        self.body.stream
     }
 
     /// Checks that every endpoint accepts a TCP connection, so that an unreachable target
@@ -341,41 +595,70 @@ impl OpenAiTarget {
         Ok(())
     }
 
-    fn body(&self, req: &RequestSpec, prompt: &Prompt) -> Vec<u8> {
-        let mut body = match (self.api, prompt) {
-            (Api::Completions, _) => serde_json::json!({
-                "model": self.model,
-                "prompt": prompt.as_json(),
-                "max_tokens": req.output_len,
-            }),
-            (Api::Chat, Prompt::Text(text)) => serde_json::json!({
-                "model": self.model,
-                "messages": [{"role": "user", "content": text}],
-                "max_completion_tokens": req.output_len,
-            }),
+    /// The JSON body of request `req` with `prompt`.
+    pub fn body(&self, req: &RequestSpec, prompt: &Prompt) -> Vec<u8> {
+        let mut obj = Map::new();
+        obj.insert("model".into(), Value::String(self.model.clone()));
+        match (self.api, prompt) {
+            (Api::Completions, _) => {
+                obj.insert("prompt".into(), prompt.as_json());
+                obj.insert("max_tokens".into(), req.output_len.into());
+            }
+            (Api::Chat, Prompt::Text(text)) => {
+                obj.insert(
+                    "messages".into(),
+                    serde_json::json!([{"role": "user", "content": text}]),
+                );
+                obj.insert("max_completion_tokens".into(), req.output_len.into());
+            }
             // Chat takes text only; the spec check refuses token ids with chat, so this
             // is a last resort that still sends the right number of "words".
-            (Api::Chat, Prompt::TokenIds(ids)) => serde_json::json!({
-                "model": self.model,
-                "messages": [{"role": "user", "content": ids.iter().map(|i| format!(" t{i}")).collect::<String>()}],
-                "max_completion_tokens": req.output_len,
-            }),
-        };
-        let obj = body.as_object_mut().expect("json! object literal");
+            (Api::Chat, Prompt::TokenIds(ids)) => {
+                let text: String = ids.iter().map(|i| format!(" t{i}")).collect();
+                obj.insert(
+                    "messages".into(),
+                    serde_json::json!([{"role": "user", "content": text}]),
+                );
+                obj.insert("max_completion_tokens".into(), req.output_len.into());
+            }
+        }
         obj.insert("temperature".into(), 0.into());
-        obj.insert("stream".into(), true.into());
-        obj.insert(
-            "stream_options".into(),
-            serde_json::json!({"include_usage": true}),
-        );
-        if self.ignore_eos {
+        obj.insert("stream".into(), self.body.stream.into());
+        if self.body.stream {
+            obj.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+        if self.body.ignore_eos {
             obj.insert("ignore_eos".into(), true.into());
         }
-        serde_json::to_vec(&body).unwrap_or_default()
+        if self.body.min_tokens {
+            obj.insert("min_tokens".into(), req.output_len.into());
+        }
+        for (k, v) in &self.body.extra {
+            obj.insert(k.clone(), v.clone());
+        }
+        serde_json::to_vec(&obj).unwrap_or_default()
     }
 
-    /// Sends request `req` with `prompt` and times its stream; ITL samples are appended
-    /// to `itl_us`.
+    fn pick(&self) -> usize {
+        let n = self.endpoints.len();
+        if n == 1 {
+            return 0;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        match self.lb {
+            Lb::RoundRobin => start,
+            Lb::LeastOutstanding => (0..n)
+                .map(|k| (start + k) % n)
+                .min_by_key(|&k| self.endpoints[k].outstanding.load(Ordering::Relaxed))
+                .unwrap_or(start),
+        }
+    }
+
+    /// Sends request `req` with `prompt` and times its response; ITL samples are
+    /// appended to `itl_us`.
     pub async fn send(
         &self,
         req: &RequestSpec,
@@ -383,54 +666,86 @@ impl OpenAiTarget {
         itl_us: &mut Vec<u64>,
     ) -> Result<Completed, Failed> {
         let body = self.body(req, prompt);
-        let fut = self.send_body(body, itl_us);
-        match self.timeout {
+        let k = self.pick();
+        let ep = &self.endpoints[k];
+        ep.outstanding.fetch_add(1, Ordering::Relaxed);
+        let fut = self.send_body(ep, body, req.output_len, itl_us);
+        let result = match self.timeouts.total {
             None => fut.await,
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(Failed {
-                    class: ErrorClass::Timeout,
-                    message: format!("request took longer than {:.1} s", t.as_secs_f64()),
-                }),
+                Err(_) => Err(Failed::new(
+                    ErrorClass::Timeout,
+                    format!("request took longer than {:.1} s", t.as_secs_f64()),
+                )),
             },
+        };
+        ep.outstanding.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(mut c) => {
+                c.endpoint = k;
+                Ok(c)
+            }
+            Err(mut f) => {
+                f.endpoint = Some(k);
+                Err(f)
+            }
         }
     }
 
-    async fn send_body(&self, body: Vec<u8>, itl_us: &mut Vec<u64>) -> Result<Completed, Failed> {
-        let k = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        let ep = &self.endpoints[k];
-        let mut builder = Request::builder()
+    async fn send_body(
+        &self,
+        ep: &Endpoint,
+        body: Vec<u8>,
+        output_len: u32,
+        itl_us: &mut Vec<u64>,
+    ) -> Result<Completed, Failed> {
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(ep.uri.clone())
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(auth) = &self.auth {
-            builder = builder.header(AUTHORIZATION, auth.clone());
-        }
-        let request = builder
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Failed {
-                class: ErrorClass::Malformed,
-                message: format!("cannot build request: {e}"),
+            .map_err(|e| {
+                Failed::new(ErrorClass::Malformed, format!("cannot build request: {e}"))
             })?;
+        *request.headers_mut() = self.headers.clone();
         let sent_at = Instant::now();
-        let resp = self.client.request(request).await.map_err(|e| Failed {
-            class: ErrorClass::classify(&e, ErrorClass::Connect),
-            message: format!("{}: {}", ep.base, error_chain(&e)),
+        let first_byte_due = self.timeouts.first_byte.map(|t| sent_at + t);
+        let first_byte_timeout = |t: Duration| {
+            Failed::new(
+                ErrorClass::Timeout,
+                format!(
+                    "no response within the first-byte timeout ({:.1} s)",
+                    t.as_secs_f64()
+                ),
+            )
+        };
+        let response = self.client.request(request);
+        let resp = match (first_byte_due, self.timeouts.first_byte) {
+            (Some(due), Some(t)) => tokio::time::timeout_at(due, response)
+                .await
+                .map_err(|_| first_byte_timeout(t))?,
+            _ => response.await,
+        }
+        .map_err(|e| {
+            Failed::new(
+                ErrorClass::classify(&e, ErrorClass::StreamReset),
+                format!("{}: {}", ep.base, error_chain(&e)),
+            )
         })?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            let text = match body.collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()[..])
-                    .chars()
-                    .take(300)
-                    .collect(),
-                Err(_) => String::new(),
+            let text = match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
+                Ok(Ok(b)) => error_message(&b.to_bytes()),
+                _ => String::new(),
             };
-            return Err(Failed {
-                class: ErrorClass::from_status(status.as_u16()),
-                message: format!("HTTP {status}: {text}"),
-            });
+            return Err(Failed::new(
+                ErrorClass::from_status(status.as_u16()),
+                format!("HTTP {status}: {text}"),
+            ));
+        }
+        if !self.body.stream {
+            return self.whole(body, sent_at, output_len, first_byte_due).await;
         }
         let mut parser = SseParser::new();
         let mut st = StreamState {
@@ -443,12 +758,58 @@ impl OpenAiTarget {
             failure: None,
             itl_us,
         };
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failed {
-                class: ErrorClass::classify(&e, ErrorClass::StreamReset),
-                message: format!("stream broke: {}", error_chain(&e)),
+        // The silence allowed before the next read: first-byte until the first one, then
+        // idle. One timer, re-armed only when it fires early (not per read).
+        let watch = self.timeouts.first_byte.is_some() || self.timeouts.idle.is_some();
+        let mut last_read: Option<Instant> = None;
+        let due = |last_read: Option<Instant>| match last_read {
+            None => first_byte_due,
+            Some(t) => self.timeouts.idle.map(|idle| t + idle),
+        };
+        let far = sent_at + Duration::from_secs(86_400 * 365);
+        let timer = tokio::time::sleep_until(due(None).unwrap_or(far));
+        tokio::pin!(timer);
+        loop {
+            let frame = if watch {
+                tokio::select! {
+                    biased;
+                    f = body.frame() => f,
+                    () = &mut timer => {
+                        let now = Instant::now();
+                        match due(last_read) {
+                            Some(d) if now >= d => {
+                                return Err(match last_read {
+                                    None => first_byte_timeout(self.timeouts.first_byte.unwrap_or_default()),
+                                    Some(_) => Failed::new(
+                                        ErrorClass::Timeout,
+                                        format!(
+                                            "stream idle for longer than {:.1} s",
+                                            self.timeouts.idle.unwrap_or_default().as_secs_f64()
+                                        ),
+                                    ),
+                                });
+                            }
+                            Some(d) => timer.as_mut().reset(d),
+                            None => timer.as_mut().reset(far),
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                body.frame().await
+            };
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| {
+                Failed::new(
+                    ErrorClass::classify(&e, ErrorClass::StreamReset),
+                    format!("stream broke: {}", error_chain(&e)),
+                )
             })?;
             let now = Instant::now();
+            if watch && last_read.is_none() && self.timeouts.idle.is_none() {
+                timer.as_mut().reset(far);
+            }
+            last_read = Some(now);
             if let Ok(data) = frame.into_data() {
                 parser.feed(&data, |ev| st.on_event(ev.event, ev.data, now));
             }
@@ -460,24 +821,92 @@ impl OpenAiTarget {
             return Err(f);
         }
         if !st.done {
-            return Err(Failed {
-                class: ErrorClass::StreamReset,
-                message: "stream ended before data: [DONE]".into(),
-            });
+            return Err(Failed::new(
+                ErrorClass::StreamReset,
+                "stream ended before data: [DONE]",
+            ));
         }
         let (Some(first), Some(last)) = (st.first, st.last) else {
-            return Err(Failed {
-                class: ErrorClass::Malformed,
-                message: "stream carried no choice".into(),
-            });
+            return Err(Failed::new(
+                ErrorClass::Malformed,
+                "stream carried no choice",
+            ));
         };
         Ok(Completed {
             ttft_us: micros(first - st.sent_at),
             e2el_us: micros(last - st.sent_at),
             output_tokens: st.usage_tokens.unwrap_or(st.choice_messages),
             usage_present: st.usage_tokens.is_some(),
+            endpoint: 0,
+            sent_at,
         })
     }
+
+    /// Reads a whole (non-streaming) response: TTFT = E2EL = until its last byte.
+    async fn whole(
+        &self,
+        body: hyper::body::Incoming,
+        sent_at: Instant,
+        output_len: u32,
+        first_byte_due: Option<Instant>,
+    ) -> Result<Completed, Failed> {
+        let collect = body.collect();
+        let bytes = match first_byte_due {
+            Some(due) => tokio::time::timeout_at(due, collect).await.map_err(|_| {
+                Failed::new(
+                    ErrorClass::Timeout,
+                    "whole response not read within the first-byte timeout",
+                )
+            })?,
+            None => collect.await,
+        }
+        .map_err(|e| {
+            Failed::new(
+                ErrorClass::classify(&e, ErrorClass::StreamReset),
+                format!("response broke: {}", error_chain(&e)),
+            )
+        })?
+        .to_bytes();
+        let end = Instant::now();
+        #[derive(Deserialize)]
+        struct Whole {
+            #[serde(default)]
+            choices: Count,
+            usage: Option<Usage>,
+        }
+        let whole: Whole = serde_json::from_slice(&bytes).map_err(|e| {
+            Failed::new(
+                ErrorClass::Malformed,
+                format!("response is not an OpenAI completion: {e}"),
+            )
+        })?;
+        if whole.choices.0 == 0 {
+            return Err(Failed::new(
+                ErrorClass::Malformed,
+                "response carried no choice",
+            ));
+        }
+        let usage = whole.usage.and_then(|u| u.completion_tokens);
+        let e2el_us = micros(end - sent_at);
+        Ok(Completed {
+            ttft_us: e2el_us,
+            e2el_us,
+            output_tokens: usage.unwrap_or(u64::from(output_len)),
+            usage_present: usage.is_some(),
+            endpoint: 0,
+            sent_at,
+        })
+    }
+}
+
+/// The `error.message` of an OpenAI error body, else the body's first 300 characters.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<Value>(body)
+        && let Some(m) = v.pointer("/error/message").and_then(Value::as_str)
+    {
+        return m.chars().take(300).collect();
+    }
+    String::from_utf8_lossy(body).chars().take(300).collect()
 }
 
 /// `err: cause: cause` on one line.
@@ -496,7 +925,7 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The model names a server lists at `GET /v1/models`.
-pub async fn list_models(base_url: &str) -> Result<Vec<String>, TargetError> {
+pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>, TargetError> {
     let ep = parse_base(base_url, Api::Completions)?;
     let uri: Uri =
         format!("{}/v1/models", ep.root)
@@ -509,8 +938,13 @@ pub async fn list_models(base_url: &str) -> Result<Vec<String>, TargetError> {
         url: base_url.to_owned(),
         reason,
     };
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let client: HttpsClient = Client::builder(TokioExecutor::new()).build(
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(tls)?)
+            .https_or_http()
+            .enable_http1()
+            .build(),
+    );
     let fut = async {
         let resp = client.get(uri).await.map_err(|e| probe(error_chain(&e)))?;
         let status = resp.status();
