@@ -486,6 +486,12 @@ pub struct SimArgs {
     /// Record when each token event is sent and show TTFT/ITL quantiles at /stats.
     #[arg(long)]
     pub stamp: bool,
+    /// Serve https with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_faults(s: &str) -> Result<rackload_sim::Faults, String> {

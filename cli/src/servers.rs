@@ -33,12 +33,19 @@ pub async fn shutdown_signal() {
 const GRACE: Duration = Duration::from_secs(2);
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    bind_as("http", addr).await
+}
+
+async fn bind_as(
+    scheme: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<tokio::net::TcpListener> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{LISTENING}http://{local}")?;
+    writeln!(out, "{LISTENING}{scheme}://{local}")?;
     out.flush()?;
     Ok(listener)
 }
@@ -100,7 +107,13 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let listener = bind(args.listen).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(rackload_sim::tls_config(cert, key).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        _ => None,
+    };
+    let listener = bind_as(if tls.is_some() { "https" } else { "http" }, args.listen).await?;
     let config = SimConfig {
         model: args.model,
         latency: FixedLatency {
@@ -112,9 +125,14 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         stamp: args.stamp,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rackload_sim::serve(listener, config, async {
+    let stop = async {
         let _ = rx.await;
-    });
+    };
+    let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>> =
+        match tls {
+            Some(tls) => Box::pin(rackload_sim::serve_tls(listener, config, tls, stop)),
+            None => Box::pin(rackload_sim::serve(listener, config, stop)),
+        };
     tokio::pin!(server);
     tokio::select! {
         r = &mut server => r.context("sim failed")?,

@@ -10,4 +10,4 @@ pub mod server;
 
 pub use faults::{Fault, Faults};
 pub use model::FixedLatency;
-pub use server::{SimConfig, SimStats, router, serve};
+pub use server::{SimConfig, SimStats, router, serve, serve_tls, tls_config};

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hdrhistogram::Histogram;
@@ -61,6 +61,8 @@ pub struct SimStats {
     pub in_flight: AtomicU64,
     /// Token events handed to connections (streamed) or returned (whole responses).
     pub tokens: AtomicU64,
+    /// Generation requests that came over HTTP/2 (h2c or h2 over TLS).
+    pub http2: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -69,6 +71,7 @@ struct StatsView {
     served: u64,
     in_flight: u64,
     tokens: u64,
+    http2: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     timing: Option<TimingView>,
 }
@@ -107,8 +110,11 @@ fn quantiles(h: &Histogram<u64>) -> Quantiles {
 
 impl Timing {
     fn new() -> Timing {
-        let h =
-            || Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"));
+        // 1 µs .. 1 h at 3 significant figures, as the client records.
+        let h = || {
+            Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("constant bounds are valid"))
+        };
         Timing {
             hists: Mutex::new((h(), h())),
         }
@@ -184,9 +190,75 @@ pub async fn serve(
     config: SimConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Without TCP_NODELAY, Nagle holds a stream's first event behind its unacknowledged
+    // headers until the client's delayed ACK (~40 ms): every TTFT would be late.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(config))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves `config` over TLS (ALPN h2 and HTTP/1.1) on `listener` until `shutdown`
+/// resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    config: SimConfig,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = &mut shutdown => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return; // a failed handshake is the client's to report
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+    }
+}
+
+/// A TLS server configuration from PEM files (certificate chain, private key).
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no certificate in it",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Response {
@@ -195,6 +267,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
         served: s.stats.served.load(Ordering::Relaxed),
         in_flight: s.stats.in_flight.load(Ordering::Relaxed),
         tokens: s.stats.tokens.load(Ordering::Relaxed),
+        http2: s.stats.http2.load(Ordering::Relaxed),
         timing: s.timing.as_ref().map(Timing::view),
     };
     axum::Json(view).into_response()
@@ -208,12 +281,36 @@ async fn models(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn completions(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    generate(s, Api::Completions, body).await
+async fn completions(State(s): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
+    receive(s, Api::Completions, req).await
 }
 
-async fn chat(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    generate(s, Api::Chat, body).await
+async fn chat(State(s): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
+    receive(s, Api::Chat, req).await
+}
+
+/// Largest request body read (a 1 M-token prompt as token ids fits).
+const MAX_BODY: usize = 64 << 20;
+
+/// A request's arrival is stamped before its body is read and parsed, so that the sim's
+/// own TTFT covers what the client's does but the network.
+async fn receive(s: Arc<Shared>, api: Api, req: axum::extract::Request) -> Response {
+    let arrival = Instant::now();
+    count_version(&s, req.version());
+    match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(body) => generate(s, api, body, arrival).await,
+        Err(e) => json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("cannot read the request body: {e}"),
+            "BadRequestError",
+        ),
+    }
+}
+
+fn count_version(s: &Shared, version: Version) {
+    if version == Version::HTTP_2 {
+        s.stats.http2.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn unix_now() -> u64 {
@@ -249,7 +346,7 @@ fn output_len(req: &GenRequest, id: u64) -> (u32, &'static str) {
     )
 }
 
-async fn generate(s: Arc<Shared>, api: Api, body: Bytes) -> Response {
+async fn generate(s: Arc<Shared>, api: Api, body: Bytes, arrival: Instant) -> Response {
     let req = match GenRequest::parse(api, &body) {
         Ok(r) => r,
         Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg, "BadRequestError"),
@@ -258,7 +355,6 @@ async fn generate(s: Arc<Shared>, api: Api, body: Bytes) -> Response {
         let msg = format!("The model `{}` does not exist.", req.model);
         return json_error(StatusCode::NOT_FOUND, &msg, "NotFoundError");
     }
-    let arrival = Instant::now();
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let fault = s.config.faults.pick(id);
     match fault {

@@ -63,12 +63,13 @@ impl ErrorClass {
             if e.is::<rustls::Error>() {
                 return ErrorClass::Tls;
             }
-            if let Some(io) = e.downcast_ref::<std::io::Error>()
-                && io
-                    .get_ref()
-                    .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return ErrorClass::Tls;
+            // io errors may nest (hyper-rustls wraps tokio-rustls' io error in another).
+            let mut io = e.downcast_ref::<std::io::Error>();
+            while let Some(inner) = io.and_then(std::io::Error::get_ref) {
+                if inner.is::<rustls::Error>() {
+                    return ErrorClass::Tls;
+                }
+                io = inner.downcast_ref::<std::io::Error>();
             }
             cur = e.source();
         }

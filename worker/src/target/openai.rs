@@ -767,7 +767,8 @@ impl OpenAiTarget {
             Some(t) => self.timeouts.idle.map(|idle| t + idle),
         };
         let far = sent_at + Duration::from_secs(86_400 * 365);
-        let timer = tokio::time::sleep_until(due(None).unwrap_or(far));
+        let mut timer_at = due(None).unwrap_or(far);
+        let timer = tokio::time::sleep_until(timer_at);
         tokio::pin!(timer);
         loop {
             let frame = if watch {
@@ -789,9 +790,9 @@ impl OpenAiTarget {
                                     ),
                                 });
                             }
-                            Some(d) => timer.as_mut().reset(d),
-                            None => timer.as_mut().reset(far),
+                            d => timer_at = d.unwrap_or(far),
                         }
+                        timer.as_mut().reset(timer_at);
                         continue;
                     }
                 }
@@ -806,10 +807,16 @@ impl OpenAiTarget {
                 )
             })?;
             let now = Instant::now();
-            if watch && last_read.is_none() && self.timeouts.idle.is_none() {
-                timer.as_mut().reset(far);
-            }
             last_read = Some(now);
+            if watch {
+                // Re-arm only when the kind of deadline changes (first byte -> idle, or
+                // none); a deadline that merely moved later is caught when the timer fires.
+                let want = due(last_read).unwrap_or(far);
+                if (timer_at == far) != (want == far) {
+                    timer_at = want;
+                    timer.as_mut().reset(timer_at);
+                }
+            }
             if let Ok(data) = frame.into_data() {
                 parser.feed(&data, |ev| st.on_event(ev.event, ev.data, now));
             }

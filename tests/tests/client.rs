@@ -1,0 +1,400 @@
+//! The worker engine against real servers on loopback: a sim that misbehaves on purpose
+//! (429, 500, resets, malformed JSON, stalls, no `[DONE]`), h2c and TLS, several frontends
+//! behind one run, whole (non-streaming) responses, an open loop the client cannot keep,
+//! and the worker's timing checked against the server's own stamps.
+
+#![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
+
+use std::path::Path;
+
+use rackload_tests::*;
+use serde_json::Value;
+
+/// A standing coordinator with one worker, for runs against servers the test starts.
+struct Fabric {
+    _coord: Proc,
+    _worker: Proc,
+    url: String,
+}
+
+fn fabric(tag: &str) -> Fabric {
+    let (coord, url) = start_server(
+        tag,
+        "coordinator",
+        &["coordinator", "--listen", "127.0.0.1:0"],
+    );
+    let worker = start_worker(tag, &url, "w1");
+    Fabric {
+        _coord: coord,
+        _worker: worker,
+        url,
+    }
+}
+
+fn sim(tag: &str, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
+    args.extend(extra);
+    start_server(tag, "sim", &args)
+}
+
+/// Runs `rackload run` on `fabric` with `args`; returns (exit success, stdout, run.json).
+fn run_on(tag: &str, fabric: &Fabric, args: &[&str], results: &Path) -> (bool, String, Value) {
+    let mut cmd = rackload(tag);
+    cmd.args(["run", "--coordinator", &fabric.url, "--workers", "1"])
+        .args(args)
+        .arg("--results-dir")
+        .arg(results);
+    let out = run_with_timeout(cmd, 90.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let run = run_json(results).unwrap_or_else(|| panic!("no run.json; stderr: {stderr}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        run,
+    )
+}
+
+fn class(point: &Value, name: &str) -> u64 {
+    point["failed_by_class"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
+    let tag = new_tag("faults");
+    let (_sim, url) = sim(
+        &tag,
+        &[
+            "--ttft-ms",
+            "2",
+            "--itl-ms",
+            "1",
+            "--faults",
+            "429=0.1,500=0.1,reset=0.1,malformed=0.1,stall=0.1,no-done=0.1",
+            "--fault-seed",
+            "3",
+        ],
+    );
+    let f = fabric(&tag);
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, _, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            "--max-concurrency",
+            "16",
+            "--num-prompts",
+            "200",
+            "--warmup",
+            "0",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "16",
+            "--random-range-ratio",
+            "1",
+            "--idle-timeout",
+            "1",
+            "--max-failure-rate",
+            "1",
+        ],
+        results.path(),
+    );
+    assert!(ok, "a run with failures under the gate succeeds");
+    let p = &run["points"][0];
+    let (sent, completed, failed) = (
+        count(&p["sent"]),
+        count(&p["completed"]),
+        count(&p["failed"]),
+    );
+    assert_eq!(sent, 200);
+    assert_eq!(sent, completed + failed, "{p}");
+    // 60% of requests are faulty; each class must have caught its share.
+    assert!((50..=110).contains(&completed), "completed {completed}");
+    for (name, at_least) in [
+        ("http_4xx", 5),
+        ("http_5xx", 5),
+        ("malformed", 5),
+        ("timeout", 5),
+        ("stream_reset", 10), // resets and streams without [DONE]
+    ] {
+        assert!(
+            class(p, name) >= at_least,
+            "{name}: {}",
+            p["failed_by_class"]
+        );
+    }
+    assert_eq!(
+        class(p, "connect") + class(p, "tls"),
+        0,
+        "{}",
+        p["failed_by_class"]
+    );
+}
+
+#[test]
+fn h2c_and_non_streaming_requests_reach_the_sim_as_asked() {
+    let tag = new_tag("h2c");
+    let (_sim, url) = sim(&tag, &["--ttft-ms", "5", "--itl-ms", "1"]);
+    let f = fabric(&tag);
+    let base = [
+        "--base-url",
+        &url,
+        "--max-concurrency",
+        "8",
+        "--num-prompts",
+        "40",
+        "--warmup",
+        "0",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--random-range-ratio",
+        "1",
+    ];
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = base.to_vec();
+    args.extend(["--http", "http2"]);
+    let (ok, _, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok);
+    assert_eq!(count(&run["points"][0]["completed"]), 40);
+    let stats = get_json(&url, "/stats");
+    assert_eq!(
+        count(&stats["http2"]),
+        40,
+        "every request over h2c: {stats}"
+    );
+
+    // Whole responses: TTFT is E2EL, there is no inter-token latency, tokens come from usage.
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = base.to_vec();
+    args.push("--no-stream");
+    let (ok, _, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok);
+    let p = &run["points"][0];
+    assert_eq!(count(&p["completed"]), 40);
+    assert_eq!(count(&p["total_output_tokens"]), 320);
+    assert_eq!(p["mean_ttft_ms"], p["mean_e2el_ms"], "{p}");
+    assert_eq!(count(&p["histogram_counts"]["itl"]), 0);
+    assert_eq!(run["spec"]["target"]["no_stream"], true);
+    assert_eq!(
+        count(&get_json(&url, "/stats")["http2"]),
+        40,
+        "HTTP/1.1 by default"
+    );
+}
+
+#[test]
+fn requests_spread_over_several_endpoints_with_results_for_each() {
+    let tag = new_tag("lb");
+    let (_fast, fast_url) = sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let (_slow, slow_url) = sim(&tag, &["--ttft-ms", "200", "--itl-ms", "1"]);
+    let f = fabric(&tag);
+    let common = [
+        "--base-url",
+        &fast_url,
+        "--base-url",
+        &slow_url,
+        "--max-concurrency",
+        "8",
+        "--num-prompts",
+        "80",
+        "--warmup",
+        "0",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "4",
+        "--random-range-ratio",
+        "1",
+    ];
+    // Round-robin: one worker alternates, so each frontend gets exactly half.
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, run) = run_on(&tag, &f, &common, results.path());
+    assert!(ok);
+    let eps = run["points"][0]["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .clone();
+    assert_eq!(eps.len(), 2, "{eps:?}");
+    for e in &eps {
+        assert_eq!(count(&e["completed"]), 40, "{e}");
+    }
+    let slow = eps
+        .iter()
+        .find(|e| e["base_url"] == slow_url.as_str())
+        .expect("slow");
+    let fast = eps
+        .iter()
+        .find(|e| e["base_url"] == fast_url.as_str())
+        .expect("fast");
+    assert!(
+        slow["median_ttft_ms"].as_f64() > fast["median_ttft_ms"].as_f64(),
+        "per-endpoint latencies are kept apart: {eps:?}"
+    );
+    assert!(stdout.contains("Per Endpoint"), "{stdout}");
+    assert_eq!(count(&get_json(&fast_url, "/stats")["received"]), 40);
+
+    // Least-outstanding: the fast frontend frees its slots sooner and takes more.
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = common.to_vec();
+    args.extend(["--lb", "least-outstanding"]);
+    let (ok, _, _) = run_on(&tag, &f, &args, results.path());
+    assert!(ok);
+    let fast_n = count(&get_json(&fast_url, "/stats")["received"]) - 40;
+    let slow_n = count(&get_json(&slow_url, "/stats")["received"]) - 40;
+    assert_eq!(fast_n + slow_n, 80);
+    assert!(fast_n > 2 * slow_n, "fast {fast_n}, slow {slow_n}");
+}
+
+#[test]
+fn an_open_loop_held_back_counts_late_starts_and_latency_from_the_intended_send() {
+    let tag = new_tag("late");
+    let (_sim, url) = sim(&tag, &["--ttft-ms", "100", "--itl-ms", "1"]);
+    let f = fabric(&tag);
+    let results = tempfile::tempdir().expect("tempdir");
+    // 100 req/s asked, but at most 2 in flight of ~100 ms each: ~20 req/s can go out.
+    let (ok, stdout, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            "--request-rate",
+            "100",
+            "--arrival",
+            "constant",
+            "--max-concurrency",
+            "2",
+            "--num-prompts",
+            "30",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "2",
+            "--random-range-ratio",
+            "1",
+        ],
+        results.path(),
+    );
+    assert!(ok);
+    let p = &run["points"][0];
+    assert_eq!(count(&p["completed"]), 30);
+    assert!(count(&p["late_starts"]) >= 20, "{p}");
+    let lag = p["p99_schedule_lag_ms"].as_f64().expect("lag recorded");
+    assert!(lag > 300.0, "lag p99 {lag}");
+    let ttft = p["p99_ttft_ms"].as_f64().expect("ttft");
+    let from_intended = p["p99_ttft_from_intended_ms"]
+        .as_f64()
+        .expect("CO-corrected");
+    assert!(from_intended > ttft + 300.0, "{ttft} vs {from_intended}");
+    assert_eq!(p["client_saturated"], true, "{p}");
+    assert!(stdout.contains("Late starts"), "{stdout}");
+    assert!(
+        stdout.contains("warning: worker w1 was saturated"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_workers_timing_agrees_with_the_servers_own_stamps() {
+    let tag = new_tag("fidelity");
+    let (_sim, url) = sim(&tag, &["--ttft-ms", "20", "--itl-ms", "4", "--stamp"]);
+    let f = fabric(&tag);
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, _, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            // Moderate load: Poisson arrivals, ~10 streams in flight, no opening burst.
+            "--request-rate",
+            "50",
+            "--num-prompts",
+            "300",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "40",
+            "--random-range-ratio",
+            "1",
+        ],
+        results.path(),
+    );
+    assert!(ok);
+    let p = &run["points"][0];
+    let server = get_json(&url, "/stats")["timing"].clone();
+    assert_eq!(count(&server["ttft"]["count"]), 300, "{server}");
+    let ms = |v: &Value| v.as_f64().expect("number") / 1000.0;
+    for (metric, key) in [("ttft", "ttft"), ("itl", "itl")] {
+        for (q, server_key) in [("median", "p50_us"), ("p99", "p99_us")] {
+            let client = p[format!("{q}_{metric}_ms")].as_f64().expect("client");
+            let server = ms(&server[key][server_key]);
+            eprintln!("{q} {metric}: worker {client:.3} ms, server {server:.3} ms");
+            assert!(
+                (client - server).abs() <= 1.0,
+                "{q} {metric}: worker {client:.3} ms vs server {server:.3} ms"
+            );
+        }
+    }
+}
+
+#[test]
+fn https_targets_are_verified_against_the_given_ca() {
+    let tag = new_tag("tls");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("cert");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let (_sim, url) = sim(
+        &tag,
+        &[
+            "--ttft-ms",
+            "2",
+            "--itl-ms",
+            "1",
+            "--tls-cert",
+            cert_path.to_str().expect("utf-8"),
+            "--tls-key",
+            key_path.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(url.starts_with("https://"), "{url}");
+    let f = fabric(&tag);
+    let common = [
+        "--base-url",
+        &url,
+        "--model",
+        "rackload-sim",
+        "--max-concurrency",
+        "4",
+        "--num-prompts",
+        "12",
+        "--warmup",
+        "0",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "4",
+        "--random-range-ratio",
+        "1",
+    ];
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = common.to_vec();
+    args.extend(["--tls-ca", cert_path.to_str().expect("utf-8")]);
+    let (ok, _, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok, "{run}");
+    assert_eq!(count(&run["points"][0]["completed"]), 12);
+
+    // Without the CA, every request fails its handshake, counted as tls; the gate fails.
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, _, run) = run_on(&tag, &f, &common, results.path());
+    assert!(!ok, "a run whose every request failed exits non-zero");
+    let p = &run["points"][0];
+    assert_eq!(class(p, "tls"), 12, "{}", p["failed_by_class"]);
+}
