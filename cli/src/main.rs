@@ -69,10 +69,18 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(run::main(*args)))
         }
         Command::Coordinator(args) => {
+            rackload_worker::limits::raise_open_files();
             server_runtime().and_then(|rt| rt.block_on(servers::coordinator(args)))
         }
-        Command::Worker(args) => server_runtime().and_then(|rt| rt.block_on(servers::worker(args))),
-        Command::Sim(args) => server_runtime().and_then(|rt| rt.block_on(servers::sim(args))),
+        Command::Worker(args) => {
+            // One socket per stream: as many as the hard limit allows.
+            rackload_worker::limits::raise_open_files();
+            server_runtime().and_then(|rt| rt.block_on(servers::worker(args)))
+        }
+        Command::Sim(args) => {
+            rackload_worker::limits::raise_open_files();
+            server_runtime().and_then(|rt| rt.block_on(servers::sim(args)))
+        }
         Command::Workers(args) => small_runtime().and_then(|rt| rt.block_on(fleet::workers(args))),
         Command::Abort(args) => small_runtime().and_then(|rt| rt.block_on(fleet::abort(args))),
         Command::Workload(args::WorkloadCommand::Sample(args)) => {

@@ -7,6 +7,7 @@
 //! [`session`] is the Fabric client that ties them together.
 
 pub mod error;
+pub mod limits;
 pub mod recorder;
 pub mod schedule;
 pub mod session;

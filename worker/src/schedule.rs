@@ -62,6 +62,8 @@ async fn one_request(
     };
     let prompt = workload.prompt(&req);
     itl.clear();
+    // One sample per chunk after the first: room for all, so no token reallocates.
+    itl.reserve(req.output_len as usize);
     if index < warmup {
         let _ = target.send(&req, &prompt, itl).await;
         recorder.warmup_done();

@@ -403,6 +403,10 @@ async fn prepare(
                 ));
             }
         }
+        let closed = !workload.arrival.is_open();
+        if closed || plan.concurrency > 0 {
+            crate::limits::check_streams(u64::from(plan.concurrency))?;
+        }
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
         let target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;

@@ -123,7 +123,38 @@ mod tests {
         }
     }
 
+    /// Events of a whole input, fed at once.
+    fn whole(input: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        collect(&[input])
+    }
+
     proptest! {
+        // The fuzz target, as a property: any bytes at all, cut anywhere, never panic and
+        // give the events the same bytes give whole. (cargo-fuzz needs a nightly toolchain;
+        // this runs on stable in every test run, 256 cases, more with PROPTEST_CASES.)
+        #[test]
+        fn arbitrary_bytes_split_anywhere_never_panic(
+            input in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'\n'), Just(b'\r'), Just(b':'), Just(b' '),
+                    Just(b'd'), Just(b'a'), Just(b't'), any::<u8>()
+                ],
+                0..400,
+            ),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16),
+        ) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut prev = 0;
+            for c in cuts {
+                chunks.push(&input[prev..c]);
+                prev = c;
+            }
+            chunks.push(&input[prev..]);
+            prop_assert_eq!(collect(&chunks), whole(&input));
+        }
+
         #[test]
         fn random_splits_give_the_same_events(cuts in proptest::collection::vec(0..STREAM.len(), 0..12)) {
             let mut cuts = cuts;

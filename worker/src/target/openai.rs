@@ -280,6 +280,12 @@ impl StreamState<'_> {
             self.done = true;
             return;
         }
+        if event.is_empty()
+            && let Some(c) = super::chunk_scan::scan(data)
+        {
+            self.on_chunk(c.has_choice, c.usage_tokens, now);
+            return;
+        }
         let chunk: Chunk = match serde_json::from_slice(data) {
             Ok(c) => c,
             Err(e) => {
@@ -303,7 +309,15 @@ impl StreamState<'_> {
             self.failure = Some(Failed::new(class, format!("error event in stream: {text}")));
             return;
         }
-        if chunk.choices.0 > 0 {
+        self.on_chunk(
+            chunk.choices.0 > 0,
+            chunk.usage.and_then(|u| u.completion_tokens),
+            now,
+        );
+    }
+
+    fn on_chunk(&mut self, has_choice: bool, usage_tokens: Option<u64>, now: Instant) {
+        if has_choice {
             match self.last {
                 None => self.first = Some(now),
                 Some(prev) => self.itl_us.push(micros(now - prev)),
@@ -311,8 +325,8 @@ impl StreamState<'_> {
             self.last = Some(now);
             self.choice_messages += 1;
         }
-        if let Some(n) = chunk.usage.and_then(|u| u.completion_tokens) {
-            self.usage_tokens = Some(n);
+        if usage_tokens.is_some() {
+            self.usage_tokens = usage_tokens;
         }
     }
 }
@@ -983,6 +997,115 @@ pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(f: impl FnOnce(&mut TargetSpec)) -> TargetSpec {
+        let mut t = TargetSpec {
+            base_urls: vec!["http://127.0.0.1:9".into()],
+            endpoint: "/v1/chat/completions".into(),
+            model: "m".into(),
+            api_key: "sk-secret".into(),
+            ..TargetSpec::default()
+        };
+        f(&mut t);
+        t
+    }
+
+    fn request() -> RequestSpec {
+        RequestSpec {
+            index: 0,
+            input_len: 3,
+            output_len: 7,
+            prompt_seed: 0,
+            entry: None,
+        }
+    }
+
+    #[test]
+    fn bodies_carry_the_options_and_extra_keys_win() {
+        let t = OpenAiTarget::new(
+            &spec(|t| {
+                t.min_tokens = true;
+                t.extra_body_json = br#"{"temperature":0.6,"top_k":20}"#.to_vec();
+            }),
+            true,
+        )
+        .expect("valid");
+        let body: Value =
+            serde_json::from_slice(&t.body(&request(), &Prompt::Text("a b c".into())))
+                .expect("json");
+        assert_eq!(body["max_completion_tokens"], 7);
+        assert_eq!(body["min_tokens"], 7);
+        assert_eq!(body["ignore_eos"], true);
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["temperature"], 0.6, "--extra-body overrides defaults");
+        assert_eq!(body["top_k"], 20);
+        assert_eq!(body["messages"][0]["content"], "a b c");
+
+        let t = OpenAiTarget::new(&spec(|t| t.no_stream = true), false).expect("valid");
+        let body: Value =
+            serde_json::from_slice(&t.body(&request(), &Prompt::Text("x".into()))).expect("json");
+        assert_eq!(body["stream"], false);
+        assert!(body.get("stream_options").is_none() && body.get("ignore_eos").is_none());
+    }
+
+    #[test]
+    fn bad_options_are_named_and_secrets_never_printed() {
+        for (f, needle) in [
+            (spec(|t| t.extra_body_json = b"[1]".to_vec()), "extra-body"),
+            (spec(|t| t.extra_body_json = b"{".to_vec()), "extra-body"),
+            (spec(|t| t.http = "spdy".into()), "http"),
+            (spec(|t| t.lb = "random".into()), "lb"),
+            (spec(|t| t.idle_timeout_s = -1.0), "idle-timeout"),
+            (spec(|t| t.tls_ca_pem = b"not pem".to_vec()), "tls-ca"),
+            (
+                spec(|t| {
+                    t.headers.insert("bad header".into(), "v".into());
+                }),
+                "header",
+            ),
+        ] {
+            let e = OpenAiTarget::new(&f, false).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let t = OpenAiTarget::new(
+            &spec(|t| {
+                t.headers.insert("x-api-key".into(), "hdr-secret".into());
+            }),
+            false,
+        )
+        .expect("valid");
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("sk-secret") && !shown.contains("hdr-secret"),
+            "{shown}"
+        );
+        let json = serde_json::to_string(&spec(|t| {
+            t.headers.insert("x-api-key".into(), "hdr-secret".into());
+        }))
+        .expect("serialize");
+        assert!(json.contains("x-api-key"), "{json}");
+        assert!(
+            !json.contains("sk-secret") && !json.contains("hdr-secret"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn least_outstanding_prefers_the_idle_endpoint() {
+        let t = OpenAiTarget::new(
+            &spec(|t| {
+                t.base_urls = vec!["http://127.0.0.1:9".into(), "http://127.0.0.1:10".into()];
+                t.lb = "least-outstanding".into();
+            }),
+            false,
+        )
+        .expect("valid");
+        t.endpoints[0].outstanding.store(5, Ordering::Relaxed);
+        assert!((0..10).all(|_| t.pick() == 1));
+        t.endpoints[1].outstanding.store(9, Ordering::Relaxed);
+        assert!((0..10).all(|_| t.pick() == 0));
+    }
 
     #[test]
     fn base_urls_parse_with_or_without_v1() {
