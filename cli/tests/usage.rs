@@ -15,6 +15,40 @@ fn rackload(args: &[&str]) -> (i32, String) {
 }
 
 #[test]
+fn bad_target_options_name_the_flag_before_anything_starts() {
+    let base = ["run", "--base-url", "http://127.0.0.1:9", "--model", "m"];
+    for (extra, needle) in [
+        (
+            &["--extra-body", "[1]"][..],
+            "--extra-body must be a JSON object",
+        ),
+        (&["--extra-body", "{"][..], "--extra-body is not JSON"),
+        (
+            &["--extra-body", "@/nonexistent/body.json"][..],
+            "cannot read --extra-body file",
+        ),
+        (&["--header", "no-colon"][..], "--header \"no-colon\""),
+        (&["--header", "bad name: v"][..], "header"),
+        (
+            &["--tls-ca", "/nonexistent/ca.pem"][..],
+            "cannot read --tls-ca",
+        ),
+        (&["--idle-timeout=-1"][..], "--idle-timeout"),
+        (&["--http", "spdy"][..], "spdy"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let (code, stderr) = rackload(&args);
+        assert_eq!(code, 2, "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{extra:?}: {stderr}");
+    }
+    let (code, stderr) = rackload(&["sim", "--faults", "boom=0.1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown fault \"boom\""), "{stderr}");
+}
+
+#[test]
 fn unknown_flag_is_one_line_and_exit_2() {
     let (code, stderr) = rackload(&["run", "--bogus"]);
     assert_eq!(code, 2);

@@ -471,7 +471,7 @@ impl fmt::Debug for OpenAiTarget {
 
 /// Read buffer ceiling per HTTP/1.1 connection: big enough that a coalesced burst of
 /// events is one read, small enough for 16,384 streams in one process.
-const READ_BUF_MAX: usize = 64 * 1024;
+const READ_BUF_MAX: usize = 16 * 1024;
 
 impl OpenAiTarget {
     pub fn new(spec: &TargetSpec, ignore_eos: bool) -> Result<OpenAiTarget, TargetError> {
