@@ -128,6 +128,19 @@ mod tests {
         collect(&[input])
     }
 
+    /// `input` cut at each of `cuts` (positions, any order).
+    fn split(input: &[u8], mut cuts: Vec<usize>) -> Vec<&[u8]> {
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut prev = 0;
+        for c in cuts {
+            chunks.push(&input[prev..c]);
+            prev = c;
+        }
+        chunks.push(&input[prev..]);
+        chunks
+    }
+
     proptest! {
         // The fuzz target, as a property: any bytes at all, cut anywhere, never panic and
         // give the events the same bytes give whole. (cargo-fuzz needs a nightly toolchain;
@@ -143,30 +156,13 @@ mod tests {
             ),
             cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..16),
         ) {
-            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut prev = 0;
-            for c in cuts {
-                chunks.push(&input[prev..c]);
-                prev = c;
-            }
-            chunks.push(&input[prev..]);
-            prop_assert_eq!(collect(&chunks), whole(&input));
+            let cuts = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+            prop_assert_eq!(collect(&split(&input, cuts)), whole(&input));
         }
 
         #[test]
         fn random_splits_give_the_same_events(cuts in proptest::collection::vec(0..STREAM.len(), 0..12)) {
-            let mut cuts = cuts;
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut prev = 0;
-            for c in cuts {
-                chunks.push(&STREAM[prev..c]);
-                prev = c;
-            }
-            chunks.push(&STREAM[prev..]);
-            prop_assert_eq!(collect(&chunks), expected());
+            prop_assert_eq!(collect(&split(STREAM, cuts)), expected());
         }
     }
 }
