@@ -290,12 +290,19 @@ pub struct RunArgs {
     /// Seconds to wait for enough workers to connect [default: 30].
     #[arg(long)]
     pub worker_wait: Option<f64>,
-    /// Embedded sim only: time to first token in ms.
-    #[arg(long, default_value_t = 50)]
-    pub sim_ttft_ms: u64,
-    /// Embedded sim only: inter-token latency in ms.
-    #[arg(long, default_value_t = 2)]
-    pub sim_itl_ms: u64,
+    /// Embedded sim: serving profile (a built-in name or a TOML file) of its
+    /// continuous-batching model [default: b200-gpt-oss-120b].
+    #[arg(long, value_name = "NAME|FILE", help_heading = "Embedded sim")]
+    pub sim_profile: Option<String>,
+    /// Embedded sim: replicas of the profile behind it [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Embedded sim")]
+    pub sim_replicas: Option<u32>,
+    /// Embedded sim: fixed time to first token in ms instead of the batch model.
+    #[arg(long, help_heading = "Embedded sim", conflicts_with = "sim_profile")]
+    pub sim_ttft_ms: Option<u64>,
+    /// Embedded sim: fixed inter-token latency in ms instead of the batch model.
+    #[arg(long, help_heading = "Embedded sim", conflicts_with = "sim_profile")]
+    pub sim_itl_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,12 +471,29 @@ pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// Time to first token in ms.
-    #[arg(long, default_value_t = 50)]
-    pub ttft_ms: u64,
-    /// Inter-token latency in ms.
-    #[arg(long, default_value_t = 2)]
-    pub itl_ms: u64,
+    /// Serving profile of the continuous-batching model: a built-in name
+    /// (b200-gpt-oss-120b, mi355x-gpt-oss-120b, gb200-nvl72-deepseek-r1, h200-llama-70b) or
+    /// a TOML file [default: b200-gpt-oss-120b].
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["ttft_ms", "itl_ms"])]
+    pub profile: Option<String>,
+    /// Replicas of the profile (each its own batch, KV cache and GPUs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub replicas: u32,
+    /// Serve replica k on port PORT+k instead of all behind one address (least-loaded).
+    #[arg(long)]
+    pub ports_per_replica: bool,
+    /// Answer 429 when a replica has this many requests waiting (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub max_waiting: u64,
+    /// Tokens per SSE event (SGLang/TRT-LLM stream interval; batch model only).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stream_interval: u32,
+    /// Fixed time to first token in ms, instead of the batch model [with --itl-ms: 50].
+    #[arg(long)]
+    pub ttft_ms: Option<u64>,
+    /// Fixed inter-token latency in ms, instead of the batch model [with --ttft-ms: 2].
+    #[arg(long)]
+    pub itl_ms: Option<u64>,
     /// Model name served.
     #[arg(long, default_value = "rackload-sim")]
     pub model: String,

@@ -57,7 +57,13 @@ pub struct SweepArgs {
     pub num_prompts: Option<u64>,
     pub warmup: Option<u64>,
     pub duration: Option<f64>,
+    /// The default sweep of the embedded sim (when closed loop): [`SIM_SWEEP`], 2·C
+    /// requests per point after C/2 of warmup.
+    pub sim_sweep: bool,
 }
+
+/// Concurrencies of `rackload run` on the embedded sim when no load is given.
+pub const SIM_SWEEP: [u32; 4] = [1, 8, 32, 128];
 
 /// Resolves the workload of `flags` over `file` (loading datasets) and the points of the
 /// sweep: one per concurrency for a closed loop, one per rate × cap for an open loop.
@@ -72,7 +78,10 @@ pub fn resolve_workload(
     }
     let arrival = cfg.arrival_process().map_err(flag_names)?;
     let open = arrival.is_open();
-    let concurrencies: Vec<u32> = if sweep.concurrencies.is_empty() {
+    let quick = sweep.sim_sweep && !open;
+    let concurrencies: Vec<u32> = if quick {
+        SIM_SWEEP.to_vec()
+    } else if sweep.concurrencies.is_empty() {
         vec![if open { 0 } else { DEFAULT_CONCURRENCY }]
     } else {
         sweep.concurrencies.clone()
@@ -101,12 +110,15 @@ pub fn resolve_workload(
         for &c in &concurrencies {
             let n = sweep
                 .num_prompts
+                .or_else(|| quick.then(|| 2 * u64::from(c)))
                 .or_else(|| default_num_prompts(&workload.arrival, c))
                 .or_else(|| workload.dataset_len())
                 .unwrap_or(1000);
-            let warmup = sweep
-                .warmup
-                .unwrap_or(if open { 0 } else { 2 * u64::from(c) });
+            let warmup = sweep.warmup.unwrap_or(match (open, quick) {
+                (true, _) => 0,
+                (false, true) => u64::from(c / 2),
+                (false, false) => 2 * u64::from(c),
+            });
             let arrival = if rate > 0.0 {
                 workload.arrival.with_rate(rate)
             } else {
@@ -255,12 +267,21 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     if duration.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
         bail!("--duration must be a positive number of seconds");
     }
+    // With nothing said about the load and the embedded batch-model sim as the target, the
+    // run shows a throughput-vs-interactivity curve: a short concurrency sweep.
+    let sim_sweep = base_urls.is_empty()
+        && args.coordinator.is_none()
+        && args.sim_ttft_ms.is_none()
+        && args.sim_itl_ms.is_none()
+        && concurrencies.is_empty()
+        && rates.is_empty();
     let sweep = SweepArgs {
         concurrencies,
         rates,
         num_prompts,
         warmup: args.warmup.or(file.run.warmup),
         duration,
+        sim_sweep,
     };
     let max_failure_rate = args
         .max_failure_rate
@@ -454,27 +475,42 @@ async fn run_with(
         );
     }
     if embedded_sim {
-        let ttft = args.sim_ttft_ms.to_string();
-        let itl = args.sim_itl_ms.to_string();
-        let url = children
-            .start_server(
-                "sim",
-                &[
-                    "sim",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--ttft-ms",
-                    &ttft,
-                    "--itl-ms",
-                    &itl,
-                    "--model",
-                    SIM_MODEL,
-                ],
-            )
-            .await?;
+        let mut sim_args: Vec<String> = ["sim", "--listen", "127.0.0.1:0", "--model", SIM_MODEL]
+            .map(str::to_owned)
+            .to_vec();
+        if args.sim_ttft_ms.is_some() || args.sim_itl_ms.is_some() {
+            let (ttft, itl) = (args.sim_ttft_ms.unwrap_or(50), args.sim_itl_ms.unwrap_or(2));
+            sim_args.extend([
+                "--ttft-ms".into(),
+                ttft.to_string(),
+                "--itl-ms".into(),
+                itl.to_string(),
+            ]);
+            environment["sim"] = json!({"ttft_ms": ttft, "itl_ms": itl, "model": SIM_MODEL});
+        } else {
+            let name = args
+                .sim_profile
+                .clone()
+                .unwrap_or_else(|| rackload_sim::profile::DEFAULT.to_owned());
+            let profile = rackload_sim::Profile::load(&name)
+                .map_err(|e| anyhow::anyhow!("--sim-profile: {e}"))?;
+            let replicas = args.sim_replicas.unwrap_or(1);
+            sim_args.extend([
+                "--profile".into(),
+                name,
+                "--replicas".into(),
+                replicas.to_string(),
+            ]);
+            environment["sim"] = json!({
+                "model": SIM_MODEL,
+                "profile": profile,
+                "replicas": replicas,
+                "gpus": profile.gpus_per_replica * replicas,
+            });
+        }
+        let refs: Vec<&str> = sim_args.iter().map(String::as_str).collect();
+        let url = children.start_server("sim", &refs).await?;
         target.base_urls.push(url);
-        environment["sim"] =
-            json!({"ttft_ms": args.sim_ttft_ms, "itl_ms": args.sim_itl_ms, "model": SIM_MODEL});
     }
     if target.model.is_empty() {
         target.model = if embedded_sim {

@@ -35,6 +35,7 @@ pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
         num_prompts: args.num_prompts.or(file.run.num_prompts),
         warmup: Some(0),
         duration: None,
+        sim_sweep: false,
     };
     let (mut workload, points) = resolve_workload(args.workload.config(), file.workload, &sweep)?;
     // The stream of the first point.

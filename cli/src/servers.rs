@@ -113,17 +113,44 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let listener = bind_as(if tls.is_some() { "https" } else { "http" }, args.listen).await?;
+    let fixed = args.ttft_ms.is_some() || args.itl_ms.is_some() || args.fast;
+    let profile = if fixed {
+        None
+    } else {
+        let name = args
+            .profile
+            .as_deref()
+            .unwrap_or(rackload_sim::profile::DEFAULT);
+        Some(rackload_sim::Profile::load(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?)
+    };
+    if args.ports_per_replica && tls.is_some() {
+        anyhow::bail!("--ports-per-replica is not supported with --tls-cert");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = bind_as(scheme, args.listen).await?;
     let config = SimConfig {
         model: args.model,
         latency: FixedLatency {
-            ttft: Duration::from_millis(args.ttft_ms),
-            itl: Duration::from_millis(args.itl_ms),
+            ttft: Duration::from_millis(args.ttft_ms.unwrap_or(50)),
+            itl: Duration::from_millis(args.itl_ms.unwrap_or(2)),
         },
         fast: args.fast,
         faults: args.faults.unwrap_or_default().with_seed(args.fault_seed),
         stamp: args.stamp,
+        profile,
+        replicas: args.replicas,
+        max_waiting: args.max_waiting,
+        stream_interval: args.stream_interval,
     };
+    if let Some(p) = &config.profile {
+        tracing::info!(
+            "profile {}: {}; {} replica(s) × {} GPU(s)",
+            p.name,
+            p.description,
+            config.replicas,
+            p.gpus_per_replica
+        );
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let stop = async {
         let _ = rx.await;
@@ -131,6 +158,32 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>> =
         match tls {
             Some(tls) => Box::pin(rackload_sim::serve_tls(listener, config, tls, stop)),
+            None if args.ports_per_replica && config.replicas > 1 => {
+                // Replica k on the first port + k (or on any free port when it was 0).
+                let mut routers = rackload_sim::routers(config, true).into_iter();
+                let first = routers.next();
+                let mut rest = Vec::new();
+                for (k, router) in routers.enumerate() {
+                    let port = match args.listen.port() {
+                        0 => 0,
+                        p => p
+                            .checked_add(k as u16 + 1)
+                            .context("--listen port + replicas exceeds 65535")?,
+                    };
+                    let addr = std::net::SocketAddr::new(args.listen.ip(), port);
+                    let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                        format!("cannot listen on {addr} for replica {}", k + 2)
+                    })?;
+                    println!("replica {} listening on http://{}", k + 2, l.local_addr()?);
+                    rest.push(tokio::spawn(rackload_sim::serve_router(
+                        l,
+                        router,
+                        std::future::pending(),
+                    )));
+                }
+                let first = first.context("no router")?;
+                Box::pin(rackload_sim::serve_router(listener, first, stop))
+            }
             None => Box::pin(rackload_sim::serve(listener, config, stop)),
         };
     tokio::pin!(server);

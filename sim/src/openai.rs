@@ -162,8 +162,13 @@ impl ChunkWriter {
 
     /// The SSE event of token `k`; `finish` is set on the last one.
     pub fn token_event(&self, k: u32, first: bool, finish: Option<&str>) -> String {
+        self.tokens_event(k, 1, first, finish)
+    }
+
+    /// One SSE event carrying tokens `k..k + count` (a stream interval of `count`).
+    pub fn tokens_event(&self, k: u32, count: u32, first: bool, finish: Option<&str>) -> String {
         let finish = finish.map_or("null".to_owned(), |f| format!("\"{f}\""));
-        let text = token_text(k);
+        let text: String = (k..k + count.max(1)).map(token_text).collect();
         match self.api {
             Api::Completions => format!(
                 "data: {},\"choices\":[{{\"index\":0,\"text\":\"{text}\",\"logprobs\":null,\"finish_reason\":{finish},\"stop_reason\":null}}]}}\n\n",

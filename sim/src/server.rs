@@ -16,9 +16,12 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::batch::{Admit, Replica, SeqShared};
 use crate::faults::{Fault, Faults, mix};
+use crate::metrics::Metrics;
 use crate::model::FixedLatency;
 use crate::openai::{Api, ChunkWriter, DONE_EVENT, GenRequest, error_body};
+use crate::profile::Profile;
 
 /// What the sim serves and how fast.
 #[derive(Clone, Debug)]
@@ -33,6 +36,14 @@ pub struct SimConfig {
     /// Record the instant each paced token event is handed to the connection, as TTFT and
     /// inter-token histograms at `/stats` (the server's side of a timing-fidelity check).
     pub stamp: bool,
+    /// The continuous-batching model with this profile (None: the fixed latencies).
+    pub profile: Option<Profile>,
+    /// Replicas of the profile behind this server (least-loaded routing).
+    pub replicas: u32,
+    /// Answer 429 when a replica's waiting queue holds this many requests (0 = never).
+    pub max_waiting: u64,
+    /// Tokens per SSE event (SGLang's and TRT-LLM's stream interval).
+    pub stream_interval: u32,
 }
 
 impl Default for SimConfig {
@@ -46,6 +57,10 @@ impl Default for SimConfig {
             fast: false,
             faults: Faults::default(),
             stamp: false,
+            profile: None,
+            replicas: 1,
+            max_waiting: 0,
+            stream_interval: 1,
         }
     }
 }
@@ -63,6 +78,8 @@ pub struct SimStats {
     pub tokens: AtomicU64,
     /// Generation requests that came over HTTP/2 (h2c or h2 over TLS).
     pub http2: AtomicU64,
+    /// Prompt tokens of accepted requests.
+    pub prompt_tokens: AtomicU64,
 }
 
 #[derive(Serialize)]
@@ -141,6 +158,26 @@ struct Shared {
     stats: SimStats,
     next_id: AtomicU64,
     timing: Option<Timing>,
+    /// The batch model's replicas (empty with fixed latencies).
+    replicas: Vec<Replica>,
+    metrics: Metrics,
+}
+
+/// A router's view: the shared sim, and the one replica it serves when each replica has
+/// its own port.
+#[derive(Clone)]
+struct Front {
+    s: Arc<Shared>,
+    pinned: Option<usize>,
+}
+
+impl Front {
+    fn replicas(&self) -> &[Replica] {
+        match self.pinned {
+            Some(k) => std::slice::from_ref(&self.s.replicas[k]),
+            None => &self.s.replicas,
+        }
+    }
 }
 
 /// Decrements `in_flight` when a response ends, whether finished or dropped.
@@ -168,20 +205,51 @@ impl Drop for InFlight {
 
 /// The sim's routes.
 pub fn router(config: SimConfig) -> Router {
+    routers(config, false).swap_remove(0)
+}
+
+/// The sim's routes: one router for all replicas, or with `per_replica` one per replica
+/// (each to be served on its own port). Starts the replicas' engines, so it must be called
+/// inside a tokio runtime.
+pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
     let timing = config.stamp.then(Timing::new);
+    let replicas = match &config.profile {
+        Some(p) => {
+            let p = Arc::new(p.clone());
+            (0..config.replicas.max(1))
+                .map(|_| Replica::start(p.clone()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let shared = Arc::new(Shared {
         timing,
         config,
         stats: SimStats::default(),
         next_id: AtomicU64::new(1),
+        replicas,
+        metrics: Metrics::default(),
     });
-    Router::new()
-        .route("/v1/completions", post(completions))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/models", get(models))
-        .route("/stats", get(stats))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(shared)
+    let pins: Vec<Option<usize>> = if per_replica && !shared.replicas.is_empty() {
+        (0..shared.replicas.len()).map(Some).collect()
+    } else {
+        vec![None]
+    };
+    pins.into_iter()
+        .map(|pinned| {
+            Router::new()
+                .route("/v1/completions", post(completions))
+                .route("/v1/chat/completions", post(chat))
+                .route("/v1/models", get(models))
+                .route("/stats", get(stats))
+                .route("/metrics", get(metrics))
+                .route("/health", get(|| async { "ok" }))
+                .with_state(Front {
+                    s: shared.clone(),
+                    pinned,
+                })
+        })
+        .collect()
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves.
@@ -190,13 +258,22 @@ pub async fn serve(
     config: SimConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, router(config), shutdown).await
+}
+
+/// Serves one router on `listener` until `shutdown` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     // Without TCP_NODELAY, Nagle holds a stream's first event behind its unacknowledged
     // headers until the client's delayed ACK (~40 ms): every TTFT would be late.
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(config))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -261,7 +338,7 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-async fn stats(State(s): State<Arc<Shared>>) -> Response {
+async fn stats(State(Front { s, .. }): State<Front>) -> Response {
     let view = StatsView {
         received: s.stats.received.load(Ordering::Relaxed),
         served: s.stats.served.load(Ordering::Relaxed),
@@ -273,7 +350,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
     axum::Json(view).into_response()
 }
 
-async fn models(State(s): State<Arc<Shared>>) -> Response {
+async fn models(State(Front { s, .. }): State<Front>) -> Response {
     axum::Json(serde_json::json!({
         "object": "list",
         "data": [{"id": s.config.model, "object": "model", "created": unix_now(), "owned_by": "rackload-sim"}]
@@ -281,12 +358,20 @@ async fn models(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn completions(State(s): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
-    receive(s, Api::Completions, req).await
+async fn completions(State(f): State<Front>, req: axum::extract::Request) -> Response {
+    receive(f, Api::Completions, req).await
 }
 
-async fn chat(State(s): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
-    receive(s, Api::Chat, req).await
+async fn chat(State(f): State<Front>, req: axum::extract::Request) -> Response {
+    receive(f, Api::Chat, req).await
+}
+
+async fn metrics(State(f): State<Front>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(&f.s.config, &f.s.stats, &f.s.metrics, f.replicas()),
+    )
+        .into_response()
 }
 
 /// Largest request body read (a 1 M-token prompt as token ids fits).
@@ -294,11 +379,11 @@ const MAX_BODY: usize = 64 << 20;
 
 /// A request's arrival is stamped before its body is read and parsed, so that the sim's
 /// own TTFT covers what the client's does but the network.
-async fn receive(s: Arc<Shared>, api: Api, req: axum::extract::Request) -> Response {
+async fn receive(f: Front, api: Api, req: axum::extract::Request) -> Response {
     let arrival = Instant::now();
-    count_version(&s, req.version());
+    count_version(&f.s, req.version());
     match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(body) => generate(s, api, body, arrival).await,
+        Ok(body) => generate(f, api, body, arrival).await,
         Err(e) => json_error(
             StatusCode::BAD_REQUEST,
             &format!("cannot read the request body: {e}"),
@@ -346,7 +431,8 @@ fn output_len(req: &GenRequest, id: u64) -> (u32, &'static str) {
     )
 }
 
-async fn generate(s: Arc<Shared>, api: Api, body: Bytes, arrival: Instant) -> Response {
+async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response {
+    let s = f.s.clone();
     let req = match GenRequest::parse(api, &body) {
         Ok(r) => r,
         Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg, "BadRequestError"),
@@ -374,10 +460,71 @@ async fn generate(s: Arc<Shared>, api: Api, body: Bytes, arrival: Instant) -> Re
         }
         _ => {}
     }
+    // The batch model: the least-loaded replica, unless its queue is beyond the bound.
+    let replica = f
+        .replicas()
+        .iter()
+        .min_by_key(|r| r.load.load(Ordering::Relaxed));
+    if let Some(r) = replica
+        && s.config.max_waiting > 0
+        && r.waiting() >= s.config.max_waiting
+    {
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("{} requests waiting; try again later", r.waiting()),
+            "RateLimitError",
+        );
+    }
     let guard = InFlight::new(s.clone());
+    s.stats
+        .prompt_tokens
+        .fetch_add(u64::from(req.prompt_tokens), Ordering::Relaxed);
     let latency = s.config.latency;
     let (n, finish) = output_len(&req, id);
     let writer = ChunkWriter::new(api, id, unix_now(), &s.config.model);
+    if let Some(r) = replica {
+        let shared = Arc::new(SeqShared::default());
+        let admitted = r.submit(Admit {
+            prompt_tokens: req.prompt_tokens,
+            output_tokens: n,
+            shared: shared.clone(),
+        });
+        if !admitted {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine stopped",
+                "ServiceUnavailableError",
+            );
+        }
+        if !req.stream {
+            while !shared.finished.load(Ordering::Acquire) {
+                shared.notify.notified().await;
+            }
+            guard.served();
+            guard.tokens(u64::from(n));
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                writer.full_response(req.prompt_tokens, n, finish),
+            )
+                .into_response();
+        }
+        let body = batch_stream(
+            s.clone(),
+            writer,
+            req,
+            n,
+            finish,
+            fault,
+            arrival,
+            shared,
+            guard,
+        );
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
 
     if !req.stream {
         if !s.config.fast {
@@ -484,14 +631,130 @@ fn paced_stream(
             };
             if at.is_some() {
                 guard.tokens(1);
+                let now = Instant::now();
+                s.metrics.token(now - arrival, prev.map(|p| now - p));
             }
             let mut stamp = prev;
-            if let (Some(timing), Some(_)) = (&s.timing, at) {
+            if at.is_some() {
                 let now = Instant::now();
-                timing.token(now - arrival, prev.map(|p| now - p));
+                if let Some(timing) = &s.timing {
+                    timing.token(now - arrival, prev.map(|p| now - p));
+                }
                 stamp = Some(now);
             }
             Some((Ok(Bytes::from(event)), (next, guard, stamp)))
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// Streams what the batch engine produces for one request: an SSE event per
+/// `stream_interval` tokens (the last may hold fewer), as soon as the engine has them; a
+/// client that reads late gets several events in one write, as from a real server.
+#[allow(clippy::too_many_arguments)]
+fn batch_stream(
+    s: Arc<Shared>,
+    writer: ChunkWriter,
+    req: GenRequest,
+    n: u32,
+    finish: &'static str,
+    fault: Option<Fault>,
+    arrival: Instant,
+    seq: Arc<SeqShared>,
+    guard: InFlight,
+) -> Body {
+    struct St {
+        sent: u32,
+        prev: Option<Instant>,
+        ended: bool,
+        fail: Option<Fault>,
+    }
+    let interval = s.config.stream_interval.max(1);
+    let strike = fault_at(fault, n);
+    let st = St {
+        sent: 0,
+        prev: None,
+        ended: false,
+        fail: None,
+    };
+    let ctx = Arc::new((writer, req));
+    let stream = futures_util::stream::unfold((st, guard), move |(mut st, guard)| {
+        let s = s.clone();
+        let seq = seq.clone();
+        let ctx = ctx.clone();
+        async move {
+            let (writer, req) = (&ctx.0, &ctx.1);
+            if st.ended {
+                return None;
+            }
+            if let Some(f) = st.fail {
+                if f == Fault::Stall {
+                    tokio::time::sleep(STALL).await;
+                    return None;
+                }
+                st.ended = true;
+                return Some((Err(reset_error()), (st, guard)));
+            }
+            loop {
+                let produced = seq.produced.load(Ordering::Acquire).min(n);
+                let finished = seq.finished.load(Ordering::Acquire);
+                let ready = produced - st.sent;
+                if ready >= interval || (ready > 0 && (finished || produced == n)) {
+                    let mut buf = String::new();
+                    let now = Instant::now();
+                    while st.sent < produced {
+                        if let Some((at, f)) = strike
+                            && st.sent >= at
+                        {
+                            if f == Fault::Malformed {
+                                buf.push_str(MALFORMED_EVENT);
+                                st.ended = true;
+                            } else {
+                                st.fail = Some(f);
+                            }
+                            break;
+                        }
+                        let k = st.sent;
+                        let count = interval.min(produced - k);
+                        if count < interval && !(finished || produced == n) {
+                            break;
+                        }
+                        let last = k + count == n;
+                        buf.push_str(&writer.tokens_event(
+                            k,
+                            count,
+                            k == 0,
+                            last.then_some(finish),
+                        ));
+                        st.sent += count;
+                        guard.tokens(u64::from(count));
+                        let gap = st.prev.map(|p| now - p);
+                        s.metrics.token(now - arrival, gap);
+                        if let Some(timing) = &s.timing {
+                            timing.token(now - arrival, gap);
+                        }
+                        st.prev = Some(now);
+                    }
+                    if st.sent == n && !st.ended && st.fail.is_none() {
+                        if req.include_usage {
+                            buf.push_str(&writer.usage_event(req.prompt_tokens, n));
+                        }
+                        if fault != Some(Fault::NoDone) {
+                            buf.push_str(DONE_EVENT);
+                            guard.served();
+                        }
+                        st.ended = true;
+                    }
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(Bytes::from(buf)), (st, guard)));
+                }
+                if finished && st.sent >= produced {
+                    return None;
+                }
+                seq.notify.notified().await;
+            }
         }
     });
     Body::from_stream(stream)
