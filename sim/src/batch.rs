@@ -151,12 +151,20 @@ async fn engine(
             keep
         });
         let gone = (before - waiting.len() - running.len()) as u64;
-        // Admission: while the batch and the cache have room for the whole prefill.
+        // Admission: while the batch and the cache have room for the whole prefill (of
+        // this one and of those admitted but not yet prefilled).
+        let mut reserved = kv_used
+            + running
+                .iter()
+                .map(|s| u64::from(s.prefill_left))
+                .sum::<u64>();
         while running.len() < max_seqs {
             let Some(front) = waiting.front() else { break };
-            if kv_used + u64::from(front.prefill_left) + 1 > cap && !running.is_empty() {
+            let need = u64::from(front.prefill_left) + 1;
+            if reserved + need > cap && !running.is_empty() {
                 break;
             }
+            reserved += need;
             if let Some(s) = waiting.pop_front() {
                 running.push(s);
             }
