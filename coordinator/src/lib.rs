@@ -3,6 +3,7 @@
 //! instant, merges their interval histograms and counters ([`merge`]), and turns merged
 //! points into results ([`summary`], [`results`]).
 
+pub mod analysis;
 pub mod control;
 pub mod fabric;
 pub mod merge;

@@ -1,0 +1,196 @@
+//! The hardware catalog: per system, GPUs per node and rack, power and $/GPU-hour per cost
+//! tier, each with its source. The embedded `catalog.toml` holds InferenceX's public
+//! constants (DESIGN.md §6); a user's file replaces or adds systems by name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// One system's economics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    pub name: String,
+    pub gpu: String,
+    pub gpus_per_node: u32,
+    pub gpus_per_rack: u32,
+    pub tdp_kw: f64,
+    /// Provisioned power per GPU, facility overhead included.
+    pub all_in_kw_per_gpu: f64,
+    /// $/GPU-hour by tier (`owning`, `rental`, or any name a catalog gives).
+    pub cost_per_gpu_hour: BTreeMap<String, f64>,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    #[serde(default, rename = "system")]
+    pub systems: Vec<System>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("unknown system {name:?} (the catalog has: {known})")]
+    UnknownSystem { name: String, known: String },
+    #[error("system {system} has no cost tier {tier:?} (it has: {known})")]
+    UnknownTier {
+        system: String,
+        tier: String,
+        known: String,
+    },
+    #[error("catalog: system {system}: {field} {reason}")]
+    Invalid {
+        system: String,
+        field: &'static str,
+        reason: String,
+    },
+}
+
+const EMBEDDED: &str = include_str!("catalog.toml");
+
+impl Catalog {
+    /// The embedded catalog.
+    pub fn embedded() -> Catalog {
+        // The embedded file is checked by a unit test; an error here is a build defect.
+        toml::from_str(EMBEDDED).unwrap_or_else(|e| panic!("embedded catalog.toml: {e}"))
+    }
+
+    /// The embedded catalog with `path`'s systems replacing or joining it.
+    pub fn with_file(path: &Path) -> Result<Catalog, CatalogError> {
+        let file = |reason: String| CatalogError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let extra: Catalog = toml::from_str(&text)
+            .map_err(|e| file(e.to_string().replace('\n', " ").trim().to_owned()))?;
+        let mut cat = Catalog::embedded();
+        for s in extra.systems {
+            match cat.systems.iter_mut().find(|x| x.name == s.name) {
+                Some(x) => *x = s,
+                None => cat.systems.push(s),
+            }
+        }
+        cat.validate()?;
+        Ok(cat)
+    }
+
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        for s in &self.systems {
+            let bad = |field: &'static str, reason: &str| CatalogError::Invalid {
+                system: s.name.clone(),
+                field,
+                reason: reason.to_owned(),
+            };
+            if s.gpus_per_node == 0 || s.gpus_per_rack == 0 {
+                return Err(bad("gpus_per_node/gpus_per_rack", "must be at least 1"));
+            }
+            if !(s.all_in_kw_per_gpu.is_finite() && s.all_in_kw_per_gpu > 0.0) {
+                return Err(bad("all_in_kw_per_gpu", "must be a positive number"));
+            }
+            if s.cost_per_gpu_hour
+                .values()
+                .any(|c| !(c.is_finite() && *c > 0.0))
+            {
+                return Err(bad("cost_per_gpu_hour", "must hold positive numbers"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn system(&self, name: &str) -> Result<&System, CatalogError> {
+        self.systems
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| CatalogError::UnknownSystem {
+                name: name.to_owned(),
+                known: self
+                    .systems
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+impl System {
+    pub fn cost(&self, tier: &str) -> Result<f64, CatalogError> {
+        self.cost_per_gpu_hour
+            .get(tier)
+            .copied()
+            .ok_or_else(|| CatalogError::UnknownTier {
+                system: self.name.clone(),
+                tier: tier.to_owned(),
+                known: self
+                    .cost_per_gpu_hour
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_catalog_has_the_inferencex_constants() {
+        let c = Catalog::embedded();
+        c.validate().expect("valid");
+        let gb = c.system("gb200-nvl72").expect("gb200");
+        assert_eq!((gb.gpus_per_rack, gb.all_in_kw_per_gpu), (72, 2.10));
+        assert_eq!(gb.cost("owning").expect("tier"), 2.21);
+        assert_eq!(gb.cost("rental").expect("tier"), 3.30);
+        let mi = c.system("MI355X").expect("case-insensitive");
+        assert_eq!(
+            (mi.cost("owning").expect("tier"), mi.all_in_kw_per_gpu),
+            (1.48, 2.65)
+        );
+        let b300 = c.system("b300").expect("b300");
+        let b200 = c.system("b200").expect("b200");
+        assert!(
+            (b300.cost("owning").expect("t") - 1.2 * b200.cost("owning").expect("t")).abs() < 1e-9
+        );
+        let e = c.system("tpu").expect_err("unknown").to_string();
+        assert!(e.contains("gb200-nvl72"), "{e}");
+        let e = gb.cost("spot").expect_err("no tier").to_string();
+        assert!(e.contains("owning, rental"), "{e}");
+    }
+
+    #[test]
+    fn a_file_replaces_and_adds_systems() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"[[system]]
+name = "b200"
+gpu = "B200"
+gpus_per_node = 8
+gpus_per_rack = 64
+tdp_kw = 1.0
+all_in_kw_per_gpu = 2.0
+cost_per_gpu_hour = { owning = 1.5, spot = 0.9 }
+source = "our contract"
+"#,
+        )
+        .expect("write");
+        let c = Catalog::with_file(&path).expect("loads");
+        let b = c.system("b200").expect("b200");
+        assert_eq!(
+            (b.gpus_per_rack, b.cost("spot").expect("custom tier")),
+            (64, 0.9)
+        );
+        assert!(c.system("mi355x").is_ok(), "the rest stays");
+        std::fs::write(&path, "[[system]]\nname = 1\n").expect("write");
+        let e = Catalog::with_file(&path).expect_err("bad").to_string();
+        assert!(e.contains("c.toml"), "{e}");
+    }
+}
