@@ -40,6 +40,51 @@ pub enum Command {
     Workers(WorkersArgs),
     /// Abort a run on a coordinator.
     Abort(AbortArgs),
+    /// Pareto frontiers, cost per token and power per token of benchmark results.
+    Frontier(FrontierArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FrontierFormat {
+    Table,
+    Json,
+    Csv,
+    /// InferenceX-style aggregate rows (JSON lines).
+    Inferencex,
+}
+
+#[derive(Debug, Args)]
+pub struct FrontierArgs {
+    /// rackload result directories or run.json files, vLLM bench serve result files,
+    /// InferenceX aggregate rows (JSON or JSON lines).
+    #[arg(value_name = "INPUT", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Catalog system of inputs that do not say (e.g. b200, mi355x, gb200-nvl72).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// GPUs that served inputs that do not say.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["prefill_gpus", "decode_gpus"])]
+    pub gpus: Option<u32>,
+    /// Disaggregated serving: prefill GPUs (with --decode-gpus).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), requires = "decode_gpus")]
+    pub prefill_gpus: Option<u32>,
+    /// Disaggregated serving: decode GPUs (with --prefill-gpus).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), requires = "prefill_gpus")]
+    pub decode_gpus: Option<u32>,
+    /// Cost tier of the catalog: owning, rental, or one a --catalog file defines.
+    #[arg(long, default_value = "owning")]
+    pub tier: String,
+    /// Interactivity targets (tok/s/user) to read off each frontier, e.g. 35,90.
+    #[arg(long, value_delimiter = ',')]
+    pub at: Vec<f64>,
+    /// One group name for all inputs [default: each input's system].
+    #[arg(long)]
+    pub group: Option<String>,
+    /// A hardware catalog TOML whose systems replace or join the embedded ones.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: FrontierFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@
 mod args;
 mod children;
 mod fleet;
+mod frontier;
 mod progress;
 mod run;
 mod sample;
@@ -86,6 +87,10 @@ fn main() -> ExitCode {
         Command::Workload(args::WorkloadCommand::Sample(args)) => {
             init_logging("warn");
             sample::main(*args)
+        }
+        Command::Frontier(args) => {
+            init_logging("warn");
+            frontier::main(args)
         }
     };
     match result {

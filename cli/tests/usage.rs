@@ -49,6 +49,41 @@ fn bad_target_options_name_the_flag_before_anything_starts() {
 }
 
 #[test]
+fn frontier_reads_results_and_names_what_is_missing() {
+    // Read at run time: a shared target dir may have been built from another checkout.
+    let manifest =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let fixtures = format!("{manifest}/../coordinator/tests/fixtures");
+    let vllm = format!("{fixtures}/vllm-bench-serve-b200-c64.json");
+    let (code, stderr) = rackload(&["frontier", &vllm]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--system"), "{stderr}");
+    let (code, stderr) = rackload(&["frontier", &vllm, "--system", "tpu-v9", "--gpus", "1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown system \"tpu-v9\""), "{stderr}");
+    let (code, stderr) = rackload(&["frontier", "/nonexistent/run.json"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/run.json"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rackload"))
+        .args([
+            "frontier", &vllm, "--system", "b200", "--gpus", "1", "--format", "json",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["groups"][0]["name"], "b200");
+    assert_eq!(v["groups"][0]["points"][0]["on_frontier"], true);
+}
+
+#[test]
 fn unknown_flag_is_one_line_and_exit_2() {
     let (code, stderr) = rackload(&["run", "--bogus"]);
     assert_eq!(code, 2);

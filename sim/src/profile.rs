@@ -23,6 +23,9 @@ pub struct Profile {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// The hardware catalog's system it stands for (for tok/s/GPU and cost), if any.
+    #[serde(default)]
+    pub system: String,
     /// GPUs one replica stands for (tok/s/GPU = tok/s ÷ (replicas × this)).
     pub gpus_per_replica: u32,
     /// Most sequences in the running batch (vLLM `max_num_seqs`).
@@ -76,6 +79,12 @@ fn p(
     prefill_tokens_per_s: f64,
 ) -> Profile {
     Profile {
+        // The name starts with the catalog's system name.
+        system: ["gb200-nvl72", "b200", "mi355x", "h200"]
+            .into_iter()
+            .find(|s| name.starts_with(&format!("{s}-")))
+            .unwrap_or_default()
+            .to_owned(),
         name: name.to_owned(),
         description: description.to_owned(),
         gpus_per_replica,
@@ -229,6 +238,8 @@ mod tests {
             assert!((1_000.0..60_000.0).contains(&full), "{}: {full}", p.name);
         }
         assert!(Profile::load(DEFAULT).is_ok());
+        let systems: Vec<String> = built_in().into_iter().map(|p| p.system).collect();
+        assert_eq!(systems, ["b200", "mi355x", "gb200-nvl72", "h200"]);
     }
 
     #[test]

@@ -4,4 +4,6 @@
 
 pub mod catalog;
 pub mod frontier;
+pub mod inputs;
+pub mod report;
 pub mod tco;

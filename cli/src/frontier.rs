@@ -1,0 +1,56 @@
+//! `rackload frontier`: reads results of any supported origin, groups them by system, and
+//! prints each group's points with their rack figures, the Pareto frontier, figures at
+//! target interactivities and the crossovers between groups (DESIGN.md §6).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rackload_coordinator::analysis::catalog::Catalog;
+use rackload_coordinator::analysis::inputs;
+use rackload_coordinator::analysis::report::{Options, analyze};
+use rackload_coordinator::analysis::tco::Gpus;
+
+use crate::args::{FrontierArgs, FrontierFormat};
+
+pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
+    if let Some(x) = args.at.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+        bail!("--at {x}: interactivity targets must be positive tok/s/user");
+    }
+    let catalog = match &args.catalog {
+        Some(path) => Catalog::with_file(path)?,
+        None => Catalog::embedded(),
+    };
+    let mut points = Vec::new();
+    for input in &args.inputs {
+        points.extend(inputs::read(input)?);
+    }
+    if points.is_empty() {
+        bail!("no measured point in the inputs (every point failed or was empty)");
+    }
+    let gpus = match (args.gpus, args.prefill_gpus, args.decode_gpus) {
+        (Some(n), _, _) => Some(Gpus::Aggregated(n)),
+        (None, Some(prefill), Some(decode)) => Some(Gpus::Disaggregated { prefill, decode }),
+        _ => None,
+    };
+    let opts = Options {
+        tier: args.tier.clone(),
+        at: args.at.clone(),
+        system: args.system.clone(),
+        gpus,
+        group: args.group.clone(),
+    };
+    let analysis = analyze(&points, &catalog, &opts)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        FrontierFormat::Table => out.write_all(analysis.table().as_bytes()),
+        FrontierFormat::Csv => out.write_all(analysis.csv().as_bytes()),
+        FrontierFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&analysis)?),
+        FrontierFormat::Inferencex => analysis
+            .inferencex_rows()
+            .iter()
+            .try_for_each(|row| writeln!(out, "{row}")),
+    }
+    .context("cannot write the output")?;
+    Ok(ExitCode::SUCCESS)
+}

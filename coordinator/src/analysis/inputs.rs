@@ -1,0 +1,223 @@
+//! Reading benchmark results into analysis points: rackload result directories and
+//! `run.json` files, vLLM bench serve result files, and InferenceX aggregate rows (a JSON
+//! object, a list of them, or JSON lines), so existing results land on the same chart.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::tco::{Gpus, Measured};
+
+/// One measured point and what is known of where it ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// `file#label`.
+    pub source: String,
+    pub label: String,
+    /// Catalog system, when the file says.
+    pub system: Option<String>,
+    /// GPUs, when the file says.
+    pub gpus: Option<Gpus>,
+    pub measured: Measured,
+    pub concurrency: Option<u32>,
+    pub isl: Option<f64>,
+    pub osl: Option<f64>,
+    /// Where the file came from: rackload, vllm, inferencex.
+    pub format: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: {reason}")]
+    Format { path: String, reason: String },
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+/// Reads every point of `path`: a rackload results directory (every `*/run.json` under it,
+/// or its own `run.json`), or a JSON/JSONL file of any supported format.
+pub fn read(path: &Path) -> Result<Vec<Point>, InputError> {
+    let shown = path.display().to_string();
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = Vec::new();
+        if path.join("run.json").is_file() {
+            files.push(path.join("run.json"));
+        } else {
+            let entries = std::fs::read_dir(path).map_err(|e| InputError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            for e in entries.flatten() {
+                if e.path().join("run.json").is_file() {
+                    files.push(e.path().join("run.json"));
+                }
+            }
+            files.sort();
+        }
+        if files.is_empty() {
+            return Err(InputError::Format {
+                path: shown,
+                reason: "no run.json in it or in its subdirectories".into(),
+            });
+        }
+        let mut out = Vec::new();
+        for f in files {
+            out.extend(read(&f)?);
+        }
+        return Ok(out);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| InputError::Read {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let bad = |reason: String| InputError::Format {
+        path: shown.clone(),
+        reason,
+    };
+    let docs: Vec<Value> = match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(items)) => items,
+        Ok(v) => vec![v],
+        Err(whole) => {
+            // JSON lines
+            let mut docs = Vec::new();
+            for (k, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                docs.push(serde_json::from_str(line).map_err(|e| {
+                    bad(format!(
+                        "neither JSON ({whole}) nor JSON lines (line {}: {e})",
+                        k + 1
+                    ))
+                })?);
+            }
+            docs
+        }
+    };
+    let mut out = Vec::new();
+    for (k, doc) in docs.iter().enumerate() {
+        let at = if docs.len() > 1 {
+            format!("{shown}[{k}]")
+        } else {
+            shown.clone()
+        };
+        if doc.get("schema_version").is_some() && doc.get("points").is_some() {
+            out.extend(rackload_run(&at, doc).map_err(bad)?);
+        } else if doc.get("tput_per_gpu").is_some() {
+            out.push(inferencex_row(&at, doc).map_err(bad)?);
+        } else if doc.get("total_output_tokens").is_some() && doc.get("duration").is_some() {
+            out.push(vllm_result(&at, doc).map_err(bad)?);
+        } else {
+            return Err(bad(format!(
+                "entry {k} is not a rackload run.json, a vLLM bench serve result or an InferenceX row"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
+    let sim = &doc["environment"]["sim"];
+    let system = sim["profile"]["system"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let gpus = sim["gpus"]
+        .as_u64()
+        .and_then(|g| u32::try_from(g).ok())
+        .map(Gpus::Aggregated);
+    let points = doc["points"].as_array().ok_or("points is not a list")?;
+    let mut out = Vec::new();
+    for p in points {
+        let label = p["label"].as_str().unwrap_or("").to_owned();
+        let duration = num(p, "duration_s").unwrap_or(0.0);
+        if duration <= 0.0 || p["completed"].as_u64().unwrap_or(0) == 0 {
+            continue; // nothing measured
+        }
+        let input = num(p, "total_input_tokens").ok_or("a point lacks total_input_tokens")?;
+        out.push(Point {
+            source: format!("{source}#{label}"),
+            label,
+            system: system.clone(),
+            gpus,
+            measured: Measured {
+                input_tps: input / duration,
+                output_tps: num(p, "output_throughput").ok_or("a point lacks output_throughput")?,
+                median_tpot_ms: num(p, "median_tpot_ms").unwrap_or(0.0),
+            },
+            concurrency: p["max_concurrency"]
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok()),
+            isl: num(p, "total_input_tokens")
+                .zip(num(p, "completed"))
+                .map(|(t, n)| t / n),
+            osl: num(p, "total_output_tokens")
+                .zip(num(p, "completed"))
+                .map(|(t, n)| t / n),
+            format: "rackload",
+        });
+    }
+    Ok(out)
+}
+
+fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
+    let duration = num(doc, "duration")
+        .filter(|d| *d > 0.0)
+        .ok_or("duration is not positive")?;
+    let input = num(doc, "total_input_tokens").ok_or("total_input_tokens missing")?;
+    let output = num(doc, "total_output_tokens").ok_or("total_output_tokens missing")?;
+    let completed = num(doc, "completed").filter(|c| *c > 0.0);
+    let label = doc["label"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| doc["max_concurrency"].as_u64().map(|c| format!("c{c}")))
+        .unwrap_or_default();
+    Ok(Point {
+        source: format!("{source}#{label}"),
+        label,
+        system: None,
+        gpus: None,
+        measured: Measured {
+            input_tps: input / duration,
+            output_tps: output / duration,
+            median_tpot_ms: num(doc, "median_tpot_ms").ok_or("median_tpot_ms missing")?,
+        },
+        concurrency: doc["max_concurrency"]
+            .as_u64()
+            .and_then(|c| u32::try_from(c).ok()),
+        isl: completed.map(|n| input / n),
+        osl: completed.map(|n| output / n),
+        format: "vllm",
+    })
+}
+
+/// An InferenceX aggregate row already holds per-GPU figures: it becomes a one-GPU point.
+fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
+    let tput = num(doc, "tput_per_gpu").ok_or("tput_per_gpu is not a number")?;
+    let output = num(doc, "output_tput_per_gpu").ok_or("output_tput_per_gpu missing")?;
+    let intvty = num(doc, "median_intvty")
+        .filter(|i| *i > 0.0)
+        .ok_or("median_intvty missing")?;
+    let conc = doc["conc"].as_u64().and_then(|c| u32::try_from(c).ok());
+    let label = conc.map(|c| format!("c{c}")).unwrap_or_default();
+    Ok(Point {
+        source: format!("{source}#{label}"),
+        label,
+        system: doc["hw"].as_str().map(str::to_lowercase),
+        gpus: Some(Gpus::Aggregated(1)),
+        measured: Measured {
+            input_tps: (tput - output).max(0.0),
+            output_tps: output,
+            median_tpot_ms: 1000.0 / intvty,
+        },
+        concurrency: conc,
+        isl: num(doc, "isl"),
+        osl: num(doc, "osl"),
+        format: "inferencex",
+    })
+}

@@ -1,0 +1,324 @@
+//! Points → groups → frontiers, figures at target interactivities and crossovers: the
+//! document `rackload frontier` prints (JSON, table, CSV) and InferenceX-style rows.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::catalog::{Catalog, CatalogError};
+use super::frontier::{Steffen, Xy, crossovers, frontier};
+use super::inputs::Point;
+use super::tco::{self, Gpus, RackFigures};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error("{source_name}: the file does not say which system it ran on; give --system NAME")]
+    NoSystem { source_name: String },
+    #[error(
+        "{source_name}: the file does not say how many GPUs served it; give --gpus N (or --prefill-gpus and --decode-gpus)"
+    )]
+    NoGpus { source_name: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What the command line says about the points.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub tier: String,
+    /// Interactivity targets (tok/s/user).
+    pub at: Vec<f64>,
+    /// For files that do not say.
+    pub system: Option<String>,
+    pub gpus: Option<Gpus>,
+    /// One group name for every input (else: the system).
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PointOut {
+    pub source: String,
+    pub label: String,
+    pub system: String,
+    pub concurrency: Option<u32>,
+    pub interactivity: f64,
+    pub tput_per_gpu: f64,
+    pub output_tput_per_gpu: f64,
+    pub input_tput_per_gpu: f64,
+    pub cost_per_mtok: f64,
+    pub output_cost_per_mtok: f64,
+    pub tok_per_s_per_mw: f64,
+    pub joules_per_token: f64,
+    pub rack_tok_per_s: f64,
+    pub rack_cost_per_hour: f64,
+    pub rack_kw: f64,
+    pub on_frontier: bool,
+    #[serde(skip)]
+    pub isl: Option<f64>,
+    #[serde(skip)]
+    pub osl: Option<f64>,
+    #[serde(skip)]
+    pub median_tpot_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AtOut {
+    pub interactivity: f64,
+    pub tput_per_gpu: f64,
+    pub cost_per_mtok: f64,
+    pub tok_per_s_per_mw: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupOut {
+    pub name: String,
+    pub system: String,
+    pub tier: String,
+    pub points: Vec<PointOut>,
+    /// Figures read off the frontier at each target inside its range.
+    pub at: Vec<AtOut>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Crossover {
+    pub a: String,
+    pub b: String,
+    /// Where the cheaper of the two (by $/M tokens along their frontiers) flips.
+    pub interactivity: f64,
+    /// Which one is cheaper just above that interactivity.
+    pub cheaper_above: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    pub groups: Vec<GroupOut>,
+    pub crossovers: Vec<Crossover>,
+}
+
+fn curve(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Option<Steffen> {
+    let knots: Vec<Xy> = points
+        .iter()
+        .filter(|p| p.on_frontier)
+        .map(|p| Xy {
+            x: p.interactivity,
+            y: y(p),
+        })
+        .collect();
+    Steffen::new(&knots)
+}
+
+pub fn analyze(
+    points: &[Point],
+    catalog: &Catalog,
+    opts: &Options,
+) -> Result<Analysis, AnalysisError> {
+    let mut groups: BTreeMap<String, (String, Vec<PointOut>)> = BTreeMap::new();
+    for p in points {
+        let system_name = p
+            .system
+            .clone()
+            .or_else(|| opts.system.clone())
+            .ok_or_else(|| AnalysisError::NoSystem {
+                source_name: p.source.clone(),
+            })?;
+        let gpus = p.gpus.or(opts.gpus).ok_or_else(|| AnalysisError::NoGpus {
+            source_name: p.source.clone(),
+        })?;
+        let system = catalog.system(&system_name)?;
+        let dollars = system.cost(&opts.tier)?;
+        let f: RackFigures = tco::figures(&p.measured, gpus, system, dollars);
+        let group = opts.group.clone().unwrap_or_else(|| system.name.clone());
+        let entry = groups
+            .entry(group)
+            .or_insert_with(|| (system.name.clone(), Vec::new()));
+        entry.1.push(PointOut {
+            source: p.source.clone(),
+            label: p.label.clone(),
+            system: system.name.clone(),
+            concurrency: p.concurrency,
+            interactivity: f.interactivity,
+            tput_per_gpu: f.tput_per_gpu,
+            output_tput_per_gpu: f.output_tput_per_gpu,
+            input_tput_per_gpu: f.input_tput_per_gpu,
+            cost_per_mtok: f.cost_per_mtok,
+            output_cost_per_mtok: f.output_cost_per_mtok,
+            tok_per_s_per_mw: f.tok_per_s_per_mw,
+            joules_per_token: f.joules_per_token,
+            rack_tok_per_s: f.rack_tok_per_s,
+            rack_cost_per_hour: f.rack_cost_per_hour,
+            rack_kw: f.rack_kw,
+            on_frontier: false,
+            isl: p.isl,
+            osl: p.osl,
+            median_tpot_ms: p.measured.median_tpot_ms,
+        });
+    }
+    let mut out = Vec::new();
+    let mut cost_curves = Vec::new();
+    for (name, (system_name, mut pts)) in groups {
+        pts.sort_by(|a, b| a.interactivity.total_cmp(&b.interactivity));
+        let xy: Vec<Xy> = pts
+            .iter()
+            .map(|p| Xy {
+                x: p.interactivity,
+                y: p.tput_per_gpu,
+            })
+            .collect();
+        for i in frontier(&xy) {
+            pts[i].on_frontier = true;
+        }
+        let system = catalog.system(&system_name)?;
+        let dollars = system.cost(&opts.tier)?;
+        let tput = curve(&pts, |p| p.tput_per_gpu);
+        let at = opts
+            .at
+            .iter()
+            .filter_map(|&x| {
+                let t = tput.as_ref()?.at(x)?;
+                Some(AtOut {
+                    interactivity: x,
+                    tput_per_gpu: t,
+                    cost_per_mtok: tco::cost_per_mtok(dollars, t),
+                    tok_per_s_per_mw: tco::tok_per_s_per_mw(t, system.all_in_kw_per_gpu),
+                })
+            })
+            .collect();
+        cost_curves.push((name.clone(), curve(&pts, |p| p.cost_per_mtok)));
+        out.push(GroupOut {
+            name,
+            system: system_name,
+            tier: opts.tier.clone(),
+            points: pts,
+            at,
+        });
+    }
+    let mut crosses = Vec::new();
+    for (i, (a, ca)) in cost_curves.iter().enumerate() {
+        for (b, cb) in &cost_curves[i + 1..] {
+            let (Some(ca), Some(cb)) = (ca, cb) else {
+                continue;
+            };
+            for x in crossovers(ca, cb) {
+                let above = x + 1e-6 * x.max(1.0);
+                let cheaper = match (ca.at(above), cb.at(above)) {
+                    (Some(p), Some(q)) if p < q => a.clone(),
+                    _ => b.clone(),
+                };
+                crosses.push(Crossover {
+                    a: a.clone(),
+                    b: b.clone(),
+                    interactivity: x,
+                    cheaper_above: cheaper,
+                });
+            }
+        }
+    }
+    Ok(Analysis {
+        groups: out,
+        crossovers: crosses,
+    })
+}
+
+impl Analysis {
+    /// A table for people.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut t = String::new();
+        for g in &self.groups {
+            let _ = writeln!(t, "{} ({} tier)", g.name, g.tier);
+            let _ = writeln!(
+                t,
+                "  {:>10} {:>12} {:>12} {:>10} {:>12} {:>9}  frontier",
+                "point", "tok/s/user", "tok/s/GPU", "$/M tok", "tok/s/MW", "J/tok"
+            );
+            for p in &g.points {
+                let _ = writeln!(
+                    t,
+                    "  {:>10} {:>12.1} {:>12.1} {:>10.4} {:>12.0} {:>9.4}  {}",
+                    p.label,
+                    p.interactivity,
+                    p.tput_per_gpu,
+                    p.cost_per_mtok,
+                    p.tok_per_s_per_mw,
+                    p.joules_per_token,
+                    if p.on_frontier { "*" } else { "" }
+                );
+            }
+            for a in &g.at {
+                let _ = writeln!(
+                    t,
+                    "  at {:.0} tok/s/user: {:.1} tok/s/GPU, ${:.4}/M tokens, {:.0} tok/s/MW",
+                    a.interactivity, a.tput_per_gpu, a.cost_per_mtok, a.tok_per_s_per_mw
+                );
+            }
+        }
+        for c in &self.crossovers {
+            let _ = writeln!(
+                t,
+                "crossover {} / {} at {:.1} tok/s/user: {} is cheaper above it",
+                c.a, c.b, c.interactivity, c.cheaper_above
+            );
+        }
+        t
+    }
+
+    /// CSV, one row per point.
+    pub fn csv(&self) -> String {
+        let mut t = String::from(
+            "group,source,label,system,concurrency,interactivity,tput_per_gpu,output_tput_per_gpu,input_tput_per_gpu,cost_per_mtok,output_cost_per_mtok,tok_per_s_per_mw,joules_per_token,on_frontier\n",
+        );
+        for g in &self.groups {
+            for p in &g.points {
+                t.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    csv_field(&g.name),
+                    csv_field(&p.source),
+                    csv_field(&p.label),
+                    csv_field(&p.system),
+                    p.concurrency.map(|c| c.to_string()).unwrap_or_default(),
+                    p.interactivity,
+                    p.tput_per_gpu,
+                    p.output_tput_per_gpu,
+                    p.input_tput_per_gpu,
+                    p.cost_per_mtok,
+                    p.output_cost_per_mtok,
+                    p.tok_per_s_per_mw,
+                    p.joules_per_token,
+                    p.on_frontier
+                ));
+            }
+        }
+        t
+    }
+
+    /// InferenceX-style aggregate rows, one JSON object per point.
+    pub fn inferencex_rows(&self) -> Vec<serde_json::Value> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                g.points.iter().map(|p| {
+                    serde_json::json!({
+                        "hw": p.system,
+                        "conc": p.concurrency,
+                        "isl": p.isl.map(f64::round),
+                        "osl": p.osl.map(f64::round),
+                        "tput_per_gpu": p.tput_per_gpu,
+                        "output_tput_per_gpu": p.output_tput_per_gpu,
+                        "input_tput_per_gpu": p.input_tput_per_gpu,
+                        "median_intvty": p.interactivity,
+                        "median_tpot": p.median_tpot_ms / 1000.0,
+                        "source": p.source,
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}

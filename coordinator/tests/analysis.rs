@@ -1,0 +1,119 @@
+//! Results of three origins on one frontier: a rackload run.json, a vLLM bench serve result
+//! file and InferenceX aggregate rows (committed fixtures of their real formats).
+
+use std::path::PathBuf;
+
+use rackload_coordinator::analysis::catalog::Catalog;
+use rackload_coordinator::analysis::inputs;
+use rackload_coordinator::analysis::report::{Options, analyze};
+use rackload_coordinator::analysis::tco::Gpus;
+
+fn fixture(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn vllm_inferencex_and_rackload_points_share_one_chart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run.json");
+    std::fs::write(
+        &run,
+        serde_json::json!({
+            "schema_version": 1,
+            "environment": {"sim": {"profile": {"system": "b200"}, "gpus": 1}},
+            "points": [
+                {"label": "c1", "max_concurrency": 1, "completed": 2, "duration_s": 7.0,
+                 "total_input_tokens": 2048, "total_output_tokens": 2030,
+                 "output_throughput": 290.0, "median_tpot_ms": 3.44},
+                {"label": "c128", "max_concurrency": 128, "completed": 256, "duration_s": 23.7,
+                 "total_input_tokens": 262144, "total_output_tokens": 234000,
+                 "output_throughput": 9887.4, "median_tpot_ms": 8.87}
+            ]
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let rackload = inputs::read(&run).expect("run.json");
+    assert_eq!(rackload.len(), 2);
+    let vllm = inputs::read(&fixture("vllm-bench-serve-b200-c64.json")).expect("vllm");
+    assert_eq!(vllm.len(), 1);
+    assert_eq!(vllm[0].concurrency, Some(64));
+    let ix = inputs::read(&fixture("inferencex-mi355x.jsonl")).expect("inferencex");
+    assert_eq!(ix.len(), 3);
+
+    let catalog = Catalog::embedded();
+    // The vLLM file does not say its system or GPUs: without flags that is an error naming it.
+    let mut all = rackload.clone();
+    all.extend(vllm.clone());
+    let e = analyze(
+        &all,
+        &catalog,
+        &Options {
+            tier: "owning".into(),
+            ..Options::default()
+        },
+    )
+    .expect_err("no system");
+    assert!(
+        e.to_string().contains("vllm-bench-serve-b200-c64.json"),
+        "{e}"
+    );
+    // Tag the vLLM point as one B200 and put everything together.
+    let vllm: Vec<_> = vllm
+        .into_iter()
+        .map(|mut p| {
+            p.system = Some("b200".into());
+            p.gpus = Some(Gpus::Aggregated(1));
+            p
+        })
+        .collect();
+    let mut all = rackload;
+    all.extend(vllm);
+    all.extend(ix);
+    let opts = Options {
+        tier: "owning".into(),
+        at: vec![150.0],
+        ..Options::default()
+    };
+    let a = analyze(&all, &catalog, &opts).expect("analysis");
+    let names: Vec<&str> = a.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, ["b200", "mi355x"]);
+    let b200 = &a.groups[0];
+    assert_eq!(b200.points.len(), 3);
+    // The vLLM point: (589,824 + 589,312) / 118.37 s on one GPU.
+    let v = b200
+        .points
+        .iter()
+        .find(|p| p.label == "c64")
+        .expect("vllm point");
+    assert!(
+        (v.tput_per_gpu - 1_179_136.0 / 118.37).abs() < 1e-6,
+        "{}",
+        v.tput_per_gpu
+    );
+    assert!((v.interactivity - 1000.0 / 12.48).abs() < 1e-9);
+    // The sim's c128 point (112.7 tok/s/user, ~20.9 k tok/s/GPU) dominates the vLLM c64
+    // point (80.1, ~9.96 k); c1 and c128 trade off.
+    let on: Vec<(&str, bool)> = b200
+        .points
+        .iter()
+        .map(|p| (p.label.as_str(), p.on_frontier))
+        .collect();
+    assert_eq!(on, [("c64", false), ("c128", true), ("c1", true)], "{on:?}");
+    assert_eq!(b200.at.len(), 1, "150 tok/s/user is inside B200's range");
+    assert_eq!(a.groups[1].at.len(), 1);
+    // MI355X's rows put it at ~$0.036/M tokens at 92 tok/s/user vs B200's ~$0.054: the
+    // curves cross somewhere only if they do; whatever is found names both groups.
+    for c in &a.crossovers {
+        assert!(c.a == "b200" && c.b == "mi355x");
+    }
+    let json = serde_json::to_value(&a).expect("json");
+    assert!(json["groups"][0]["points"][0]["on_frontier"].is_boolean());
+    assert!(a.csv().lines().count() == 7);
+    assert_eq!(a.inferencex_rows().len(), 6);
+    assert!(a.table().contains("at 150 tok/s/user"));
+}
