@@ -85,6 +85,9 @@ pub struct FrontierArgs {
     pub catalog: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: FrontierFormat,
+    /// Also draw the frontiers (throughput per GPU, and cost) into this .svg or .png file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

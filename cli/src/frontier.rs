@@ -41,6 +41,9 @@ pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
         group: args.group.clone(),
     };
     let analysis = analyze(&points, &catalog, &opts)?;
+    if let Some(path) = &args.plot {
+        crate::plot::frontier_chart(&analysis, path)?;
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         FrontierFormat::Table => out.write_all(analysis.table().as_bytes()),

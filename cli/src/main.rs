@@ -6,6 +6,7 @@ mod args;
 mod children;
 mod fleet;
 mod frontier;
+mod plot;
 mod progress;
 mod run;
 mod sample;
