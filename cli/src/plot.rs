@@ -48,69 +48,6 @@ pub fn frontier_chart(analysis: &Analysis, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rackload_coordinator::analysis::catalog::Catalog;
-    use rackload_coordinator::analysis::inputs::Point;
-    use rackload_coordinator::analysis::report::{Options, analyze};
-    use rackload_coordinator::analysis::tco::{Gpus, Measured};
-
-    fn analysis() -> Analysis {
-        let point = |system: &str, label: &str, tps: f64, tpot: f64| Point {
-            source: format!("test#{label}"),
-            label: label.into(),
-            system: Some(system.into()),
-            gpus: Some(Gpus::Aggregated(8)),
-            measured: Measured {
-                input_tps: tps,
-                output_tps: tps,
-                median_tpot_ms: tpot,
-            },
-            concurrency: None,
-            isl: None,
-            osl: None,
-            format: "test",
-        };
-        let points = vec![
-            point("b200", "c4", 8_000.0, 4.0),
-            point("b200", "c64", 60_000.0, 9.0),
-            point("b200", "c256", 120_000.0, 25.0),
-            point("mi355x", "c4", 7_000.0, 4.5),
-            point("mi355x", "c64", 64_000.0, 10.0),
-        ];
-        let opts = Options {
-            tier: "owning".into(),
-            ..Options::default()
-        };
-        analyze(&points, &Catalog::embedded(), &opts).expect("analysis")
-    }
-
-    #[test]
-    fn svg_and_png_render_every_series_without_system_fonts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let svg = dir.path().join("f.svg");
-        frontier_chart(&analysis(), &svg).expect("svg");
-        let text = std::fs::read_to_string(&svg).expect("read svg");
-        assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
-        // Both groups in both legends, five points on each of the two charts, and a
-        // frontier line per group per chart.
-        assert!(text.matches("b200").count() >= 2 && text.matches("mi355x").count() >= 2);
-        assert!(text.matches("<circle").count() >= 2 * 5, "points drawn");
-        assert!(text.matches("<polyline").count() >= 4, "frontier lines");
-        assert!(text.contains("Cost per million tokens (owning)"));
-
-        let png = dir.path().join("f.png");
-        frontier_chart(&analysis(), &png).expect("png");
-        let bytes = std::fs::read(&png).expect("read png");
-        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-        assert!(bytes.len() > 10_000, "a drawn chart, not an empty image");
-
-        let e = frontier_chart(&analysis(), &dir.path().join("f.pdf")).expect_err("pdf");
-        assert!(e.to_string().contains(".svg or .png"), "{e}");
-    }
-}
-
 /// The frontier of `points` sampled along its interpolation, for drawing.
 fn frontier_line(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<(f64, f64)> {
     let knots: Vec<Xy> = points
@@ -243,4 +180,67 @@ where
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rackload_coordinator::analysis::catalog::Catalog;
+    use rackload_coordinator::analysis::inputs::Point;
+    use rackload_coordinator::analysis::report::{Options, analyze};
+    use rackload_coordinator::analysis::tco::{Gpus, Measured};
+
+    fn analysis() -> Analysis {
+        let point = |system: &str, label: &str, tps: f64, tpot: f64| Point {
+            source: format!("test#{label}"),
+            label: label.into(),
+            system: Some(system.into()),
+            gpus: Some(Gpus::Aggregated(8)),
+            measured: Measured {
+                input_tps: tps,
+                output_tps: tps,
+                median_tpot_ms: tpot,
+            },
+            concurrency: None,
+            isl: None,
+            osl: None,
+            format: "test",
+        };
+        let points = vec![
+            point("b200", "c4", 8_000.0, 4.0),
+            point("b200", "c64", 60_000.0, 9.0),
+            point("b200", "c256", 120_000.0, 25.0),
+            point("mi355x", "c4", 7_000.0, 4.5),
+            point("mi355x", "c64", 64_000.0, 10.0),
+        ];
+        let opts = Options {
+            tier: "owning".into(),
+            ..Options::default()
+        };
+        analyze(&points, &Catalog::embedded(), &opts).expect("analysis")
+    }
+
+    #[test]
+    fn svg_and_png_render_every_series_without_system_fonts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svg = dir.path().join("f.svg");
+        frontier_chart(&analysis(), &svg).expect("svg");
+        let text = std::fs::read_to_string(&svg).expect("read svg");
+        assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+        // Both groups in both legends, five points on each of the two charts, and a
+        // frontier line per group per chart.
+        assert!(text.matches("b200").count() >= 2 && text.matches("mi355x").count() >= 2);
+        assert!(text.matches("<circle").count() >= 2 * 5, "points drawn");
+        assert!(text.matches("<polyline").count() >= 4, "frontier lines");
+        assert!(text.contains("Cost per million tokens (owning)"));
+
+        let png = dir.path().join("f.png");
+        frontier_chart(&analysis(), &png).expect("png");
+        let bytes = std::fs::read(&png).expect("read png");
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(bytes.len() > 10_000, "a drawn chart, not an empty image");
+
+        let e = frontier_chart(&analysis(), &dir.path().join("f.pdf")).expect_err("pdf");
+        assert!(e.to_string().contains(".svg or .png"), "{e}");
+    }
 }
