@@ -42,6 +42,21 @@ pub enum Command {
     Abort(AbortArgs),
     /// Pareto frontiers, cost per token and power per token of benchmark results.
     Frontier(FrontierArgs),
+    /// Write a self-contained HTML report (and frontier.svg) of a run's results.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run's directory (with run.json), or a results directory of runs.
+    #[arg(value_name = "RESULTS_DIR")]
+    pub results: PathBuf,
+    /// Cost tier of the catalog.
+    #[arg(long, default_value = "owning")]
+    pub tier: String,
+    /// A hardware catalog TOML whose systems replace or join the embedded ones.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -338,6 +353,13 @@ pub struct RunArgs {
     /// Seconds to wait for enough workers to connect [default: 30].
     #[arg(long)]
     pub worker_wait: Option<f64>,
+    /// The catalog system the target runs on (e.g. b200, gb200-nvl72), for per-GPU figures,
+    /// cost and the frontier in the report [default: the embedded sim's].
+    #[arg(long, help_heading = "Analysis")]
+    pub system: Option<String>,
+    /// GPUs serving the target, for per-GPU figures [default: the embedded sim's].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), help_heading = "Analysis")]
+    pub gpus: Option<u32>,
     /// Embedded sim: serving profile (a built-in name or a TOML file) of its
     /// continuous-batching model [default: b200-gpt-oss-120b].
     #[arg(long, value_name = "NAME|FILE", help_heading = "Embedded sim")]

@@ -8,6 +8,7 @@ mod fleet;
 mod frontier;
 mod plot;
 mod progress;
+mod report;
 mod run;
 mod sample;
 mod scenario_file;
@@ -92,6 +93,10 @@ fn main() -> ExitCode {
         Command::Frontier(args) => {
             init_logging("warn");
             frontier::main(args)
+        }
+        Command::Report(args) => {
+            init_logging("warn");
+            report::main(args)
         }
     };
     match result {

@@ -48,6 +48,18 @@ pub fn frontier_chart(analysis: &Analysis, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The same chart as an SVG document in a string (for inlining in a report).
+pub fn frontier_svg(analysis: &Analysis) -> anyhow::Result<String> {
+    register_fonts();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1000, 900)).into_drawing_area();
+        draw(analysis, &root)?;
+        root.present().context("cannot draw the SVG")?;
+    }
+    Ok(svg)
+}
+
 /// The frontier of `points` sampled along its interpolation, for drawing.
 fn frontier_line(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<(f64, f64)> {
     let knots: Vec<Xy> = points

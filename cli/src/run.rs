@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rackload_coordinator::analysis::catalog::Catalog;
 use rackload_coordinator::results::RunRecord;
 use rackload_coordinator::summary::PointSummary;
 use rackload_proto::v1::control_client::ControlClient;
@@ -546,6 +547,15 @@ async fn run_with(
         }
     };
     environment["coordinator"] = json!(coordinator_url);
+    if let Some(system) = &args.system {
+        Catalog::embedded()
+            .system(system)
+            .map_err(|e| anyhow::anyhow!("--system: {e}"))?;
+        environment["system"] = json!(system);
+    }
+    if let Some(gpus) = args.gpus {
+        environment["gpus"] = json!(gpus);
+    }
     rackload_coordinator::spec::validate(&spec).map_err(|e| anyhow::anyhow!("invalid run: {e}"))?;
 
     let mut client = connect(&coordinator_url).await?;
@@ -654,6 +664,11 @@ async fn run_with(
     if let Some(r) = record.as_mut() {
         r.finish(status_word, &f.message)?;
         eprintln!("results: {}", r.dir().join("run.json").display());
+        // The report is a view of run.json: failing to write it loses nothing.
+        match crate::report::write(r.dir(), "owning", &Catalog::embedded()) {
+            Ok(path) => eprintln!("report: {}", path.display()),
+            Err(e) => eprintln!("warning: no report: {e:#}"),
+        }
     }
     if finished_points.len() > 1 {
         eprint!("{}", sweep_table(&finished_points));

@@ -122,13 +122,17 @@ pub fn read(path: &Path) -> Result<Vec<Point>, InputError> {
 }
 
 fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
-    let sim = &doc["environment"]["sim"];
-    let system = sim["profile"]["system"]
+    // `rackload run --system/--gpus` say it; else the embedded sim's profile does.
+    let env = &doc["environment"];
+    let sim = &env["sim"];
+    let system = env["system"]
         .as_str()
+        .or_else(|| sim["profile"]["system"].as_str())
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    let gpus = sim["gpus"]
+    let gpus = env["gpus"]
         .as_u64()
+        .or_else(|| sim["gpus"].as_u64())
         .and_then(|g| u32::try_from(g).ok())
         .map(Gpus::Aggregated);
     let points = doc["points"].as_array().ok_or("points is not a list")?;
