@@ -92,9 +92,19 @@ pub struct FrontierArgs {
     /// Interactivity targets (tok/s/user) to read off each frontier, e.g. 35,90.
     #[arg(long, value_delimiter = ',')]
     pub at: Vec<f64>,
-    /// One group name for all inputs [default: each input's system].
+    /// One group name for all inputs [default: system · engine · precision · spec-decode,
+    /// as far as each input says].
     #[arg(long)]
     pub group: Option<String>,
+    /// Serving engine of inputs that do not say (vllm, sglang, trt-llm, dynamo…).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Precision of inputs that do not say (fp8, fp4…).
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Speculative decoding of inputs that do not say (e.g. mtp, eagle, off).
+    #[arg(long)]
+    pub spec_decode: Option<String>,
     /// A hardware catalog TOML whose systems replace or join the embedded ones.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,

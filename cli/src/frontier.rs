@@ -39,6 +39,14 @@ pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
         system: args.system.clone(),
         gpus,
         group: args.group.clone(),
+        meta: [
+            ("engine", &args.engine),
+            ("precision", &args.precision),
+            ("spec_decode", &args.spec_decode),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
+        .collect(),
     };
     let analysis = analyze(&points, &catalog, &opts)?;
     if let Some(path) = &args.plot {

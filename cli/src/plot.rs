@@ -217,6 +217,10 @@ mod tests {
             isl: None,
             osl: None,
             format: "test",
+            tpot_mean_ms: None,
+            tpot_p90_ms: None,
+            tpot_p99_ms: None,
+            meta: Default::default(),
         };
         let points = vec![
             point("b200", "c4", 8_000.0, 4.0),

@@ -79,7 +79,7 @@ fn frontier_reads_results_and_names_what_is_missing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v["groups"][0]["name"], "b200");
+    assert_eq!(v["groups"][0]["name"], "b200 · vllm");
     assert_eq!(v["groups"][0]["points"][0]["on_frontier"], true);
 }
 

@@ -71,8 +71,9 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
             p
         })
         .collect();
-    let mut all = rackload;
-    all.extend(vllm);
+    // Grouped by what each file says: system, engine, precision.
+    let mut all = rackload.clone();
+    all.extend(vllm.clone());
     all.extend(ix);
     let opts = Options {
         tier: "owning".into(),
@@ -81,8 +82,30 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
     };
     let a = analyze(&all, &catalog, &opts).expect("analysis");
     let names: Vec<&str> = a.groups.iter().map(|g| g.name.as_str()).collect();
-    assert_eq!(names, ["b200", "mi355x"]);
-    let b200 = &a.groups[0];
+    assert_eq!(
+        names,
+        ["b200 · rackload-sim", "b200 · vllm", "mi355x · vllm · fp4"]
+    );
+    let mi = &a.groups[2];
+    assert_eq!(mi.points.len(), 3);
+    assert_eq!(mi.at.len(), 1, "150 tok/s/user is inside MI355X's range");
+    // The vLLM fixture's mean/p90/p99 TPOT give interactivity at each.
+    let v = &a.groups[1].points[0];
+    assert!((v.interactivity_p99.expect("p99") - 1000.0 / 15.2).abs() < 1e-9);
+    for c in &a.crossovers {
+        assert_ne!(c.a, c.b);
+    }
+
+    // One frontier for the rackload run and the vLLM result of the same system.
+    let mut b200_points = rackload;
+    b200_points.extend(vllm);
+    let one = Options {
+        group: Some("b200".into()),
+        ..opts.clone()
+    };
+    let a2 = analyze(&b200_points, &catalog, &one).expect("analysis");
+    assert_eq!(a2.groups.len(), 1);
+    let b200 = &a2.groups[0];
     assert_eq!(b200.points.len(), 3);
     // The vLLM point: (589,824 + 589,312) / 118.37 s on one GPU.
     let v = b200
@@ -105,12 +128,6 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
         .collect();
     assert_eq!(on, [("c64", false), ("c128", true), ("c1", true)], "{on:?}");
     assert_eq!(b200.at.len(), 1, "150 tok/s/user is inside B200's range");
-    assert_eq!(a.groups[1].at.len(), 1);
-    // MI355X's rows put it at ~$0.036/M tokens at 92 tok/s/user vs B200's ~$0.054: the
-    // curves cross somewhere only if they do; whatever is found names both groups.
-    for c in &a.crossovers {
-        assert!(c.a == "b200" && c.b == "mi355x");
-    }
     let json = serde_json::to_value(&a).expect("json");
     assert!(json["groups"][0]["points"][0]["on_frontier"].is_boolean());
     assert!(a.csv().lines().count() == 7);

@@ -2,6 +2,7 @@
 //! `run.json` files, vLLM bench serve result files, and InferenceX aggregate rows (a JSON
 //! object, a list of them, or JSON lines), so existing results land on the same chart.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -24,6 +25,41 @@ pub struct Point {
     pub osl: Option<f64>,
     /// Where the file came from: rackload, vllm, inferencex.
     pub format: &'static str,
+    /// TPOT besides the median, ms, when the file has them (interactivity at each).
+    pub tpot_mean_ms: Option<f64>,
+    pub tpot_p90_ms: Option<f64>,
+    pub tpot_p99_ms: Option<f64>,
+    /// What the frontier groups by besides the system: `engine`, `precision`,
+    /// `spec_decode`, when the file says.
+    pub meta: BTreeMap<String, String>,
+}
+
+fn tpots(v: &Value) -> (Option<f64>, Option<f64>, Option<f64>) {
+    (
+        num(v, "mean_tpot_ms"),
+        num(v, "p90_tpot_ms"),
+        num(v, "p99_tpot_ms"),
+    )
+}
+
+/// The grouping keys a document states (`engine` also read from vLLM's `backend` and
+/// InferenceX's `framework`).
+fn meta_of(v: &Value) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for (key, names) in [
+        ("engine", &["engine", "framework", "backend"][..]),
+        ("precision", &["precision"][..]),
+        ("spec_decode", &["spec_decode", "spec_decoding", "mtp"][..]),
+    ] {
+        if let Some(v) = names.iter().find_map(|n| match &v[*n] {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Bool(b) => Some(if *b { "on" } else { "off" }.to_owned()),
+            _ => None,
+        }) {
+            m.insert(key.to_owned(), v);
+        }
+    }
+    m
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +171,11 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
         .or_else(|| sim["gpus"].as_u64())
         .and_then(|g| u32::try_from(g).ok())
         .map(Gpus::Aggregated);
+    let mut meta = meta_of(env);
+    if env.get("sim").is_some_and(Value::is_object) {
+        meta.entry("engine".into())
+            .or_insert_with(|| "rackload-sim".into());
+    }
     let points = doc["points"].as_array().ok_or("points is not a list")?;
     let mut out = Vec::new();
     for p in points {
@@ -144,7 +185,12 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
             continue; // nothing measured
         }
         let input = num(p, "total_input_tokens").ok_or("a point lacks total_input_tokens")?;
+        let (tpot_mean_ms, tpot_p90_ms, tpot_p99_ms) = tpots(p);
         out.push(Point {
+            tpot_mean_ms,
+            tpot_p90_ms,
+            tpot_p99_ms,
+            meta: meta.clone(),
             source: format!("{source}#{label}"),
             label,
             system: system.clone(),
@@ -181,7 +227,12 @@ fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
         .map(str::to_owned)
         .or_else(|| doc["max_concurrency"].as_u64().map(|c| format!("c{c}")))
         .unwrap_or_default();
+    let (tpot_mean_ms, tpot_p90_ms, tpot_p99_ms) = tpots(doc);
     Ok(Point {
+        tpot_mean_ms,
+        tpot_p90_ms,
+        tpot_p99_ms,
+        meta: meta_of(doc),
         source: format!("{source}#{label}"),
         label,
         system: None,
@@ -209,7 +260,12 @@ fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
         .ok_or("median_intvty missing")?;
     let conc = doc["conc"].as_u64().and_then(|c| u32::try_from(c).ok());
     let label = conc.map(|c| format!("c{c}")).unwrap_or_default();
+    let interactivity = |k: &str| num(doc, k).filter(|i| *i > 0.0).map(|i| 1000.0 / i);
     Ok(Point {
+        tpot_mean_ms: interactivity("mean_intvty"),
+        tpot_p90_ms: interactivity("p90_intvty"),
+        tpot_p99_ms: interactivity("p99_intvty"),
+        meta: meta_of(doc),
         source: format!("{source}#{label}"),
         label,
         system: doc["hw"].as_str().map(str::to_lowercase),

@@ -31,8 +31,11 @@ pub struct Options {
     /// For files that do not say.
     pub system: Option<String>,
     pub gpus: Option<Gpus>,
-    /// One group name for every input (else: the system).
+    /// One group name for every input (else: the system and the inputs' engine,
+    /// precision and spec-decode).
     pub group: Option<String>,
+    /// Engine, precision, spec_decode of inputs that do not say.
+    pub meta: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -42,11 +45,16 @@ pub struct PointOut {
     pub system: String,
     pub concurrency: Option<u32>,
     pub interactivity: f64,
+    /// Interactivity at mean, p90 and p99 TPOT, when known.
+    pub interactivity_mean: Option<f64>,
+    pub interactivity_p90: Option<f64>,
+    pub interactivity_p99: Option<f64>,
     pub tput_per_gpu: f64,
     pub output_tput_per_gpu: f64,
     pub input_tput_per_gpu: f64,
     pub cost_per_mtok: f64,
     pub output_cost_per_mtok: f64,
+    pub input_cost_per_mtok: f64,
     pub tok_per_s_per_mw: f64,
     pub joules_per_token: f64,
     pub rack_tok_per_s: f64,
@@ -127,7 +135,19 @@ pub fn analyze(
         let system = catalog.system(&system_name)?;
         let dollars = system.cost(&opts.tier)?;
         let f: RackFigures = tco::figures(&p.measured, gpus, system, dollars);
-        let group = opts.group.clone().unwrap_or_else(|| system.name.clone());
+        let mut meta = opts.meta.clone();
+        meta.extend(p.meta.clone());
+        let group = opts.group.clone().unwrap_or_else(|| {
+            std::iter::once(system.name.clone())
+                .chain(
+                    ["engine", "precision", "spec_decode"]
+                        .iter()
+                        .filter_map(|k| meta.get(*k).cloned()),
+                )
+                .collect::<Vec<_>>()
+                .join(" · ")
+        });
+        let intvty = |t: Option<f64>| t.filter(|t| *t > 0.0).map(|t| 1000.0 / t);
         let entry = groups
             .entry(group)
             .or_insert_with(|| (system.name.clone(), Vec::new()));
@@ -137,6 +157,10 @@ pub fn analyze(
             system: system.name.clone(),
             concurrency: p.concurrency,
             interactivity: f.interactivity,
+            interactivity_mean: intvty(p.tpot_mean_ms),
+            interactivity_p90: intvty(p.tpot_p90_ms),
+            interactivity_p99: intvty(p.tpot_p99_ms),
+            input_cost_per_mtok: f.input_cost_per_mtok,
             tput_per_gpu: f.tput_per_gpu,
             output_tput_per_gpu: f.output_tput_per_gpu,
             input_tput_per_gpu: f.input_tput_per_gpu,

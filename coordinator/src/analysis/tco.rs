@@ -60,6 +60,8 @@ pub struct RackFigures {
     pub cost_per_mtok: f64,
     /// $ per million output tokens (all GPUs' cost over output tokens).
     pub output_cost_per_mtok: f64,
+    /// $ per million input tokens (all GPUs' cost over input tokens).
+    pub input_cost_per_mtok: f64,
     /// Total tokens per second per provisioned MW.
     pub tok_per_s_per_mw: f64,
     /// Provisioned energy per total token, J.
@@ -107,6 +109,7 @@ pub fn figures(
         input_tput_per_gpu,
         cost_per_mtok: cost_per_mtok(dollars_per_gpu_hour, tput_per_gpu),
         output_cost_per_mtok: cost_per_mtok(dollars_per_gpu_hour, m.output_tps / total),
+        input_cost_per_mtok: cost_per_mtok(dollars_per_gpu_hour, m.input_tps / total),
         tok_per_s_per_mw: tok_per_s_per_mw(tput_per_gpu, kw),
         joules_per_token: if tput_per_gpu > 0.0 {
             kw * 1000.0 / tput_per_gpu
@@ -148,8 +151,9 @@ mod tests {
         assert!(close(f.interactivity, 50.0));
         // $2.21/h ÷ (10,000 × 3600 / 1e6 = 36 M tokens/h) = $0.061389 per M tokens
         assert!(close(f.cost_per_mtok, 2.21 / 36.0), "{}", f.cost_per_mtok);
-        // output only: 5,000 tok/s/GPU → 18 M/h → $0.122778
+        // output only: 5,000 tok/s/GPU → 18 M/h → $0.122778; input the same here
         assert!(close(f.output_cost_per_mtok, 2.21 / 18.0));
+        assert!(close(f.input_cost_per_mtok, 2.21 / 18.0));
         // 10,000 × 1000 / 2.10 kW = 4,761,904.76 tok/s per MW
         assert!(close(f.tok_per_s_per_mw, 10_000.0 * 1000.0 / 2.10));
         // 2.10 kW × 1000 / 10,000 = 0.21 J/token
