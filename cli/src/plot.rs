@@ -9,8 +9,8 @@ use std::sync::Once;
 use anyhow::{Context, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use rackload_coordinator::analysis::frontier::{Steffen, Xy};
-use rackload_coordinator::analysis::report::{Analysis, PointOut};
+use rackload_coordinator::analysis::frontier::Steffen;
+use rackload_coordinator::analysis::report::{Analysis, PointOut, frontier_knots};
 
 fn register_fonts() {
     static ONCE: Once = Once::new();
@@ -62,14 +62,7 @@ pub fn frontier_svg(analysis: &Analysis) -> anyhow::Result<String> {
 
 /// The frontier of `points` sampled along its interpolation, for drawing.
 fn frontier_line(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<(f64, f64)> {
-    let knots: Vec<Xy> = points
-        .iter()
-        .filter(|p| p.on_frontier)
-        .map(|p| Xy {
-            x: p.interactivity,
-            y: y(p),
-        })
-        .collect();
+    let knots = frontier_knots(points, y);
     let Some(curve) = Steffen::new(&knots) else {
         return knots.iter().map(|k| (k.x, k.y)).collect();
     };

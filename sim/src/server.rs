@@ -500,13 +500,7 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
             while !shared.finished.load(Ordering::Acquire) {
                 shared.notify.notified().await;
             }
-            guard.served();
-            guard.tokens(u64::from(n));
-            return (
-                [(header::CONTENT_TYPE, "application/json")],
-                writer.full_response(req.prompt_tokens, n, finish),
-            )
-                .into_response();
+            return whole(&guard, &writer, &req, n, finish);
         }
         let body = batch_stream(
             s.clone(),
@@ -519,30 +513,42 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
             shared,
             guard,
         );
-        return Response::builder()
-            .header(header::CONTENT_TYPE, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(body)
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return sse(body);
     }
 
     if !req.stream {
         if !s.config.fast {
             tokio::time::sleep_until(arrival + latency.token_offset(n - 1)).await;
         }
-        guard.served();
-        guard.tokens(u64::from(n));
-        return (
-            [(header::CONTENT_TYPE, "application/json")],
-            writer.full_response(req.prompt_tokens, n, finish),
-        )
-            .into_response();
+        return whole(&guard, &writer, &req, n, finish);
     }
     let body = if s.config.fast {
         fast_stream(writer, &req, n, finish, fault, guard)
     } else {
         paced_stream(s.clone(), writer, req, n, finish, fault, arrival, guard)
     };
+    sse(body)
+}
+
+/// A whole (non-streaming) response of `n` tokens.
+fn whole(
+    guard: &InFlight,
+    writer: &ChunkWriter,
+    req: &GenRequest,
+    n: u32,
+    finish: &str,
+) -> Response {
+    guard.served();
+    guard.tokens(u64::from(n));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        writer.full_response(req.prompt_tokens, n, finish),
+    )
+        .into_response()
+}
+
+/// An SSE response around `body`.
+fn sse(body: Body) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")

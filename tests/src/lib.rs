@@ -130,8 +130,8 @@ pub fn wait_until(secs: f64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// GET `path` from `base` (an `http://host:port` URL) and parse the JSON body.
-pub fn get_json(base: &str, path: &str) -> serde_json::Value {
+/// GET `path` from `base` (an `http://host:port` URL): the body as text.
+pub fn get_text(base: &str, path: &str) -> String {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -143,8 +143,15 @@ pub fn get_json(base: &str, path: &str) -> serde_json::Value {
     .expect("write");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {resp}"))
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+/// GET `path` from `base` and parse the JSON body.
+pub fn get_json(base: &str, path: &str) -> serde_json::Value {
+    let body = get_text(base, path);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
 /// Pids of live processes whose environment carries `tag`.

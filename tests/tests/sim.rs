@@ -28,6 +28,14 @@ fn profile(dir: &Path, kv_cache_tokens: u64) -> String {
     path.to_str().expect("utf-8").to_owned()
 }
 
+/// A sim with the small profile (and `extra` flags), started on port 0.
+fn start_sim(tag: &str, dir: &Path, kv_cache_tokens: u64, extra: &[&str]) -> (Proc, String) {
+    let profile = profile(dir, kv_cache_tokens);
+    let mut args = vec!["sim", "--listen", "127.0.0.1:0", "--profile", &profile];
+    args.extend(extra);
+    start_server(tag, "sim", &args)
+}
+
 struct Fabric {
     _coord: Proc,
     _workers: Vec<Proc>,
@@ -72,24 +80,6 @@ fn metric(page: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
-fn get_text(base: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    resp.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default()
-}
-
 const LENGTHS: [&str; 6] = [
     "--random-input-len",
     "64",
@@ -103,17 +93,7 @@ const LENGTHS: [&str; 6] = [
 fn a_concurrency_sweep_saturates_throughput_while_interactivity_falls() {
     let tag = new_tag("sim-sweep");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_server(
-        &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            &profile(dir.path(), 1 << 24),
-        ],
-    );
+    let (_sim, url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
     let f = fabric(&tag, 2);
     let results = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["--base-url", &url, "--max-concurrency", "1,4,16,64,256"];
@@ -154,17 +134,7 @@ fn a_concurrency_sweep_saturates_throughput_while_interactivity_falls() {
 fn littles_law_holds_on_the_sims_own_gauges() {
     let tag = new_tag("sim-little");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_server(
-        &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            &profile(dir.path(), 1 << 24),
-        ],
-    );
+    let (_sim, url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
     let f = fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     // Poisson at 40 req/s for ~6 s; each request ~32 steps of a few ms.
@@ -227,28 +197,8 @@ fn a_full_kv_cache_makes_requests_wait_and_ttft_grow() {
     let tag = new_tag("sim-kv");
     let dir = tempfile::tempdir().expect("tempdir");
     // 96 tokens per request (64 in, 32 out): the small cache holds ~8 of 64.
-    let (_big, big_url) = start_server(
-        &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            &profile(dir.path(), 1 << 24),
-        ],
-    );
-    let (_small, small_url) = start_server(
-        &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            &profile(dir.path(), 800),
-        ],
-    );
+    let (_big, big_url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
+    let (_small, small_url) = start_sim(&tag, dir.path(), 800, &[]);
     let f = fabric(&tag, 1);
     let ttft = |url: &str, sample: bool| {
         let results = tempfile::tempdir().expect("tempdir");
@@ -306,20 +256,11 @@ fn a_full_kv_cache_makes_requests_wait_and_ttft_grow() {
 fn queue_bound_stream_interval_and_vllm_metrics() {
     let tag = new_tag("sim-edges");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_server(
+    let (_sim, url) = start_sim(
         &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--profile",
-            &profile(dir.path(), 800),
-            "--max-waiting",
-            "4",
-            "--stream-interval",
-            "4",
-        ],
+        dir.path(),
+        800,
+        &["--max-waiting", "4", "--stream-interval", "4"],
     );
     let f = fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");

@@ -103,16 +103,20 @@ pub struct Analysis {
     pub crossovers: Vec<Crossover>,
 }
 
-fn curve(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Option<Steffen> {
-    let knots: Vec<Xy> = points
+/// A group's frontier points as (interactivity, `y`) knots, in increasing interactivity.
+pub fn frontier_knots(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<Xy> {
+    points
         .iter()
         .filter(|p| p.on_frontier)
         .map(|p| Xy {
             x: p.interactivity,
             y: y(p),
         })
-        .collect();
-    Steffen::new(&knots)
+        .collect()
+}
+
+fn curve(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Option<Steffen> {
+    Steffen::new(&frontier_knots(points, y))
 }
 
 pub fn analyze(
