@@ -502,18 +502,17 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
             }
             return whole(&guard, &writer, &req, n, finish);
         }
-        let body = batch_stream(
-            s.clone(),
+        let reply = Reply {
+            s: s.clone(),
             writer,
             req,
             n,
             finish,
             fault,
             arrival,
-            shared,
             guard,
-        );
-        return sse(body);
+        };
+        return sse(batch_stream(reply, shared));
     }
 
     if !req.stream {
@@ -525,7 +524,16 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
     let body = if s.config.fast {
         fast_stream(writer, &req, n, finish, fault, guard)
     } else {
-        paced_stream(s.clone(), writer, req, n, finish, fault, arrival, guard)
+        paced_stream(Reply {
+            s: s.clone(),
+            writer,
+            req,
+            n,
+            finish,
+            fault,
+            arrival,
+            guard,
+        })
     };
     sse(body)
 }
@@ -570,9 +578,9 @@ fn reset_error() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: reset")
 }
 
-/// One SSE event per token at its absolute instant, then usage, then `[DONE]`.
-#[allow(clippy::too_many_arguments)]
-fn paced_stream(
+/// What a streamed answer is made of: the request, its length and ending, its injected
+/// fault, when it arrived, and its place in the counters.
+struct Reply {
     s: Arc<Shared>,
     writer: ChunkWriter,
     req: GenRequest,
@@ -581,7 +589,20 @@ fn paced_stream(
     fault: Option<Fault>,
     arrival: Instant,
     guard: InFlight,
-) -> Body {
+}
+
+/// One SSE event per token at its absolute instant, then usage, then `[DONE]`.
+fn paced_stream(reply: Reply) -> Body {
+    let Reply {
+        s,
+        writer,
+        req,
+        n,
+        finish,
+        fault,
+        arrival,
+        guard,
+    } = reply;
     enum Step {
         Token(u32),
         Usage,
@@ -657,18 +678,17 @@ fn paced_stream(
 /// Streams what the batch engine produces for one request: an SSE event per
 /// `stream_interval` tokens (the last may hold fewer), as soon as the engine has them; a
 /// client that reads late gets several events in one write, as from a real server.
-#[allow(clippy::too_many_arguments)]
-fn batch_stream(
-    s: Arc<Shared>,
-    writer: ChunkWriter,
-    req: GenRequest,
-    n: u32,
-    finish: &'static str,
-    fault: Option<Fault>,
-    arrival: Instant,
-    seq: Arc<SeqShared>,
-    guard: InFlight,
-) -> Body {
+fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
+    let Reply {
+        s,
+        writer,
+        req,
+        n,
+        finish,
+        fault,
+        arrival,
+        guard,
+    } = reply;
     struct St {
         sent: u32,
         prev: Option<Instant>,
