@@ -16,11 +16,21 @@ use rackload_workloads::scenario::{ArrivalName, DatasetName, Preset, WorkloadCon
     about = "Distributed load generation for LLM inference racks",
     long_about = "Distributed load generation for LLM inference racks.\n\n\
         `rackload run` with no flags starts a simulated rack, a coordinator and two workers on \
-        loopback, runs a short chat-shaped benchmark, prints a summary and writes results/."
+        loopback, sweeps a few concurrencies of a chat-shaped benchmark, prints a summary and \
+        writes results/ (run.json, report.html, frontier.svg)."
 )]
 pub struct Cli {
+    /// Log lines for people (human) or one JSON object per line (json).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,14 +20,26 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
+/// The log format `--log-format` chose (set once, before any logging starts).
+static LOG_FORMAT: std::sync::OnceLock<args::LogFormat> = std::sync::OnceLock::new();
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match LOG_FORMAT.get().copied().unwrap_or(args::LogFormat::Human) {
+        args::LogFormat::Human => builder.try_init(),
+        // One JSON object per line: timestamp, level, message and the span fields (run,
+        // point, worker id) flattened, for log pipelines.
+        args::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+    };
 }
 
 /// Parses the command line; a usage error is one line on stderr and exit code 2.
@@ -60,6 +72,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    let _ = LOG_FORMAT.set(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => {
             init_logging("warn");

@@ -37,6 +37,9 @@ pub struct Shard {
     pub warmup: u64,
     /// Send nothing new after this instant.
     pub deadline: Option<Instant>,
+    /// The shard's span (run, point, worker): entered only to log a failure, never on the
+    /// per-token path.
+    pub span: tracing::Span,
 }
 
 /// Failures logged per shard before the rest are only counted.
@@ -55,6 +58,7 @@ async fn one_request(
     recorder: &Recorder,
     itl: &mut Vec<u64>,
     failures: &AtomicU64,
+    log_span: &tracing::Span,
 ) {
     // The spec was validated when the plan was accepted.
     let Ok(req) = workload.request(index) else {
@@ -77,6 +81,7 @@ async fn one_request(
         Err(failed) => {
             recorder.failed(&failed);
             if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
+                let _in = log_span.enter();
                 tracing::warn!(request = index, "request failed: {failed}");
             }
         }
@@ -150,7 +155,7 @@ impl Shard {
                 self.warmup,
                 self.deadline,
             );
-            let stop = stop.clone();
+            let (stop, span) = (stop.clone(), self.span.clone());
             tasks.spawn(async move {
                 let mut itl = Vec::with_capacity(1024);
                 while *stop.borrow() == StopMode::Run && deadline.is_none_or(|d| Instant::now() < d)
@@ -160,6 +165,7 @@ impl Shard {
                     };
                     one_request(
                         index, warmup, None, &workload, &target, &recorder, &mut itl, &failures,
+                        &span,
                     )
                     .await;
                 }
@@ -220,7 +226,7 @@ impl Shard {
                 failures.clone(),
                 self.workload.clone(),
             );
-            let warmup = self.warmup;
+            let (warmup, span) = (self.warmup, self.span.clone());
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut itl = Vec::new();
@@ -233,6 +239,7 @@ impl Shard {
                     &recorder,
                     &mut itl,
                     &failures,
+                    &span,
                 )
                 .await;
             });

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 
 use crate::recorder::{Recorder, Snapshot};
 use crate::schedule::{Shard, StopMode};
@@ -136,6 +137,15 @@ pub const MAX_MESSAGE: usize = 512 << 20;
 /// Runs the worker until `shutdown` resolves: a session with the coordinator, and after
 /// losing it, new sessions (with backoff) for as long as it takes. A refusal ends it.
 pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    // Every log line of this worker carries its id (and, inside a shard, run and point).
+    let span = tracing::info_span!("worker", worker = %config.id);
+    run_inner(config, shutdown).instrument(span).await
+}
+
+async fn run_inner(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
@@ -470,7 +480,8 @@ fn spawn_shard(
             }
         });
     }
-    let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx));
+    let span = tracing::info_span!("shard", run = %run_id, point = point_index);
+    let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx).instrument(span));
     Running {
         run_id,
         point_index,
@@ -613,13 +624,14 @@ async fn run_shard(
         concurrency: plan.concurrency,
         warmup: plan.warmup,
         deadline,
+        span: tracing::Span::current(),
     };
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();
     // The load runs on its own runtime: a worker busy with requests delays its own
     // requests, never its heartbeats and reports (which stay on this one).
-    let mut load_task =
-        load_runtime().spawn(async move { load.run(target, rec, load_stop, start_at).await });
+    let mut load_task = load_runtime()
+        .spawn(async move { load.run(target, rec, load_stop, start_at).await }.in_current_span());
     let every = Duration::try_from_secs_f64(plan.report_interval_s)
         .ok()
         .filter(|d| !d.is_zero())
