@@ -526,6 +526,10 @@ pub struct WorkerArgs {
     /// Cap: highest request rate (req/s) this worker sends; larger plans are refused.
     #[arg(long)]
     pub max_rate: Option<f64>,
+    /// Send only to this target: HOST, HOST:PORT or a network such as 10.0.0.0/8
+    /// (repeatable); plans naming another target are refused.
+    #[arg(long = "allow-target", value_name = "HOST[:PORT]|CIDR", value_parser = parse_allowed)]
+    pub allow_targets: Vec<rackload_worker::allow::Allowed>,
     /// Cap: longest a shard may run, in seconds; it is aborted then.
     #[arg(long, value_name = "SECONDS")]
     pub max_duration: Option<f64>,
@@ -606,6 +610,10 @@ pub struct SimArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+fn parse_allowed(s: &str) -> Result<rackload_worker::allow::Allowed, String> {
+    s.parse()
 }
 
 fn parse_faults(s: &str) -> Result<rackload_sim::Faults, String> {

@@ -93,6 +93,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let mut config = WorkerConfig::new(args.coordinator, id);
     config.max_inflight = args.max_inflight;
     config.max_rate = args.max_rate;
+    config.allow_targets = args.allow_targets.clone();
     config.max_duration = args
         .max_duration
         .map(|d| secs("--max-duration", d))

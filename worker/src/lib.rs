@@ -6,6 +6,7 @@
 //! [`recorder`] keeps histograms and counters, [`schedule`] runs the closed loop,
 //! [`session`] is the Fabric client that ties them together.
 
+pub mod allow;
 pub mod error;
 pub mod limits;
 pub mod recorder;

@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     pub max_inflight: u32,
     /// Highest request rate (req/s) this worker sends (None = no limit).
     pub max_rate: Option<f64>,
+    /// The only targets this worker sends to (empty = any).
+    pub allow_targets: Vec<crate::allow::Allowed>,
     /// Longest a shard may run; it is aborted then (None = no limit).
     pub max_duration: Option<Duration>,
     /// After losing its coordinator, the worker sends nothing new at once and cancels
@@ -55,6 +57,7 @@ impl WorkerConfig {
             id,
             max_inflight: 0,
             max_rate: None,
+            allow_targets: Vec::new(),
             max_duration: None,
             lease: Duration::from_secs(5),
             connect_wait: Duration::from_secs(10),
@@ -418,6 +421,7 @@ async fn prepare(
             crate::limits::check_streams(u64::from(plan.concurrency))?;
         }
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
+        crate::allow::check(&config.allow_targets, &target_spec.base_urls).await?;
         let target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
         target.preflight().await.map_err(|e| e.to_string())?;
