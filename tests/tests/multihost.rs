@@ -97,6 +97,29 @@ fn in_ns(ns: &str, tag: &str, args: &[&str]) -> Command {
     c
 }
 
+/// Spawns a server and waits until it says it is listening (its first stdout line), so
+/// that nothing races its bind.
+fn spawn_listening(name: &str, mut c: Command) -> Proc {
+    use std::io::BufRead;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    assert!(
+        line.starts_with("listening on"),
+        "{name} printed {line:?} instead of its address"
+    );
+    Proc {
+        name: name.to_owned(),
+        child,
+    }
+}
+
 fn spawn(name: &str, mut c: Command) -> Proc {
     let child = c
         .stdout(Stdio::null())
@@ -131,7 +154,7 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
     };
     let ns = |h: &str| format!("{prefix}{h}");
     let tag = new_tag("netns");
-    let _sim = spawn(
+    let _sim = spawn_listening(
         "sim",
         in_ns(
             &ns("sim"),
@@ -147,7 +170,7 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
             ],
         ),
     );
-    let _coord = spawn(
+    let _coord = spawn_listening(
         "coordinator",
         in_ns(
             &ns("co"),
