@@ -481,11 +481,20 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
         .fetch_add(u64::from(req.prompt_tokens), Ordering::Relaxed);
     let latency = s.config.latency;
     let (n, finish) = output_len(&req, id);
-    let writer = ChunkWriter::new(api, id, unix_now(), &s.config.model);
+    let reply = Reply {
+        s: s.clone(),
+        writer: ChunkWriter::new(api, id, unix_now(), &s.config.model),
+        req,
+        n,
+        finish,
+        fault,
+        arrival,
+        guard,
+    };
     if let Some(r) = replica {
         let shared = Arc::new(SeqShared::default());
         let admitted = r.submit(Admit {
-            prompt_tokens: req.prompt_tokens,
+            prompt_tokens: reply.req.prompt_tokens,
             output_tokens: n,
             shared: shared.clone(),
         });
@@ -496,63 +505,25 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
                 "ServiceUnavailableError",
             );
         }
-        if !req.stream {
+        if !reply.req.stream {
             while !shared.finished.load(Ordering::Acquire) {
                 shared.notify.notified().await;
             }
-            return whole(&guard, &writer, &req, n, finish);
+            return reply.whole();
         }
-        let reply = Reply {
-            s: s.clone(),
-            writer,
-            req,
-            n,
-            finish,
-            fault,
-            arrival,
-            guard,
-        };
         return sse(batch_stream(reply, shared));
     }
-
-    if !req.stream {
+    if !reply.req.stream {
         if !s.config.fast {
             tokio::time::sleep_until(arrival + latency.token_offset(n - 1)).await;
         }
-        return whole(&guard, &writer, &req, n, finish);
+        return reply.whole();
     }
-    let body = if s.config.fast {
-        fast_stream(writer, &req, n, finish, fault, guard)
+    sse(if s.config.fast {
+        fast_stream(reply)
     } else {
-        paced_stream(Reply {
-            s: s.clone(),
-            writer,
-            req,
-            n,
-            finish,
-            fault,
-            arrival,
-            guard,
-        })
-    };
-    sse(body)
-}
-
-/// A whole (non-streaming) response of `n` tokens.
-fn whole(
-    guard: &InFlight,
-    writer: &ChunkWriter,
-    req: &GenRequest,
-    n: u32,
-    finish: &str,
-) -> Response {
-    guard.served();
-    guard.tokens(u64::from(n));
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        writer.full_response(req.prompt_tokens, n, finish),
-    )
-        .into_response()
+        paced_stream(reply)
+    })
 }
 
 /// An SSE response around `body`.
@@ -589,6 +560,20 @@ struct Reply {
     fault: Option<Fault>,
     arrival: Instant,
     guard: InFlight,
+}
+
+impl Reply {
+    /// The whole (non-streaming) response.
+    fn whole(self) -> Response {
+        self.guard.served();
+        self.guard.tokens(u64::from(self.n));
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            self.writer
+                .full_response(self.req.prompt_tokens, self.n, self.finish),
+        )
+            .into_response()
+    }
 }
 
 /// One SSE event per token at its absolute instant, then usage, then `[DONE]`.
@@ -792,14 +777,16 @@ pub const FAST_EVENTS_PER_FRAME: u32 = 64;
 
 /// Fast mode: no model delays; the events, built once per request, are copied into frames
 /// of up to [`FAST_EVENTS_PER_FRAME`].
-fn fast_stream(
-    writer: ChunkWriter,
-    req: &GenRequest,
-    n: u32,
-    finish: &'static str,
-    fault: Option<Fault>,
-    guard: InFlight,
-) -> Body {
+fn fast_stream(reply: Reply) -> Body {
+    let Reply {
+        writer,
+        req,
+        n,
+        finish,
+        fault,
+        guard,
+        ..
+    } = reply;
     enum Phase {
         Tokens(u32),
         Fail(Fault),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::recorder::Recorder;
 use crate::target::OpenAiTarget;
+use crate::target::openai::micros;
 
 /// How a running shard should end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,10 +87,6 @@ async fn one_request(
             }
         }
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Waits for `tasks`, aborting them if `stop` says so (or its sender is gone).

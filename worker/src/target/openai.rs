@@ -267,7 +267,8 @@ struct StreamState<'a> {
     itl_us: &'a mut Vec<u64>,
 }
 
-fn micros(d: Duration) -> u64 {
+/// A duration in whole microseconds (saturating).
+pub(crate) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
