@@ -91,11 +91,19 @@ where
     if all.is_empty() {
         bail!("nothing to plot");
     }
-    let max_x = all.iter().map(|p| p.interactivity).fold(0.0, f64::max) * 1.08;
-    let max_y = all.iter().map(|p| p.tput_per_gpu).fold(0.0, f64::max) * 1.08;
+    let max_x = all
+        .iter()
+        .map(|p| p.figures.interactivity)
+        .fold(0.0, f64::max)
+        * 1.08;
+    let max_y = all
+        .iter()
+        .map(|p| p.figures.tput_per_gpu)
+        .fold(0.0, f64::max)
+        * 1.08;
     let costs: Vec<f64> = all
         .iter()
-        .map(|p| p.cost_per_mtok)
+        .map(|p| p.figures.cost_per_mtok)
         .filter(|c| c.is_finite() && *c > 0.0)
         .collect();
     let (min_c, max_c) = (
@@ -120,17 +128,19 @@ where
     for (k, g) in a.groups.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         chart
-            .draw_series(
-                g.points
-                    .iter()
-                    .map(|p| Circle::new((p.interactivity, p.tput_per_gpu), 4, color.filled())),
-            )
+            .draw_series(g.points.iter().map(|p| {
+                Circle::new(
+                    (p.figures.interactivity, p.figures.tput_per_gpu),
+                    4,
+                    color.filled(),
+                )
+            }))
             .map_err(err)?
             .label(g.name.clone())
             .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         chart
             .draw_series(LineSeries::new(
-                frontier_line(&g.points, |p| p.tput_per_gpu),
+                frontier_line(&g.points, |p| p.figures.tput_per_gpu),
                 color.stroke_width(2),
             ))
             .map_err(err)?;
@@ -167,14 +177,20 @@ where
         cost.draw_series(
             g.points
                 .iter()
-                .filter(|p| p.cost_per_mtok.is_finite())
-                .map(|p| Circle::new((p.interactivity, p.cost_per_mtok), 4, color.filled())),
+                .filter(|p| p.figures.cost_per_mtok.is_finite())
+                .map(|p| {
+                    Circle::new(
+                        (p.figures.interactivity, p.figures.cost_per_mtok),
+                        4,
+                        color.filled(),
+                    )
+                }),
         )
         .map_err(err)?
         .label(g.name.clone())
         .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         cost.draw_series(LineSeries::new(
-            frontier_line(&g.points, |p| p.cost_per_mtok),
+            frontier_line(&g.points, |p| p.figures.cost_per_mtok),
             color.stroke_width(2),
         ))
         .map_err(err)?;

@@ -191,11 +191,11 @@ fn html(
                         "<tr><td>{} · {}</td><td>{:.1}</td><td>{:.1}</td><td>{:.4}</td><td>{:.0}</td><td>{:.4}</td><td>{}</td></tr>",
                         esc(&g.name),
                         esc(&p.label),
-                        p.interactivity,
-                        p.tput_per_gpu,
-                        p.cost_per_mtok,
-                        p.tok_per_s_per_mw,
-                        p.joules_per_token,
+                        p.figures.interactivity,
+                        p.figures.tput_per_gpu,
+                        p.figures.cost_per_mtok,
+                        p.figures.tok_per_s_per_mw,
+                        p.figures.joules_per_token,
                         if p.on_frontier { "yes" } else { "" }
                     );
                 }

@@ -114,11 +114,11 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
         .find(|p| p.label == "c64")
         .expect("vllm point");
     assert!(
-        (v.tput_per_gpu - 1_179_136.0 / 118.37).abs() < 1e-6,
+        (v.figures.tput_per_gpu - 1_179_136.0 / 118.37).abs() < 1e-6,
         "{}",
-        v.tput_per_gpu
+        v.figures.tput_per_gpu
     );
-    assert!((v.interactivity - 1000.0 / 12.48).abs() < 1e-9);
+    assert!((v.figures.interactivity - 1000.0 / 12.48).abs() < 1e-9);
     // The sim's c128 point (112.7 tok/s/user, ~20.9 k tok/s/GPU) dominates the vLLM c64
     // point (80.1, ~9.96 k); c1 and c128 trade off.
     let on: Vec<(&str, bool)> = b200

@@ -44,22 +44,13 @@ pub struct PointOut {
     pub label: String,
     pub system: String,
     pub concurrency: Option<u32>,
-    pub interactivity: f64,
+    /// Throughput per GPU, cost, power and per-rack figures.
+    #[serde(flatten)]
+    pub figures: RackFigures,
     /// Interactivity at mean, p90 and p99 TPOT, when known.
     pub interactivity_mean: Option<f64>,
     pub interactivity_p90: Option<f64>,
     pub interactivity_p99: Option<f64>,
-    pub tput_per_gpu: f64,
-    pub output_tput_per_gpu: f64,
-    pub input_tput_per_gpu: f64,
-    pub cost_per_mtok: f64,
-    pub output_cost_per_mtok: f64,
-    pub input_cost_per_mtok: f64,
-    pub tok_per_s_per_mw: f64,
-    pub joules_per_token: f64,
-    pub rack_tok_per_s: f64,
-    pub rack_cost_per_hour: f64,
-    pub rack_kw: f64,
     pub on_frontier: bool,
     #[serde(skip)]
     pub isl: Option<f64>,
@@ -109,7 +100,7 @@ pub fn frontier_knots(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<
         .iter()
         .filter(|p| p.on_frontier)
         .map(|p| Xy {
-            x: p.interactivity,
+            x: p.figures.interactivity,
             y: y(p),
         })
         .collect()
@@ -138,7 +129,7 @@ pub fn analyze(
         })?;
         let system = catalog.system(&system_name)?;
         let dollars = system.cost(&opts.tier)?;
-        let f: RackFigures = tco::figures(&p.measured, gpus, system, dollars);
+        let f = tco::figures(&p.measured, gpus, system, dollars);
         let mut meta = opts.meta.clone();
         meta.extend(p.meta.clone());
         let group = opts.group.clone().unwrap_or_else(|| {
@@ -160,21 +151,10 @@ pub fn analyze(
             label: p.label.clone(),
             system: system.name.clone(),
             concurrency: p.concurrency,
-            interactivity: f.interactivity,
             interactivity_mean: intvty(p.tpot_mean_ms),
             interactivity_p90: intvty(p.tpot_p90_ms),
             interactivity_p99: intvty(p.tpot_p99_ms),
-            input_cost_per_mtok: f.input_cost_per_mtok,
-            tput_per_gpu: f.tput_per_gpu,
-            output_tput_per_gpu: f.output_tput_per_gpu,
-            input_tput_per_gpu: f.input_tput_per_gpu,
-            cost_per_mtok: f.cost_per_mtok,
-            output_cost_per_mtok: f.output_cost_per_mtok,
-            tok_per_s_per_mw: f.tok_per_s_per_mw,
-            joules_per_token: f.joules_per_token,
-            rack_tok_per_s: f.rack_tok_per_s,
-            rack_cost_per_hour: f.rack_cost_per_hour,
-            rack_kw: f.rack_kw,
+            figures: f,
             on_frontier: false,
             isl: p.isl,
             osl: p.osl,
@@ -184,12 +164,12 @@ pub fn analyze(
     let mut out = Vec::new();
     let mut cost_curves = Vec::new();
     for (name, (system_name, mut pts)) in groups {
-        pts.sort_by(|a, b| a.interactivity.total_cmp(&b.interactivity));
+        pts.sort_by(|a, b| a.figures.interactivity.total_cmp(&b.figures.interactivity));
         let xy: Vec<Xy> = pts
             .iter()
             .map(|p| Xy {
-                x: p.interactivity,
-                y: p.tput_per_gpu,
+                x: p.figures.interactivity,
+                y: p.figures.tput_per_gpu,
             })
             .collect();
         for i in frontier(&xy) {
@@ -197,7 +177,7 @@ pub fn analyze(
         }
         let system = catalog.system(&system_name)?;
         let dollars = system.cost(&opts.tier)?;
-        let tput = curve(&pts, |p| p.tput_per_gpu);
+        let tput = curve(&pts, |p| p.figures.tput_per_gpu);
         let at = opts
             .at
             .iter()
@@ -211,7 +191,7 @@ pub fn analyze(
                 })
             })
             .collect();
-        cost_curves.push((name.clone(), curve(&pts, |p| p.cost_per_mtok)));
+        cost_curves.push((name.clone(), curve(&pts, |p| p.figures.cost_per_mtok)));
         out.push(GroupOut {
             name,
             system: system_name,
@@ -264,11 +244,11 @@ impl Analysis {
                     t,
                     "  {:>10} {:>12.1} {:>12.1} {:>10.4} {:>12.0} {:>9.4}  {}",
                     p.label,
-                    p.interactivity,
-                    p.tput_per_gpu,
-                    p.cost_per_mtok,
-                    p.tok_per_s_per_mw,
-                    p.joules_per_token,
+                    p.figures.interactivity,
+                    p.figures.tput_per_gpu,
+                    p.figures.cost_per_mtok,
+                    p.figures.tok_per_s_per_mw,
+                    p.figures.joules_per_token,
                     if p.on_frontier { "*" } else { "" }
                 );
             }
@@ -304,14 +284,14 @@ impl Analysis {
                     csv_field(&p.label),
                     csv_field(&p.system),
                     p.concurrency.map(|c| c.to_string()).unwrap_or_default(),
-                    p.interactivity,
-                    p.tput_per_gpu,
-                    p.output_tput_per_gpu,
-                    p.input_tput_per_gpu,
-                    p.cost_per_mtok,
-                    p.output_cost_per_mtok,
-                    p.tok_per_s_per_mw,
-                    p.joules_per_token,
+                    p.figures.interactivity,
+                    p.figures.tput_per_gpu,
+                    p.figures.output_tput_per_gpu,
+                    p.figures.input_tput_per_gpu,
+                    p.figures.cost_per_mtok,
+                    p.figures.output_cost_per_mtok,
+                    p.figures.tok_per_s_per_mw,
+                    p.figures.joules_per_token,
                     p.on_frontier
                 ));
             }
@@ -330,10 +310,10 @@ impl Analysis {
                         "conc": p.concurrency,
                         "isl": p.isl.map(f64::round),
                         "osl": p.osl.map(f64::round),
-                        "tput_per_gpu": p.tput_per_gpu,
-                        "output_tput_per_gpu": p.output_tput_per_gpu,
-                        "input_tput_per_gpu": p.input_tput_per_gpu,
-                        "median_intvty": p.interactivity,
+                        "tput_per_gpu": p.figures.tput_per_gpu,
+                        "output_tput_per_gpu": p.figures.output_tput_per_gpu,
+                        "input_tput_per_gpu": p.figures.input_tput_per_gpu,
+                        "median_intvty": p.figures.interactivity,
                         "median_tpot": p.median_tpot_ms / 1000.0,
                         "source": p.source,
                     })
