@@ -17,10 +17,7 @@ pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
     if let Some(x) = args.at.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
         bail!("--at {x}: interactivity targets must be positive tok/s/user");
     }
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::with_file(path)?,
-        None => Catalog::embedded(),
-    };
+    let catalog = Catalog::load(args.catalog.as_deref())?;
     let mut points = Vec::new();
     for input in &args.inputs {
         points.extend(inputs::read(input)?);

@@ -225,10 +225,7 @@ fn html(
 }
 
 pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let catalog = match &args.catalog {
-        Some(path) => Catalog::with_file(path)?,
-        None => Catalog::embedded(),
-    };
+    let catalog = Catalog::load(args.catalog.as_deref())?;
     let dirs: Vec<PathBuf> = if args.results.join("run.json").is_file() {
         vec![args.results.clone()]
     } else {

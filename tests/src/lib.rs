@@ -109,9 +109,21 @@ pub fn start_server(tag: &str, name: &str, args: &[&str]) -> (Proc, String) {
 
 /// Starts a worker process.
 pub fn start_worker(tag: &str, coordinator: &str, id: &str) -> Proc {
-    let child = rackload(tag)
-        .args(["worker", "--coordinator", coordinator, "--id", id])
-        .stdout(Stdio::null())
+    start_worker_with(tag, coordinator, id, &[])
+}
+
+/// The command of a worker `id` of `coordinator` with `extra` flags (stdout discarded).
+pub fn worker_command(tag: &str, coordinator: &str, id: &str, extra: &[&str]) -> Command {
+    let mut c = rackload(tag);
+    c.args(["worker", "--coordinator", coordinator, "--id", id])
+        .args(extra)
+        .stdout(Stdio::null());
+    c
+}
+
+/// Starts a worker process with `extra` flags (caps, allowlist, log format...).
+pub fn start_worker_with(tag: &str, coordinator: &str, id: &str, extra: &[&str]) -> Proc {
+    let child = worker_command(tag, coordinator, id, extra)
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start worker");
@@ -119,6 +131,44 @@ pub fn start_worker(tag: &str, coordinator: &str, id: &str) -> Proc {
         name: id.to_owned(),
         child,
     }
+}
+
+/// Starts `rackload sim` on a free loopback port with `extra` flags; returns it and its URL.
+pub fn start_sim(tag: &str, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
+    args.extend(extra);
+    start_server(tag, "sim", &args)
+}
+
+/// A standing coordinator and its workers, for runs against servers a test starts.
+#[derive(Debug)]
+pub struct Fabric {
+    _coordinator: Proc,
+    _workers: Vec<Proc>,
+    /// The coordinator's URL.
+    pub url: String,
+}
+
+/// Starts a coordinator and `workers` workers (ids w1, w2, ...).
+pub fn start_fabric(tag: &str, workers: usize) -> Fabric {
+    let (coordinator, url) = start_coordinator(tag);
+    let workers = (1..=workers)
+        .map(|k| start_worker(tag, &url, &format!("w{k}")))
+        .collect();
+    Fabric {
+        _coordinator: coordinator,
+        _workers: workers,
+        url,
+    }
+}
+
+/// Starts a coordinator on a free loopback port; returns it and its URL.
+pub fn start_coordinator(tag: &str) -> (Proc, String) {
+    start_server(
+        tag,
+        "coordinator",
+        &["coordinator", "--listen", "127.0.0.1:0"],
+    )
 }
 
 /// Waits until `f` holds, for `secs` × patience; panics with `what` otherwise.

@@ -37,43 +37,10 @@ fn run(tag: &str, coord: &str, sim: &str, concurrency: &str) -> (Option<i32>, St
 #[test]
 fn plans_outside_the_allowlist_or_over_the_caps_are_refused() {
     let tag = new_tag("caps");
-    let (_sim, sim_url) = start_server(
-        &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--ttft-ms",
-            "1",
-            "--itl-ms",
-            "1",
-        ],
-    );
+    let (_sim, sim_url) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
     // A worker that may only aim at 10.0.0.0/8.
-    let (_c1, coord1) = start_server(
-        &tag,
-        "coordinator",
-        &["coordinator", "--listen", "127.0.0.1:0"],
-    );
-    let w1 = rackload(&tag)
-        .args([
-            "worker",
-            "--coordinator",
-            &coord1,
-            "--id",
-            "fenced",
-            "--allow-target",
-            "10.0.0.0/8",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("worker");
-    let _w1 = Proc {
-        name: "fenced".into(),
-        child: w1,
-    };
+    let (_c1, coord1) = start_coordinator(&tag);
+    let _w1 = start_worker_with(&tag, &coord1, "fenced", &["--allow-target", "10.0.0.0/8"]);
     let (code, stderr) = run(&tag, &coord1, &sim_url, "2");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
@@ -87,31 +54,13 @@ fn plans_outside_the_allowlist_or_over_the_caps_are_refused() {
     );
 
     // A worker allowed loopback but at most 4 in flight.
-    let (_c2, coord2) = start_server(
+    let (_c2, coord2) = start_coordinator(&tag);
+    let _w2 = start_worker_with(
         &tag,
-        "coordinator",
-        &["coordinator", "--listen", "127.0.0.1:0"],
+        &coord2,
+        "capped",
+        &["--allow-target", "127.0.0.0/8", "--max-inflight", "4"],
     );
-    let w2 = rackload(&tag)
-        .args([
-            "worker",
-            "--coordinator",
-            &coord2,
-            "--id",
-            "capped",
-            "--allow-target",
-            "127.0.0.0/8",
-            "--max-inflight",
-            "4",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("worker");
-    let _w2 = Proc {
-        name: "capped".into(),
-        child: w2,
-    };
     let (code, stderr) = run(&tag, &coord2, &sim_url, "8");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--max-inflight"), "{stderr}");

@@ -10,33 +10,6 @@ use std::path::Path;
 use rackload_tests::*;
 use serde_json::Value;
 
-/// A standing coordinator with one worker, for runs against servers the test starts.
-struct Fabric {
-    _coord: Proc,
-    _worker: Proc,
-    url: String,
-}
-
-fn fabric(tag: &str) -> Fabric {
-    let (coord, url) = start_server(
-        tag,
-        "coordinator",
-        &["coordinator", "--listen", "127.0.0.1:0"],
-    );
-    let worker = start_worker(tag, &url, "w1");
-    Fabric {
-        _coord: coord,
-        _worker: worker,
-        url,
-    }
-}
-
-fn sim(tag: &str, extra: &[&str]) -> (Proc, String) {
-    let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
-    args.extend(extra);
-    start_server(tag, "sim", &args)
-}
-
 /// Runs `rackload run` on `fabric` with `args`; returns (exit success, stdout, run.json).
 fn run_on(tag: &str, fabric: &Fabric, args: &[&str], results: &Path) -> (bool, String, Value) {
     let mut cmd = rackload(tag);
@@ -62,7 +35,7 @@ fn class(point: &Value, name: &str) -> u64 {
 #[test]
 fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
     let tag = new_tag("faults");
-    let (_sim, url) = sim(
+    let (_sim, url) = start_sim(
         &tag,
         &[
             "--ttft-ms",
@@ -75,7 +48,7 @@ fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
             "3",
         ],
     );
-    let f = fabric(&tag);
+    let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     let (ok, _, run) = run_on(
         &tag,
@@ -137,8 +110,8 @@ fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
 #[test]
 fn h2c_and_non_streaming_requests_reach_the_sim_as_asked() {
     let tag = new_tag("h2c");
-    let (_sim, url) = sim(&tag, &["--ttft-ms", "5", "--itl-ms", "1"]);
-    let f = fabric(&tag);
+    let (_sim, url) = start_sim(&tag, &["--ttft-ms", "5", "--itl-ms", "1"]);
+    let f = start_fabric(&tag, 1);
     let base = [
         "--base-url",
         &url,
@@ -190,9 +163,9 @@ fn h2c_and_non_streaming_requests_reach_the_sim_as_asked() {
 #[test]
 fn requests_spread_over_several_endpoints_with_results_for_each() {
     let tag = new_tag("lb");
-    let (_fast, fast_url) = sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
-    let (_slow, slow_url) = sim(&tag, &["--ttft-ms", "200", "--itl-ms", "1"]);
-    let f = fabric(&tag);
+    let (_fast, fast_url) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let (_slow, slow_url) = start_sim(&tag, &["--ttft-ms", "200", "--itl-ms", "1"]);
+    let f = start_fabric(&tag, 1);
     let common = [
         "--base-url",
         &fast_url,
@@ -253,8 +226,8 @@ fn requests_spread_over_several_endpoints_with_results_for_each() {
 #[test]
 fn an_open_loop_held_back_counts_late_starts_and_latency_from_the_intended_send() {
     let tag = new_tag("late");
-    let (_sim, url) = sim(&tag, &["--ttft-ms", "100", "--itl-ms", "1"]);
-    let f = fabric(&tag);
+    let (_sim, url) = start_sim(&tag, &["--ttft-ms", "100", "--itl-ms", "1"]);
+    let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     // 100 req/s asked, but at most 2 in flight of ~100 ms each: ~20 req/s can go out.
     let (ok, stdout, run) = run_on(
@@ -302,8 +275,8 @@ fn an_open_loop_held_back_counts_late_starts_and_latency_from_the_intended_send(
 #[test]
 fn the_workers_timing_agrees_with_the_servers_own_stamps() {
     let tag = new_tag("fidelity");
-    let (_sim, url) = sim(&tag, &["--ttft-ms", "20", "--itl-ms", "4", "--stamp"]);
-    let f = fabric(&tag);
+    let (_sim, url) = start_sim(&tag, &["--ttft-ms", "20", "--itl-ms", "4", "--stamp"]);
+    let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     let (ok, _, run) = run_on(
         &tag,
@@ -351,7 +324,7 @@ fn https_targets_are_verified_against_the_given_ca() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-    let (_sim, url) = sim(
+    let (_sim, url) = start_sim(
         &tag,
         &[
             "--ttft-ms",
@@ -365,7 +338,7 @@ fn https_targets_are_verified_against_the_given_ca() {
         ],
     );
     assert!(url.starts_with("https://"), "{url}");
-    let f = fabric(&tag);
+    let f = start_fabric(&tag, 1);
     let common = [
         "--base-url",
         &url,

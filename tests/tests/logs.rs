@@ -3,49 +3,22 @@
 
 #![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
 
-use std::process::Stdio;
-
 use rackload_tests::*;
 use serde_json::Value;
 
 #[test]
 fn json_logs_carry_worker_run_and_point() {
     let tag = new_tag("logs");
-    let (_sim, sim_url) = start_server(
+    let (_sim, sim_url) = start_sim(
         &tag,
-        "sim",
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--ttft-ms",
-            "1",
-            "--itl-ms",
-            "1",
-            "--faults",
-            "500=1",
-        ],
+        &["--ttft-ms", "1", "--itl-ms", "1", "--faults", "500=1"],
     );
-    let (_coord, coord_url) = start_server(
-        &tag,
-        "coordinator",
-        &["coordinator", "--listen", "127.0.0.1:0"],
-    );
+    let (_coord, coord_url) = start_coordinator(&tag);
     let dir = tempfile::tempdir().expect("tempdir");
     let log_path = dir.path().join("worker.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let worker = rackload(&tag)
-        .args([
-            "worker",
-            "--coordinator",
-            &coord_url,
-            "--id",
-            "w-json",
-            "--log-format",
-            "json",
-        ])
+    let worker = worker_command(&tag, &coord_url, "w-json", &["--log-format", "json"])
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("worker");

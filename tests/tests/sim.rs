@@ -29,33 +29,16 @@ fn profile(dir: &Path, kv_cache_tokens: u64) -> String {
 }
 
 /// A sim with the small profile (and `extra` flags), started on port 0.
-fn start_sim(tag: &str, dir: &Path, kv_cache_tokens: u64, extra: &[&str]) -> (Proc, String) {
+fn start_profiled_sim(
+    tag: &str,
+    dir: &Path,
+    kv_cache_tokens: u64,
+    extra: &[&str],
+) -> (Proc, String) {
     let profile = profile(dir, kv_cache_tokens);
-    let mut args = vec!["sim", "--listen", "127.0.0.1:0", "--profile", &profile];
+    let mut args = vec!["--profile", profile.as_str()];
     args.extend(extra);
-    start_server(tag, "sim", &args)
-}
-
-struct Fabric {
-    _coord: Proc,
-    _workers: Vec<Proc>,
-    url: String,
-}
-
-fn fabric(tag: &str, workers: usize) -> Fabric {
-    let (coord, url) = start_server(
-        tag,
-        "coordinator",
-        &["coordinator", "--listen", "127.0.0.1:0"],
-    );
-    let workers = (1..=workers)
-        .map(|k| start_worker(tag, &url, &format!("w{k}")))
-        .collect();
-    Fabric {
-        _coord: coord,
-        _workers: workers,
-        url,
-    }
+    start_sim(tag, &args)
 }
 
 fn run_on(tag: &str, f: &Fabric, workers: usize, args: &[&str], results: &Path) -> Value {
@@ -93,8 +76,8 @@ const LENGTHS: [&str; 6] = [
 fn a_concurrency_sweep_saturates_throughput_while_interactivity_falls() {
     let tag = new_tag("sim-sweep");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
-    let f = fabric(&tag, 2);
+    let (_sim, url) = start_profiled_sim(&tag, dir.path(), 1 << 24, &[]);
+    let f = start_fabric(&tag, 2);
     let results = tempfile::tempdir().expect("tempdir");
     let mut args = vec!["--base-url", &url, "--max-concurrency", "1,4,16,64,256"];
     args.extend(LENGTHS);
@@ -134,8 +117,8 @@ fn a_concurrency_sweep_saturates_throughput_while_interactivity_falls() {
 fn littles_law_holds_on_the_sims_own_gauges() {
     let tag = new_tag("sim-little");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
-    let f = fabric(&tag, 1);
+    let (_sim, url) = start_profiled_sim(&tag, dir.path(), 1 << 24, &[]);
+    let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     // Poisson at 40 req/s for ~6 s; each request ~32 steps of a few ms.
     let mut args = vec![
@@ -197,9 +180,9 @@ fn a_full_kv_cache_makes_requests_wait_and_ttft_grow() {
     let tag = new_tag("sim-kv");
     let dir = tempfile::tempdir().expect("tempdir");
     // 96 tokens per request (64 in, 32 out): the small cache holds ~8 of 64.
-    let (_big, big_url) = start_sim(&tag, dir.path(), 1 << 24, &[]);
-    let (_small, small_url) = start_sim(&tag, dir.path(), 800, &[]);
-    let f = fabric(&tag, 1);
+    let (_big, big_url) = start_profiled_sim(&tag, dir.path(), 1 << 24, &[]);
+    let (_small, small_url) = start_profiled_sim(&tag, dir.path(), 800, &[]);
+    let f = start_fabric(&tag, 1);
     let ttft = |url: &str, sample: bool| {
         let results = tempfile::tempdir().expect("tempdir");
         let mut args = vec![
@@ -256,13 +239,13 @@ fn a_full_kv_cache_makes_requests_wait_and_ttft_grow() {
 fn queue_bound_stream_interval_and_vllm_metrics() {
     let tag = new_tag("sim-edges");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_sim, url) = start_sim(
+    let (_sim, url) = start_profiled_sim(
         &tag,
         dir.path(),
         800,
         &["--max-waiting", "4", "--stream-interval", "4"],
     );
-    let f = fabric(&tag, 1);
+    let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");
     let mut args = vec![
         "--base-url",

@@ -59,6 +59,14 @@ impl Catalog {
         toml::from_str(EMBEDDED).unwrap_or_else(|e| panic!("embedded catalog.toml: {e}"))
     }
 
+    /// The embedded catalog, with `file`'s systems replacing or joining it when given.
+    pub fn load(file: Option<&Path>) -> Result<Catalog, CatalogError> {
+        match file {
+            Some(path) => Catalog::with_file(path),
+            None => Ok(Catalog::embedded()),
+        }
+    }
+
     /// The embedded catalog with `path`'s systems replacing or joining it.
     pub fn with_file(path: &Path) -> Result<Catalog, CatalogError> {
         let file = |reason: String| CatalogError::File {
