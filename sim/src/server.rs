@@ -163,6 +163,16 @@ struct Shared {
     metrics: Metrics,
 }
 
+impl Shared {
+    /// A token event was handed to its connection: `/metrics` and, with `stamp`, `/stats`.
+    fn token_sent(&self, since_arrival: Duration, since_prev: Option<Duration>) {
+        self.metrics.token(since_arrival, since_prev);
+        if let Some(timing) = &self.timing {
+            timing.token(since_arrival, since_prev);
+        }
+    }
+}
+
 /// A router's view: the shared sim, and the one replica it serves when each replica has
 /// its own port.
 #[derive(Clone)]
@@ -641,17 +651,11 @@ fn paced_stream(reply: Reply) -> Body {
                 }
                 Err(_) => return Some((Err(reset_error()), (next, guard, prev))),
             };
+            let mut stamp = prev;
             if at.is_some() {
                 guard.tokens(1);
                 let now = Instant::now();
-                s.metrics.token(now - arrival, prev.map(|p| now - p));
-            }
-            let mut stamp = prev;
-            if at.is_some() {
-                let now = Instant::now();
-                if let Some(timing) = &s.timing {
-                    timing.token(now - arrival, prev.map(|p| now - p));
-                }
+                s.token_sent(now - arrival, prev.map(|p| now - p));
                 stamp = Some(now);
             }
             Some((Ok(Bytes::from(event)), (next, guard, stamp)))
@@ -740,10 +744,7 @@ fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
                         st.sent += count;
                         guard.tokens(u64::from(count));
                         let gap = st.prev.map(|p| now - p);
-                        s.metrics.token(now - arrival, gap);
-                        if let Some(timing) = &s.timing {
-                            timing.token(now - arrival, gap);
-                        }
+                        s.token_sent(now - arrival, gap);
                         st.prev = Some(now);
                     }
                     if st.sent == n && !st.ended && st.fail.is_none() {
