@@ -92,8 +92,34 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
     // The vLLM fixture's mean/p90/p99 TPOT give interactivity at each.
     let v = &a.groups[1].points[0];
     assert!((v.interactivity_p99.expect("p99") - 1000.0 / 15.2).abs() < 1e-9);
+    // It lies where both groups have a frontier.
+    let range = |name: &str| {
+        let g = a.groups.iter().find(|g| g.name == name).expect("group");
+        let on: Vec<f64> = g
+            .points
+            .iter()
+            .filter(|p| p.on_frontier)
+            .map(|p| p.figures.interactivity)
+            .collect();
+        (
+            on.iter().copied().fold(f64::INFINITY, f64::min),
+            on.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    // The sim's B200 curve (cheap at high throughput, steep towards 290 tok/s/user) and the
+    // MI355X rows cross once, at ~118 tok/s/user; the vLLM B200 group has one point: no curve.
+    assert_eq!(a.crossovers.len(), 1, "{:?}", a.crossovers);
+    assert_eq!(
+        (a.crossovers[0].a.as_str(), a.crossovers[0].b.as_str()),
+        ("b200 · rackload-sim", "mi355x · vllm · fp4")
+    );
     for c in &a.crossovers {
-        assert_ne!(c.a, c.b);
+        let (lo_a, hi_a) = range(&c.a);
+        let (lo_b, hi_b) = range(&c.b);
+        assert!(
+            c.interactivity >= lo_a.max(lo_b) && c.interactivity <= hi_a.min(hi_b),
+            "{c:?}"
+        );
     }
 
     // One frontier for the rackload run and the vLLM result of the same system.
