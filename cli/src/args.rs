@@ -23,6 +23,11 @@ pub struct Cli {
     /// Log lines for people (human) or one JSON object per line (json).
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub log_format: LogFormat,
+    /// Export traces over OTLP to this collector (gRPC `http://host:4317`, or with
+    /// OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf `http://host:4318`). The standard
+    /// OTEL_EXPORTER_OTLP_ENDPOINT does the same; without either, nothing is exported.
+    #[arg(long, global = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -327,6 +332,10 @@ pub struct RunArgs {
     /// When a worker is lost: carry on with the others, or abort the run [default: continue].
     #[arg(long, value_parser = ["continue", "abort"])]
     pub on_worker_loss: Option<String>,
+    /// Share of requests traced (0..1) when OTLP is configured: each sampled request gets a
+    /// span and a W3C traceparent header [default: OTEL_TRACES_SAMPLER(_ARG), else 0.01].
+    #[arg(long, value_name = "RATIO")]
+    pub trace_sample: Option<f64>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].

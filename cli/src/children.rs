@@ -22,6 +22,13 @@ pub const LISTENING: &str = "listening on ";
 fn command(args: &[&str]) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("cannot find the rackload binary")?;
     let mut cmd = Command::new(exe);
+    // The global flags first: children log and export traces as the CLI was told to.
+    if crate::log_format() == crate::args::LogFormat::Json {
+        cmd.args(["--log-format", "json"]);
+    }
+    if let Some(otlp) = crate::otlp_flag() {
+        cmd.args(["--otlp-endpoint", otlp]);
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

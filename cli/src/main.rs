@@ -20,26 +20,67 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 
-/// The log format `--log-format` chose (set once, before any logging starts).
-static LOG_FORMAT: std::sync::OnceLock<args::LogFormat> = std::sync::OnceLock::new();
+/// The global flags every process needs before it logs: `--log-format` and
+/// `--otlp-endpoint` (set once in `main`; the embedded mode passes them to its children).
+static GLOBAL: std::sync::OnceLock<(args::LogFormat, Option<String>)> = std::sync::OnceLock::new();
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match LOG_FORMAT.get().copied().unwrap_or(args::LogFormat::Human) {
-        args::LogFormat::Human => builder.try_init(),
-        // One JSON object per line: timestamp, level, message and the span fields (run,
-        // point, worker id) flattened, for log pipelines.
-        args::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+pub fn log_format() -> args::LogFormat {
+    GLOBAL.get().map_or(args::LogFormat::Human, |g| g.0)
+}
+
+pub fn otlp_flag() -> Option<&'static str> {
+    GLOBAL.get().and_then(|g| g.1.as_deref())
+}
+
+fn settings(default_filter: &'static str, service: &'static str) -> rackload_telemetry::Settings {
+    rackload_telemetry::Settings {
+        log_format: match log_format() {
+            args::LogFormat::Human => rackload_telemetry::LogFormat::Human,
+            args::LogFormat::Json => rackload_telemetry::LogFormat::Json,
+        },
+        default_filter,
+        service,
+        otlp: None,
+    }
+}
+
+/// Logs only (the commands that export no spans).
+fn init_logging(default_filter: &'static str) {
+    let _ = rackload_telemetry::init(&settings(default_filter, "rackload"));
+}
+
+/// Logs and, when OTLP is configured, traces; must run inside `rt`.
+fn init_telemetry(
+    rt: &tokio::runtime::Runtime,
+    service: &'static str,
+) -> anyhow::Result<rackload_telemetry::Telemetry> {
+    let otlp = rackload_telemetry::Otlp::configured(otlp_flag())?;
+    let _in = rt.enter();
+    Ok(rackload_telemetry::init(&rackload_telemetry::Settings {
+        otlp,
+        ..settings("info", service)
+    })?)
+}
+
+/// Runs a long-lived server with logs and traces; the exporter is flushed before the
+/// runtime goes away.
+fn serve<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    service: &'static str,
+    main: impl FnOnce() -> F,
+) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let telemetry = match init_telemetry(&rt, service) {
+        Ok(t) => t,
+        Err(e) => {
+            init_logging("info");
+            return Err(e);
+        }
     };
+    let result = rt.block_on(main());
+    drop(telemetry);
+    result
 }
 
 /// Parses the command line; a usage error is one line on stderr and exit code 2.
@@ -72,7 +113,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let _ = LOG_FORMAT.set(cli.log_format);
+    let _ = GLOBAL.set((cli.log_format, cli.otlp_endpoint.clone()));
     let result = match cli.command {
         Command::Run(args) => {
             init_logging("warn");
@@ -86,16 +127,16 @@ fn main() -> ExitCode {
         }
         Command::Coordinator(args) => {
             rackload_worker::limits::raise_open_files();
-            server_runtime().and_then(|rt| rt.block_on(servers::coordinator(args)))
+            serve("rackload-coordinator", || servers::coordinator(args))
         }
         Command::Worker(args) => {
             // One socket per stream: as many as the hard limit allows.
             rackload_worker::limits::raise_open_files();
-            server_runtime().and_then(|rt| rt.block_on(servers::worker(args)))
+            serve("rackload-worker", || servers::worker(args))
         }
         Command::Sim(args) => {
             rackload_worker::limits::raise_open_files();
-            server_runtime().and_then(|rt| rt.block_on(servers::sim(args)))
+            serve("rackload-sim", || servers::sim(args))
         }
         Command::Workers(args) => small_runtime().and_then(|rt| rt.block_on(fleet::workers(args))),
         Command::Abort(args) => small_runtime().and_then(|rt| rt.block_on(fleet::abort(args))),
@@ -124,13 +165,6 @@ fn main() -> ExitCode {
 fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     init_logging("warn");
     Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    init_logging("info");
-    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
 }

@@ -333,6 +333,7 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         max_failure_rate,
         cooldown_s: cooldown,
         on_worker_loss,
+        trace_sample: Some(rackload_telemetry::sample_ratio(args.trace_sample)?),
     };
     let results_dir = args
         .results_dir

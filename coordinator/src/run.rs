@@ -20,6 +20,7 @@ use rackload_workloads::shard::{Stripe, split};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
+use tracing::Instrument as _;
 
 use crate::merge::PointMerge;
 use crate::registry::{Claimed, Registry, WorkerEvent};
@@ -94,6 +95,30 @@ pub async fn execute(
     abort: watch::Receiver<bool>,
     max_duration: Duration,
 ) {
+    // The root of the run's trace: points, shards and sampled requests hang under it.
+    let span = tracing::info_span!(
+        "run",
+        otel.name = "rackload run",
+        otel.kind = "internal",
+        run = %run_id,
+        rackload.run.id = %run_id,
+        rackload.points = spec.points.len(),
+        rackload.workers = spec.workers,
+        rackload.status = tracing::field::Empty,
+    );
+    execute_in(registry, run_id, spec, events, abort, max_duration)
+        .instrument(span)
+        .await;
+}
+
+async fn execute_in(
+    registry: Arc<Registry>,
+    run_id: String,
+    spec: RunSpec,
+    events: EventSink,
+    abort: watch::Receiver<bool>,
+    max_duration: Duration,
+) {
     let (inbox_tx, inbox) = mpsc::channel(4096);
     let mut run = Run {
         registry,
@@ -135,6 +160,7 @@ pub async fn execute(
         Outcome::Aborted(m) => (RunStatus::Aborted, m),
         Outcome::Failed(m) => (RunStatus::Failed, m),
     };
+    tracing::Span::current().record("rackload.status", status.as_str_name());
     tracing::info!(run = %run.run_id, ?status, "{message}");
     run.emit(Event::Finished(RunFinished {
         run_id: run.run_id.clone(),
@@ -218,7 +244,41 @@ async fn send_all(workers: &[(Claimed, u32)], m: CMsg) {
     }
 }
 
+/// One point under its own span; the span's trace context travels in every shard plan.
 async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<PointResult, Outcome> {
+    let span = tracing::info_span!(
+        "point",
+        otel.name = %format!("point {}", point.label),
+        run = %run.run_id,
+        point = %point.label,
+        rackload.point.index = index,
+        rackload.point.label = %point.label,
+        rackload.max_concurrency = point.max_concurrency,
+        rackload.request_rate = point.request_rate,
+        rackload.completed = tracing::field::Empty,
+        rackload.failed = tracing::field::Empty,
+        rackload.output_tokens = tracing::field::Empty,
+    );
+    let traceparent = rackload_telemetry::traceparent_of_span(&span).unwrap_or_default();
+    let result = run_point_in(run, index, point, traceparent)
+        .instrument(span.clone())
+        .await;
+    if let Ok(r) = &result
+        && let Some(c) = &r.counters
+    {
+        span.record("rackload.completed", c.completed);
+        span.record("rackload.failed", c.failed_by_class.values().sum::<u64>());
+        span.record("rackload.output_tokens", c.output_tokens);
+    }
+    result
+}
+
+async fn run_point_in(
+    run: &mut Run,
+    index: u32,
+    point: &PointSpec,
+    traceparent: String,
+) -> Result<PointResult, Outcome> {
     // Closed loop: C split into integer shares weighted by cores (workers with none sit
     // the point out). Open loop: stripes weighted by cores; C, if given, caps each share.
     let c = u64::from(point.max_concurrency);
@@ -271,6 +331,8 @@ async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<Point
             warmup: point.warmup_prompts,
             request_rate: point.request_rate,
             duration_s: point.duration_s,
+            traceparent: traceparent.clone(),
+            trace_sample: run.spec.trace_sample,
         };
         let _ = w
             .outbox

@@ -10,6 +10,7 @@ pub mod model;
 pub mod openai;
 pub mod profile;
 pub mod server;
+pub mod trace;
 
 pub use faults::{Fault, Faults};
 pub use model::FixedLatency;

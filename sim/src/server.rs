@@ -161,6 +161,8 @@ struct Shared {
     /// The batch model's replicas (empty with fixed latencies).
     replicas: Vec<Replica>,
     metrics: Metrics,
+    /// W3C traceparents received (`/traceparents`).
+    traceparents: crate::trace::Received,
 }
 
 impl Shared {
@@ -190,14 +192,15 @@ impl Front {
     }
 }
 
-/// Decrements `in_flight` when a response ends, whether finished or dropped.
-struct InFlight(Arc<Shared>);
+/// Decrements `in_flight` when a response ends, whether finished or dropped (and ends
+/// the request's server span then, when it is traced).
+struct InFlight(Arc<Shared>, Option<crate::trace::ServerSpan>);
 
 impl InFlight {
     fn new(shared: Arc<Shared>) -> InFlight {
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
         shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(shared)
+        InFlight(shared, None)
     }
     fn served(&self) {
         self.0.stats.served.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +242,7 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
         next_id: AtomicU64::new(1),
         replicas,
         metrics: Metrics::default(),
+        traceparents: crate::trace::Received::default(),
     });
     let pins: Vec<Option<usize>> = if per_replica && !shared.replicas.is_empty() {
         (0..shared.replicas.len()).map(Some).collect()
@@ -252,6 +256,7 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
                 .route("/v1/chat/completions", post(chat))
                 .route("/v1/models", get(models))
                 .route("/stats", get(stats))
+                .route("/traceparents", get(traceparents))
                 .route("/metrics", get(metrics))
                 .route("/health", get(|| async { "ok" }))
                 .with_state(Front {
@@ -360,6 +365,10 @@ async fn stats(State(Front { s, .. }): State<Front>) -> Response {
     axum::Json(view).into_response()
 }
 
+async fn traceparents(State(Front { s, .. }): State<Front>) -> Response {
+    axum::Json(s.traceparents.all()).into_response()
+}
+
 async fn models(State(Front { s, .. }): State<Front>) -> Response {
     axum::Json(serde_json::json!({
         "object": "list",
@@ -392,8 +401,16 @@ const MAX_BODY: usize = 64 << 20;
 async fn receive(f: Front, api: Api, req: axum::extract::Request) -> Response {
     let arrival = Instant::now();
     count_version(&f.s, req.version());
+    let traced = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(|tp| {
+            f.s.traceparents.add(tp);
+            (tp.to_owned(), SystemTime::now())
+        });
     match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(body) => generate(f, api, body, arrival).await,
+        Ok(body) => generate(f, api, body, arrival, traced).await,
         Err(e) => json_error(
             StatusCode::BAD_REQUEST,
             &format!("cannot read the request body: {e}"),
@@ -441,7 +458,13 @@ fn output_len(req: &GenRequest, id: u64) -> (u32, &'static str) {
     )
 }
 
-async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response {
+async fn generate(
+    f: Front,
+    api: Api,
+    body: Bytes,
+    arrival: Instant,
+    traced: Option<(String, SystemTime)>,
+) -> Response {
     let s = f.s.clone();
     let req = match GenRequest::parse(api, &body) {
         Ok(r) => r,
@@ -485,12 +508,29 @@ async fn generate(f: Front, api: Api, body: Bytes, arrival: Instant) -> Response
             "RateLimitError",
         );
     }
-    let guard = InFlight::new(s.clone());
+    let mut guard = InFlight::new(s.clone());
+    let (n, finish) = output_len(&req, id);
+    if let Some((tp, at)) = traced {
+        let operation = match api {
+            Api::Completions => "text_completion",
+            Api::Chat => "chat",
+        };
+        let path = match api {
+            Api::Completions => "/v1/completions",
+            Api::Chat => "/v1/chat/completions",
+        };
+        guard.1 = crate::trace::ServerSpan::start(&tp, path, operation, &s.config.model, at).map(
+            |mut span| {
+                span.set("gen_ai.usage.input_tokens", i64::from(req.prompt_tokens));
+                span.set("gen_ai.usage.output_tokens", i64::from(n));
+                span
+            },
+        );
+    }
     s.stats
         .prompt_tokens
         .fetch_add(u64::from(req.prompt_tokens), Ordering::Relaxed);
     let latency = s.config.latency;
-    let (n, finish) = output_len(&req, id);
     let reply = Reply {
         s: s.clone(),
         writer: ChunkWriter::new(api, id, unix_now(), &s.config.model),

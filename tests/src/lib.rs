@@ -1,8 +1,10 @@
 //! A tiny process harness for end-to-end tests (after ripgrep's `TestCommand`): find the
-#![allow(clippy::disallowed_types)] // the harness waits on real processes, in real time
 //! real `rackload` binary, start servers on port 0 and read the address they print, wait
 //! with a patience that `RACKLOAD_TEST_PATIENCE` can raise, read the sim's `/stats`, and
-//! find any process a test left behind.
+//! find any process a test left behind. [`otlp`] is a real OTLP trace receiver.
+#![allow(clippy::disallowed_types)] // the harness waits on real processes, in real time
+
+pub mod otlp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -82,8 +84,15 @@ impl Drop for Proc {
 
 /// Starts a server subcommand on port 0 and returns it with the URL it printed.
 pub fn start_server(tag: &str, name: &str, args: &[&str]) -> (Proc, String) {
-    let mut child = rackload(tag)
-        .args(args)
+    let mut cmd = rackload(tag);
+    cmd.args(args);
+    start_command(name, cmd)
+}
+
+/// Starts a server command (a `rackload` one, with its flags and environment set) and
+/// returns it with the URL it printed.
+pub fn start_command(name: &str, mut cmd: Command) -> (Proc, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

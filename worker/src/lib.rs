@@ -14,6 +14,7 @@ pub mod schedule;
 pub mod session;
 pub mod sse;
 pub mod target;
+pub mod trace;
 
 pub use error::ErrorClass;
 pub use session::{WorkerConfig, WorkerError};

@@ -280,6 +280,7 @@ mod tests {
             usage_present: true,
             endpoint,
             sent_at: Instant::now(),
+            finish_reason: None,
         }
     }
 

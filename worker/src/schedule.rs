@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::recorder::Recorder;
 use crate::target::OpenAiTarget;
 use crate::target::openai::micros;
+use crate::trace::RequestTracer;
 
 /// How a running shard should end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub struct Shard {
     /// The shard's span (run, point, worker): entered only to log a failure, never on the
     /// per-token path.
     pub span: tracing::Span,
+    /// Makes the spans of sampled requests (None: tracing is off).
+    pub tracer: Option<Arc<RequestTracer>>,
 }
 
 /// Failures logged per shard before the rest are only counted.
@@ -60,6 +63,7 @@ async fn one_request(
     itl: &mut Vec<u64>,
     failures: &AtomicU64,
     log_span: &tracing::Span,
+    tracer: Option<&RequestTracer>,
 ) {
     // The spec was validated when the plan was accepted.
     let Ok(req) = workload.request(index) else {
@@ -70,17 +74,27 @@ async fn one_request(
     // One sample per chunk after the first: room for all, so no token reallocates.
     itl.reserve(req.output_len as usize);
     if index < warmup {
-        let _ = target.send(&req, &prompt, itl).await;
+        let _ = target.send(&req, &prompt, itl, None).await;
         recorder.warmup_done();
         return;
     }
     let now = Instant::now();
     let lag_us = intended.map(|t| micros(now.saturating_duration_since(t)));
     recorder.sent(now, lag_us);
-    match target.send(&req, &prompt, itl).await {
-        Ok(done) => recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us),
+    let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
+    let traceparent = span.as_ref().map(|s| s.traceparent.clone());
+    match target.send(&req, &prompt, itl, traceparent).await {
+        Ok(done) => {
+            recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us);
+            if let (Some(t), Some(s)) = (tracer, span) {
+                t.completed(s, &req, &done, target);
+            }
+        }
         Err(failed) => {
             recorder.failed(&failed);
+            if let (Some(t), Some(s)) = (tracer, span) {
+                t.failed(s, &failed, target);
+            }
             if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
                 let _in = log_span.enter();
                 tracing::warn!(request = index, "request failed: {failed}");
@@ -152,7 +166,7 @@ impl Shard {
                 self.warmup,
                 self.deadline,
             );
-            let (stop, span) = (stop.clone(), self.span.clone());
+            let (stop, span, tracer) = (stop.clone(), self.span.clone(), self.tracer.clone());
             tasks.spawn(async move {
                 let mut itl = Vec::with_capacity(1024);
                 while *stop.borrow() == StopMode::Run && deadline.is_none_or(|d| Instant::now() < d)
@@ -161,8 +175,16 @@ impl Shard {
                         break;
                     };
                     one_request(
-                        index, warmup, None, &workload, &target, &recorder, &mut itl, &failures,
+                        index,
+                        warmup,
+                        None,
+                        &workload,
+                        &target,
+                        &recorder,
+                        &mut itl,
+                        &failures,
                         &span,
+                        tracer.as_deref(),
                     )
                     .await;
                 }
@@ -223,7 +245,7 @@ impl Shard {
                 failures.clone(),
                 self.workload.clone(),
             );
-            let (warmup, span) = (self.warmup, self.span.clone());
+            let (warmup, span, tracer) = (self.warmup, self.span.clone(), self.tracer.clone());
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut itl = Vec::new();
@@ -237,6 +259,7 @@ impl Shard {
                     &mut itl,
                     &failures,
                     &span,
+                    tracer.as_deref(),
                 )
                 .await;
             });

@@ -25,6 +25,8 @@ use tracing::Instrument;
 use crate::recorder::{Recorder, Snapshot};
 use crate::schedule::{Shard, StopMode};
 use crate::target::OpenAiTarget;
+use crate::trace::RequestTracer;
+use rackload_telemetry::RequestSampler;
 
 /// How a worker finds and presents itself to its coordinator, and the caps it enforces
 /// whatever a plan asks.
@@ -484,7 +486,17 @@ fn spawn_shard(
             }
         });
     }
-    let span = tracing::info_span!("shard", run = %run_id, point = point_index);
+    let span = tracing::info_span!(
+        "shard",
+        otel.name = %format!("shard {} of point {}", prep.plan.shard_index, prep.plan.point_label),
+        run = %run_id,
+        point = point_index,
+        rackload.shard.index = prep.plan.shard_index,
+        rackload.shard.count = prep.plan.shard_count,
+        rackload.concurrency = prep.plan.concurrency,
+    );
+    // The coordinator's point span is the parent (its context came in the plan).
+    rackload_telemetry::set_remote_parent(&span, &prep.plan.traceparent);
     let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx).instrument(span));
     Running {
         run_id,
@@ -595,6 +607,24 @@ fn nanos_since(start: Instant, t: Instant) -> i64 {
     i64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// The shard's request tracer: the plan's sampling ratio (else this worker's default from
+/// the environment), seeded by the run id so that every worker draws alike.
+fn request_tracer(plan: &ShardPlan, target: &OpenAiTarget) -> Option<Arc<RequestTracer>> {
+    if !rackload_telemetry::tracing_enabled() {
+        return None;
+    }
+    let ratio = match plan.trace_sample {
+        Some(r) => r,
+        None => rackload_telemetry::sample_ratio(None).unwrap_or_else(|e| {
+            tracing::warn!("tracing no request: {e}");
+            0.0
+        }),
+    };
+    let sampler = RequestSampler::new(ratio, RequestSampler::seed_of(&plan.run_id));
+    let parent = crate::trace::shard_context(&tracing::Span::current());
+    RequestTracer::new(sampler, parent, target).map(Arc::new)
+}
+
 async fn run_shard(
     prep: Prepared,
     start_at: Instant,
@@ -629,6 +659,7 @@ async fn run_shard(
         warmup: plan.warmup,
         deadline,
         span: tracing::Span::current(),
+        tracer: request_tracer(plan, &prep.target),
     };
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();

@@ -24,6 +24,49 @@ static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage
 static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 static COMPLETION: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"completion_tokens\""));
+static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\""));
+
+/// Why the model stopped (`choices[].finish_reason`), read only for traced requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    Other,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::Other => "other",
+        }
+    }
+}
+
+/// The first non-null `finish_reason` in `data` (a chunk or a whole response).
+pub fn finish_reason(data: &[u8]) -> Option<FinishReason> {
+    let mut from = 0;
+    while let Some(v) = value_of(data, &FINISH, from) {
+        if data.get(v) == Some(&b'"') {
+            let rest = &data[v + 1..];
+            let end = memchr::memchr(b'"', rest)?;
+            return Some(match &rest[..end] {
+                b"stop" | b"eos" => FinishReason::Stop,
+                b"length" => FinishReason::Length,
+                b"tool_calls" | b"function_call" => FinishReason::ToolCalls,
+                b"content_filter" => FinishReason::ContentFilter,
+                _ => FinishReason::Other,
+            });
+        }
+        from = v;
+    }
+    None
+}
 
 fn skip_ws(b: &[u8], mut at: usize) -> usize {
     while at < b.len() && matches!(b[at], b' ' | b'\t' | b'\n' | b'\r') {
@@ -91,6 +134,19 @@ pub fn scan(data: &[u8]) -> Option<Scanned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finish_reasons_are_read_from_chunks_and_whole_responses() {
+        let last = br#"{"choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#;
+        assert_eq!(finish_reason(last), Some(FinishReason::Length));
+        let mid = br#"{"choices":[{"index":0,"delta":{"content":"\"finish_reason\": \"stop\""},"finish_reason":null}]}"#;
+        assert_eq!(finish_reason(mid), None);
+        let whole =
+            br#"{"choices":[{"message":{"content":"hi"},"finish_reason" : "stop"}],"usage":{}}"#;
+        assert_eq!(finish_reason(whole), Some(FinishReason::Stop));
+        let odd = br#"{"choices":[{"finish_reason":"abort"}]}"#;
+        assert_eq!(finish_reason(odd), Some(FinishReason::Other));
+    }
     use proptest::prelude::*;
 
     /// What a full parse says (the reference).

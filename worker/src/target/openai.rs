@@ -24,6 +24,7 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+pub use super::chunk_scan::FinishReason;
 use crate::error::ErrorClass;
 use crate::sse::SseParser;
 
@@ -183,6 +184,8 @@ pub struct Completed {
     pub endpoint: usize,
     /// When the request was handed to the connection.
     pub sent_at: Instant,
+    /// The last `finish_reason` the server gave; read only for traced requests.
+    pub finish_reason: Option<FinishReason>,
 }
 
 /// A failed request.
@@ -265,6 +268,9 @@ struct StreamState<'a> {
     done: bool,
     failure: Option<Failed>,
     itl_us: &'a mut Vec<u64>,
+    /// Traced requests also keep the finish reason (an extra scan per chunk).
+    traced: bool,
+    finish_reason: Option<FinishReason>,
 }
 
 /// A duration in whole microseconds (saturating).
@@ -280,6 +286,11 @@ impl StreamState<'_> {
         if data == b"[DONE]" {
             self.done = true;
             return;
+        }
+        if self.traced
+            && let Some(f) = super::chunk_scan::finish_reason(data)
+        {
+            self.finish_reason = Some(f);
         }
         if event.is_empty()
             && let Some(c) = super::chunk_scan::scan(data)
@@ -576,6 +587,28 @@ impl OpenAiTarget {
         self.endpoints.iter().map(|e| e.base.clone()).collect()
     }
 
+    /// The model requests name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Which OpenAI API requests use.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Host and port of endpoint `k` (`server.address`, `server.port`).
+    pub fn server(&self, k: usize) -> (&str, u16) {
+        let addr = self.endpoints.get(k).map_or("", |e| e.addr.as_str());
+        match addr.rsplit_once(':') {
+            Some((host, port)) => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                port.parse().unwrap_or(0),
+            ),
+            None => (addr, 0),
+        }
+    }
+
     /// Whether responses are streamed (else TTFT = E2EL).
     pub fn streaming(&self) -> bool {
         self.body.stream
@@ -673,18 +706,20 @@ impl OpenAiTarget {
     }
 
     /// Sends request `req` with `prompt` and times its response; ITL samples are
-    /// appended to `itl_us`.
+    /// appended to `itl_us`. A traced request carries `traceparent` (and its finish
+    /// reason is read).
     pub async fn send(
         &self,
         req: &RequestSpec,
         prompt: &Prompt,
         itl_us: &mut Vec<u64>,
+        traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
         let body = self.body(req, prompt);
         let k = self.pick();
         let ep = &self.endpoints[k];
         ep.outstanding.fetch_add(1, Ordering::Relaxed);
-        let fut = self.send_body(ep, body, req.output_len, itl_us);
+        let fut = self.send_body(ep, body, req.output_len, itl_us, traceparent);
         let result = match self.timeouts.total {
             None => fut.await,
             Some(t) => match tokio::time::timeout(t, fut).await {
@@ -714,7 +749,9 @@ impl OpenAiTarget {
         body: Vec<u8>,
         output_len: u32,
         itl_us: &mut Vec<u64>,
+        traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
+        let traced = traceparent.is_some();
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(ep.uri.clone())
@@ -723,6 +760,9 @@ impl OpenAiTarget {
                 Failed::new(ErrorClass::Malformed, format!("cannot build request: {e}"))
             })?;
         *request.headers_mut() = self.headers.clone();
+        if let Some(tp) = traceparent {
+            request.headers_mut().insert("traceparent", tp);
+        }
         let sent_at = Instant::now();
         let first_byte_due = self.timeouts.first_byte.map(|t| sent_at + t);
         let first_byte_timeout = |t: Duration| {
@@ -760,7 +800,9 @@ impl OpenAiTarget {
             ));
         }
         if !self.body.stream {
-            return self.whole(body, sent_at, output_len, first_byte_due).await;
+            return self
+                .whole(body, sent_at, output_len, first_byte_due, traced)
+                .await;
         }
         let mut parser = SseParser::new();
         let mut st = StreamState {
@@ -772,6 +814,8 @@ impl OpenAiTarget {
             done: false,
             failure: None,
             itl_us,
+            traced,
+            finish_reason: None,
         };
         // The silence allowed before the next read: first-byte until the first one, then
         // idle. One timer, re-armed only when it fires early (not per read).
@@ -861,6 +905,7 @@ impl OpenAiTarget {
             usage_present: st.usage_tokens.is_some(),
             endpoint: 0,
             sent_at,
+            finish_reason: st.finish_reason,
         })
     }
 
@@ -871,6 +916,7 @@ impl OpenAiTarget {
         sent_at: Instant,
         output_len: u32,
         first_byte_due: Option<Instant>,
+        traced: bool,
     ) -> Result<Completed, Failed> {
         let collect = body.collect();
         let bytes = match first_byte_due {
@@ -917,6 +963,11 @@ impl OpenAiTarget {
             usage_present: usage.is_some(),
             endpoint: 0,
             sent_at,
+            finish_reason: if traced {
+                super::chunk_scan::finish_reason(&bytes)
+            } else {
+                None
+            },
         })
     }
 }
@@ -1141,6 +1192,8 @@ mod tests {
             done: false,
             failure: None,
             itl_us: &mut itl,
+            traced: false,
+            finish_reason: None,
         };
         st.on_event(
             b"",
@@ -1177,6 +1230,8 @@ mod tests {
             done: false,
             failure: None,
             itl_us: &mut itl,
+            traced: false,
+            finish_reason: None,
         };
         st.on_event(b"", br#"{"error":{"message":"x","code":503}}"#, t0);
         assert_eq!(st.failure.map(|f| f.class), Some(ErrorClass::Http5xx));
