@@ -336,6 +336,10 @@ pub struct RunArgs {
     /// span and a W3C traceparent header [default: OTEL_TRACES_SAMPLER(_ARG), else 0.01].
     #[arg(long, value_name = "RATIO")]
     pub trace_sample: Option<f64>,
+    /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
+    /// address while the run goes (a standing coordinator has its own flag).
+    #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].
@@ -519,6 +523,10 @@ pub struct CoordinatorArgs {
     /// Hard limit: a run still going after this many seconds is aborted.
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400.0)]
     pub max_run_duration: f64,
+    /// Serve Prometheus metrics (live rates, in-flight, errors, latency histograms per
+    /// run and point, workers) at GET /metrics on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -537,9 +537,12 @@ async fn run_with(
         }
         None => {
             environment["mode"] = json!("embedded");
-            let url = children
-                .start_server("coordinator", &["coordinator", "--listen", "127.0.0.1:0"])
-                .await?;
+            let metrics = args.metrics_listen.map(|a| a.to_string());
+            let mut coordinator = vec!["coordinator", "--listen", "127.0.0.1:0"];
+            if let Some(m) = &metrics {
+                coordinator.extend(["--metrics-listen", m.as_str()]);
+            }
+            let url = children.start_server("coordinator", &coordinator).await?;
             for k in 1..=spec.workers {
                 let id = format!("worker-{k}");
                 children.start(&id, &["worker", "--coordinator", &url, "--id", &id])?;

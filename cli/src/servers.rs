@@ -59,8 +59,18 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         })?;
     let config = rackload_coordinator::CoordinatorConfig { max_run_duration };
     let listener = bind(args.listen).await?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+            tracing::info!("metrics at http://{}/metrics", l.local_addr()?);
+            Some(l)
+        }
+        None => None,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = rackload_coordinator::serve(listener, config, async {
+    let server = rackload_coordinator::serve(listener, metrics, config, async {
         let _ = rx.await;
     });
     tokio::pin!(server);

@@ -47,6 +47,7 @@ pub struct ControlService {
     registry: Arc<Registry>,
     runs: Arc<Runs>,
     config: crate::CoordinatorConfig,
+    live: Arc<crate::metrics::Live>,
 }
 
 impl ControlService {
@@ -54,11 +55,13 @@ impl ControlService {
         registry: Arc<Registry>,
         runs: Arc<Runs>,
         config: crate::CoordinatorConfig,
+        live: Arc<crate::metrics::Live>,
     ) -> ControlService {
         ControlService {
             registry,
             runs,
             config,
+            live,
         }
     }
 }
@@ -78,10 +81,10 @@ impl Control for ControlService {
         let (abort_tx, abort_rx) = watch::channel(false);
         self.runs.lock().insert(run_id.clone(), abort_tx);
         tracing::info!(run = %run_id, points = spec.points.len(), workers = spec.workers, "run submitted");
-        let (registry, runs) = (self.registry.clone(), self.runs.clone());
+        let (registry, runs, live) = (self.registry.clone(), self.runs.clone(), self.live.clone());
         let max = self.config.max_run_duration;
         tokio::spawn(async move {
-            crate::run::execute(registry, run_id.clone(), spec, tx, abort_rx, max).await;
+            crate::run::execute(registry, run_id.clone(), spec, tx, abort_rx, max, live).await;
             runs.lock().remove(&run_id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

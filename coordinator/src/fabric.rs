@@ -23,11 +23,12 @@ pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 pub struct FabricService {
     registry: Arc<Registry>,
+    live: Arc<crate::metrics::Live>,
 }
 
 impl FabricService {
-    pub fn new(registry: Arc<Registry>) -> FabricService {
-        FabricService { registry }
+    pub fn new(registry: Arc<Registry>, live: Arc<crate::metrics::Live>) -> FabricService {
+        FabricService { registry, live }
     }
 }
 
@@ -85,7 +86,7 @@ impl Fabric for FabricService {
                 coordinator_version: BUILD_VERSION.to_owned(),
             })))
             .await;
-        let registry = self.registry.clone();
+        let (registry, live) = (self.registry.clone(), self.live.clone());
         tokio::spawn(async move {
             let reason = loop {
                 // Any message proves life; workers send a heartbeat every second.
@@ -119,6 +120,7 @@ impl Fabric for FabricService {
                 }
             };
             tracing::info!(worker = %id, "worker disconnected: {reason}");
+            live.session_ended();
             if let Some(inbox) = registry.remove(&id, session) {
                 let _ = inbox.send(WorkerEvent::Lost(id, reason)).await;
             }

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod control;
 pub mod fabric;
 pub mod merge;
+pub mod metrics;
 pub mod registry;
 pub mod results;
 pub mod run;
@@ -41,25 +42,51 @@ impl Default for CoordinatorConfig {
     }
 }
 
-/// Serves the Fabric and Control services on `listener` until `shutdown` resolves.
+/// Serves the Fabric and Control services on `listener`, and `GET /metrics` on
+/// `metrics` when given, until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let registry = Arc::new(Registry::default());
     let runs = Arc::new(control::Runs::default());
+    let live = Arc::new(metrics::Live::default());
+    if let Some(listener) = metrics {
+        let (registry, live) = (registry.clone(), live.clone());
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = live.render(&registry);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("the metrics server stopped: {e}");
+            }
+        });
+    }
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
         .add_service(
-            FabricServer::new(fabric::FabricService::new(registry.clone()))
+            FabricServer::new(fabric::FabricService::new(registry.clone(), live.clone()))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )
         .add_service(
-            ControlServer::new(control::ControlService::new(registry, runs, config))
+            ControlServer::new(control::ControlService::new(registry, runs, config, live))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )

@@ -54,6 +54,8 @@ struct Run {
     inbox: mpsc::Receiver<WorkerEvent>,
     /// Workers this run holds now.
     workers: Vec<Claimed>,
+    /// What `/metrics` shows.
+    live: Arc<crate::metrics::Live>,
 }
 
 impl Run {
@@ -94,6 +96,7 @@ pub async fn execute(
     events: EventSink,
     abort: watch::Receiver<bool>,
     max_duration: Duration,
+    live: Arc<crate::metrics::Live>,
 ) {
     // The root of the run's trace: points, shards and sampled requests hang under it.
     let span = tracing::info_span!(
@@ -106,9 +109,20 @@ pub async fn execute(
         rackload.workers = spec.workers,
         rackload.status = tracing::field::Empty,
     );
-    execute_in(registry, run_id, spec, events, abort, max_duration)
-        .instrument(span)
-        .await;
+    live.run_started(&run_id);
+    let id = run_id.clone();
+    execute_in(
+        registry,
+        run_id,
+        spec,
+        events,
+        abort,
+        max_duration,
+        live.clone(),
+    )
+    .instrument(span)
+    .await;
+    live.run_finished(&id);
 }
 
 async fn execute_in(
@@ -118,9 +132,11 @@ async fn execute_in(
     events: EventSink,
     abort: watch::Receiver<bool>,
     max_duration: Duration,
+    live: Arc<crate::metrics::Live>,
 ) {
     let (inbox_tx, inbox) = mpsc::channel(4096);
     let mut run = Run {
+        live,
         registry,
         run_id,
         spec,
@@ -453,6 +469,7 @@ async fn run_point_in(
                     Some(WorkerEvent::Final(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, true),
                     Some(WorkerEvent::Lost(id, reason)) => {
                         if merge.lose(&id) {
+                            run.live.worker_lost(&run.run_id);
                             tracing::warn!(run = %run.run_id, worker = %id, "lost during point {}: {reason}", point.label);
                             if run.abort_on_loss() {
                                 send_all(&active, stop_msg(true, "a worker was lost")).await;
@@ -469,6 +486,7 @@ async fn run_point_in(
                 }
             }
             _ = tick.tick() => {
+                run.live.point(&run.run_id, &point.label, &merge.counters, merge.in_flight(), &merge.lat);
                 let ttft = merge.lat.get(METRICS[0]);
                 let q = |p: f64| ttft.filter(|h| !h.is_empty()).map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0);
                 let progress = Progress {
@@ -496,6 +514,14 @@ async fn run_point_in(
             () = tokio::time::sleep_until(abort_deadline.unwrap_or(far)), if abort_deadline.is_some() => break,
         }
     }
+    // The last word for /metrics: exactly what the point's result holds.
+    run.live.point(
+        &run.run_id,
+        &point.label,
+        &merge.counters,
+        merge.in_flight(),
+        &merge.lat,
+    );
     if client_abort {
         return Err(Outcome::Aborted(format!(
             "aborted during point {} after {} completed requests",
