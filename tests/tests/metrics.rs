@@ -200,4 +200,29 @@ fn metrics_are_live_valid_and_add_up_to_the_results() {
         );
     }
     assert!(failures > 0, "the injected 500s show as failures");
+
+    // The Grafana dashboard queries only metrics the coordinator serves.
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let path = manifest_dir().join("../deploy/grafana/rackload.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard")).expect("json");
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("rackload_"))
+            {
+                let family = name.strip_suffix("_bucket").unwrap_or(name);
+                assert!(families.contains(&family), "{} uses {name}, not served", panel["title"]);
+                used += 1;
+            }
+        }
+    }
+    assert!(used > 10);
 }
