@@ -42,6 +42,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a benchmark (the main job).
     Run(Box<RunArgs>),
+    /// Make a development CA and certificates for mutual TLS on the fabric.
+    Certs(CertsArgs),
     /// Serve the Fabric (workers) and Control (CLI) services until stopped.
     Coordinator(CoordinatorArgs),
     /// Dial a coordinator and run the shards it assigns.
@@ -341,6 +343,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
     pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
+    pub security: ClientSecurity,
+    #[command(flatten)]
     pub workload: WorkloadArgs,
     /// Per-request timeout in seconds (0 = none) [default: 600].
     #[arg(long, help_heading = "Target")]
@@ -527,6 +531,93 @@ pub struct CoordinatorArgs {
     /// run and point, workers) at GET /metrics on this address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub security: ServerSecurity,
+}
+
+/// Who may talk to a coordinator (or whom a worker trusts): mutual TLS and/or a token.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerSecurity {
+    /// Shared bearer token every worker and CLI must present (prefer the environment
+    /// variable: a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "RACKLOAD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// This process's certificate (PEM) for mutual TLS (`rackload certs` makes a dev set).
+    #[arg(long, env = "RACKLOAD_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<String>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RACKLOAD_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<String>,
+    /// The CA that signs the other side's certificates (PEM).
+    #[arg(long, env = "RACKLOAD_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<String>,
+    /// Allow plaintext without a token off loopback (anyone who reaches the fabric could
+    /// aim the workers).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl ServerSecurity {
+    pub fn tls(&self) -> rackload_proto::auth::TlsFiles {
+        rackload_proto::auth::TlsFiles {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            ca: self.tls_ca.clone(),
+        }
+    }
+
+    pub fn client(&self) -> rackload_proto::auth::ClientAuth {
+        rackload_proto::auth::ClientAuth {
+            token: self.token.clone(),
+            tls: self.tls(),
+            insecure: self.insecure,
+        }
+    }
+}
+
+/// How the CLI reaches a standing coordinator (`run --coordinator`, `workers`, `abort`).
+/// Named `--fabric-*` because `run`'s `--tls-ca` and `--insecure` are about the target.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ClientSecurity {
+    /// Bearer token the coordinator requires (prefer the environment variable).
+    #[arg(
+        long,
+        env = "RACKLOAD_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// This client's certificate (PEM) for mutual TLS with the coordinator.
+    #[arg(long, env = "RACKLOAD_TLS_CERT", value_name = "PEM")]
+    pub fabric_tls_cert: Option<String>,
+    /// Its private key (PEM).
+    #[arg(long, env = "RACKLOAD_TLS_KEY", value_name = "PEM")]
+    pub fabric_tls_key: Option<String>,
+    /// The CA that signed the coordinator's certificate (PEM).
+    #[arg(long, env = "RACKLOAD_TLS_CA", value_name = "PEM")]
+    pub fabric_tls_ca: Option<String>,
+    /// Allow plaintext without a token to a coordinator off loopback.
+    #[arg(long)]
+    pub fabric_insecure: bool,
+}
+
+impl ClientSecurity {
+    pub fn client(&self) -> rackload_proto::auth::ClientAuth {
+        rackload_proto::auth::ClientAuth {
+            token: self.token.clone(),
+            tls: rackload_proto::auth::TlsFiles {
+                cert: self.fabric_tls_cert.clone(),
+                key: self.fabric_tls_key.clone(),
+                ca: self.fabric_tls_ca.clone(),
+            },
+            insecure: self.fabric_insecure,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -559,6 +650,8 @@ pub struct WorkerArgs {
     /// Wire protocol version to announce (for testing refusals).
     #[arg(long, hide = true)]
     pub protocol_version: Option<u32>,
+    #[command(flatten)]
+    pub security: ServerSecurity,
 }
 
 #[derive(Debug, Args)]
@@ -566,6 +659,18 @@ pub struct WorkersArgs {
     /// Coordinator URL.
     #[arg(long, value_name = "URL")]
     pub coordinator: String,
+    #[command(flatten)]
+    pub security: ClientSecurity,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write the PEM files to.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Names and addresses the coordinator is reached by (its certificate's SANs).
+    #[arg(long, value_name = "HOST,...", default_value = "127.0.0.1,localhost")]
+    pub hosts: String,
 }
 
 #[derive(Debug, Args)]
@@ -575,6 +680,8 @@ pub struct AbortArgs {
     pub coordinator: String,
     /// The run id to abort.
     pub run: String,
+    #[command(flatten)]
+    pub security: ClientSecurity,
 }
 
 #[derive(Debug, Args)]

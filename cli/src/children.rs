@@ -35,6 +35,16 @@ fn command(args: &[&str]) -> anyhow::Result<Command> {
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .process_group(0);
+    // The embedded fabric is loopback-only plaintext: fabric credentials meant for a
+    // standing coordinator must not reach the children.
+    for var in [
+        "RACKLOAD_TOKEN",
+        "RACKLOAD_TLS_CERT",
+        "RACKLOAD_TLS_KEY",
+        "RACKLOAD_TLS_CA",
+    ] {
+        cmd.env_remove(var);
+    }
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "warn");
     }

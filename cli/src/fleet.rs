@@ -10,7 +10,7 @@ use crate::run::connect;
 
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
-    let mut client = connect(&args.coordinator).await?;
+    let mut client = connect(&args.coordinator, &args.security.client()).await?;
     let list = tokio::time::timeout(
         Duration::from_secs(10),
         client.list_workers(ListWorkersRequest {}),
@@ -40,7 +40,7 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
-    let mut client = connect(&args.coordinator).await?;
+    let mut client = connect(&args.coordinator, &args.security.client()).await?;
     let found = client
         .abort_run(AbortRunRequest {
             run_id: args.run.clone(),

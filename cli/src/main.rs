@@ -3,6 +3,7 @@
 //! was aborted (bad input included); a failed request is data, not an exit code.
 
 mod args;
+mod certs;
 mod children;
 mod fleet;
 mod frontier;
@@ -143,6 +144,10 @@ fn main() -> ExitCode {
         Command::Workload(args::WorkloadCommand::Sample(args)) => {
             init_logging("warn");
             sample::main(*args)
+        }
+        Command::Certs(args) => {
+            init_logging("warn");
+            certs::main(args)
         }
         Command::Frontier(args) => {
             init_logging("warn");

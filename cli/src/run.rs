@@ -440,9 +440,19 @@ pub async fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-pub async fn connect(url: &str) -> anyhow::Result<ControlClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("--coordinator {url:?} is not a valid URL"))?
+/// The Control client of `url`, with the token and TLS of `auth`.
+pub type Control = ControlClient<
+    tonic::service::interceptor::InterceptedService<Channel, rackload_proto::auth::BearerToken>,
+>;
+
+pub async fn connect(
+    url: &str,
+    auth: &rackload_proto::auth::ClientAuth,
+) -> anyhow::Result<Control> {
+    let interceptor = auth.interceptor()?;
+    let channel = auth
+        .endpoint(url)
+        .map_err(|e| anyhow::anyhow!("--coordinator: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -452,7 +462,7 @@ pub async fn connect(url: &str) -> anyhow::Result<ControlClient<Channel>> {
                 rackload_worker::target::openai::error_chain(&e)
             )
         })?;
-    Ok(ControlClient::new(channel)
+    Ok(ControlClient::with_interceptor(channel, interceptor)
         .max_decoding_message_size(rackload_coordinator::MAX_MESSAGE)
         .max_encoding_message_size(rackload_coordinator::MAX_MESSAGE))
 }
@@ -530,10 +540,10 @@ async fn run_with(
                 .with_context(|| format!("{base}/v1/models lists no model (give --model)"))?
         };
     }
-    let coordinator_url = match &args.coordinator {
+    let (coordinator_url, auth) = match &args.coordinator {
         Some(url) => {
             environment["mode"] = json!("coordinator");
-            url.clone()
+            (url.clone(), args.security.client())
         }
         None => {
             environment["mode"] = json!("embedded");
@@ -547,7 +557,7 @@ async fn run_with(
                 let id = format!("worker-{k}");
                 children.start(&id, &["worker", "--coordinator", &url, "--id", &id])?;
             }
-            url
+            (url, rackload_proto::auth::ClientAuth::default())
         }
     };
     environment["coordinator"] = json!(coordinator_url);
@@ -562,7 +572,7 @@ async fn run_with(
     }
     rackload_coordinator::spec::validate(&spec).map_err(|e| anyhow::anyhow!("invalid run: {e}"))?;
 
-    let mut client = connect(&coordinator_url).await?;
+    let mut client = connect(&coordinator_url, &auth).await?;
     let mut stream = client
         .submit_run(spec.clone())
         .await

@@ -32,10 +32,6 @@ pub async fn shutdown_signal() {
 /// How long servers finish open streams after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(2);
 
-async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    bind_as("http", addr).await
-}
-
 async fn bind_as(
     scheme: &str,
     addr: std::net::SocketAddr,
@@ -57,8 +53,21 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| {
             anyhow::anyhow!("--max-run-duration must be a positive number of seconds")
         })?;
-    let config = rackload_coordinator::CoordinatorConfig { max_run_duration };
-    let listener = bind(args.listen).await?;
+    let sec = &args.security;
+    let tls = sec.tls().server()?;
+    rackload_proto::auth::check_listen(
+        args.listen,
+        tls.is_some(),
+        sec.token.is_some(),
+        sec.insecure,
+    )?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let config = rackload_coordinator::CoordinatorConfig {
+        max_run_duration,
+        token: sec.token.clone(),
+        tls,
+    };
+    let listener = bind_as(scheme, args.listen).await?;
     let metrics = match args.metrics_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -113,6 +122,12 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.protocol_version {
         config.protocol_version = v;
     }
+    config.auth = args.security.client();
+    // Refuse bad credentials or an open off-loopback coordinator before dialling.
+    config
+        .auth
+        .endpoint(&config.coordinator)
+        .map_err(|e| anyhow::anyhow!("--coordinator: {e}"))?;
     rackload_worker::session::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

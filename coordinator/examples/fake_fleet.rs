@@ -59,6 +59,7 @@ async fn worker(
         cores: 1,
         max_inflight: 0,
         clock_unix_nanos: 0,
+        nonce: Vec::new(),
     };
     tx.send(WorkerMessage {
         msg: Some(WMsg::Hello(hello)),

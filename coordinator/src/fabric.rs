@@ -24,11 +24,21 @@ pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub struct FabricService {
     registry: Arc<Registry>,
     live: Arc<crate::metrics::Live>,
+    /// The shared token, to prove this coordinator knows it (see `auth::proof`).
+    token: Option<String>,
 }
 
 impl FabricService {
-    pub fn new(registry: Arc<Registry>, live: Arc<crate::metrics::Live>) -> FabricService {
-        FabricService { registry, live }
+    pub fn new(
+        registry: Arc<Registry>,
+        live: Arc<crate::metrics::Live>,
+        token: Option<String>,
+    ) -> FabricService {
+        FabricService {
+            registry,
+            live,
+            token,
+        }
     }
 }
 
@@ -71,6 +81,11 @@ impl Fabric for FabricService {
             return Ok(Response::new(out));
         }
         let id = hello.worker_id.clone();
+        let proof = self
+            .token
+            .as_deref()
+            .map(|t| rackload_proto::auth::proof(t, &hello.nonce))
+            .unwrap_or_default();
         let session = match self.registry.register(hello, peer.clone(), tx.clone()) {
             Ok(s) => s,
             Err(reason) => {
@@ -84,6 +99,7 @@ impl Fabric for FabricService {
             .send(msg(CMsg::Welcome(Welcome {
                 protocol_version: PROTOCOL_VERSION,
                 coordinator_version: BUILD_VERSION.to_owned(),
+                proof,
             })))
             .await;
         let (registry, live) = (self.registry.clone(), self.live.clone());

@@ -27,17 +27,24 @@ pub use registry::Registry;
 /// Largest message accepted: run specs carry whole datasets.
 pub const MAX_MESSAGE: usize = 512 << 20;
 
-/// Limits a standing coordinator enforces on every run, whatever the run asks.
-#[derive(Clone, Copy, Debug)]
+/// Limits a standing coordinator enforces on every run, whatever the run asks, and who
+/// may talk to it.
+#[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
     /// A run still going after this long is aborted.
     pub max_run_duration: std::time::Duration,
+    /// Every worker and CLI call must carry this bearer token.
+    pub token: Option<String>,
+    /// Mutual TLS: this coordinator's identity and the CA of its clients' certificates.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             max_run_duration: std::time::Duration::from_secs(24 * 3600),
+            token: None,
+            tls: None,
         }
     }
 }
@@ -76,14 +83,26 @@ pub async fn serve(
             }
         });
     }
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.tls.clone() {
+        server = server.tls_config(tls)?;
+    }
+    let token = config.token.clone();
+    server
+        .layer(tonic::service::InterceptorLayer::new(
+            rackload_proto::auth::RequireToken::new(token.as_deref()),
+        ))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))
         .add_service(
-            FabricServer::new(fabric::FabricService::new(registry.clone(), live.clone()))
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
+            FabricServer::new(fabric::FabricService::new(
+                registry.clone(),
+                live.clone(),
+                token,
+            ))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
         )
         .add_service(
             ControlServer::new(control::ControlService::new(registry, runs, config, live))

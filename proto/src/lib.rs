@@ -2,6 +2,7 @@
 //! services, the protocol version, HdrHistogram wire helpers, and conversions between
 //! wire messages and the workload types.
 
+pub mod auth;
 pub mod convert;
 pub mod histogram;
 

@@ -194,6 +194,11 @@ impl OtlpReceiver {
         }
     }
 
+    /// How many spans were received so far.
+    pub fn span_count(&self) -> usize {
+        self.store.lock().map_or(0, |s| s.len())
+    }
+
     /// Every span received so far.
     pub fn spans(&self) -> Vec<SpanRec> {
         self.store.lock().map(|s| s.clone()).unwrap_or_default()

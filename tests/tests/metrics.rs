@@ -219,7 +219,11 @@ fn metrics_are_live_valid_and_add_up_to_the_results() {
                 .filter(|w| w.starts_with("rackload_"))
             {
                 let family = name.strip_suffix("_bucket").unwrap_or(name);
-                assert!(families.contains(&family), "{} uses {name}, not served", panel["title"]);
+                assert!(
+                    families.contains(&family),
+                    "{} uses {name}, not served",
+                    panel["title"]
+                );
                 used += 1;
             }
         }

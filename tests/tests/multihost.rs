@@ -93,6 +93,8 @@ fn in_ns(ns: &str, tag: &str, args: &[&str]) -> Command {
         .args(args)
         .env(TAG_VAR, tag)
         .env("RUST_LOG", "warn")
+        // Off loopback the fabric needs credentials: every host shares the token.
+        .env("RACKLOAD_TOKEN", "multihost-token")
         .stdin(Stdio::null());
     c
 }

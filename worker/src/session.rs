@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub connect_wait: Duration,
     /// The wire protocol version announced (tests set another one).
     pub protocol_version: u32,
+    /// Token and TLS material to reach (and verify) the coordinator.
+    pub auth: rackload_proto::auth::ClientAuth,
 }
 
 impl WorkerConfig {
@@ -64,6 +66,7 @@ impl WorkerConfig {
             lease: Duration::from_secs(5),
             connect_wait: Duration::from_secs(10),
             protocol_version: PROTOCOL_VERSION,
+            auth: rackload_proto::auth::ClientAuth::default(),
         }
     }
 }
@@ -82,6 +85,32 @@ pub enum WorkerError {
     },
     #[error("lost coordinator {url}: {reason}")]
     Lost { url: String, reason: String },
+    /// The coordinator could not be trusted, or did not trust this worker: stop.
+    #[error("coordinator {url}: {reason}")]
+    Untrusted { url: String, reason: String },
+}
+
+/// A TLS server that rejects a client certificate just drops the connection; say what
+/// that usually means.
+fn tls_hint(config: &WorkerConfig, reason: String) -> String {
+    if config.auth.tls.is_empty() {
+        reason
+    } else {
+        format!(
+            "{reason} (with mutual TLS this usually means the coordinator refused this worker's certificate: is it signed by the coordinator's --tls-ca?)"
+        )
+    }
+}
+
+/// Whether a failure to connect is about identity (certificates, tokens), which waiting
+/// will not fix.
+fn is_identity_failure(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("certificate")
+        || r.contains("unknownca")
+        || r.contains("unknown ca")
+        || r.contains("alert")
+        || r.contains("token")
 }
 
 /// This machine's name, for the worker's default id and its hello.
@@ -162,7 +191,11 @@ async fn run_inner(
         let attempt = session(&config, &mut shutdown, &mut ever_connected).await;
         match attempt {
             Ok(()) => return Ok(()),
-            Err(e @ (WorkerError::Refused { .. } | WorkerError::BadUrl { .. })) => return Err(e),
+            Err(
+                e @ (WorkerError::Refused { .. }
+                | WorkerError::BadUrl { .. }
+                | WorkerError::Untrusted { .. }),
+            ) => return Err(e),
             Err(e @ WorkerError::Connect { .. })
                 if !ever_connected && started.elapsed() >= config.connect_wait =>
             {
@@ -194,20 +227,36 @@ async fn session(
     ever_connected: &mut bool,
 ) -> Result<(), WorkerError> {
     let url = config.coordinator.clone();
-    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-        .map_err(|e| WorkerError::BadUrl {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?
+    let bad = |e: rackload_proto::auth::AuthError| WorkerError::BadUrl {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
+    let interceptor = config.auth.interceptor().map_err(bad)?;
+    let endpoint = config
+        .auth
+        .endpoint(&url)
+        .map_err(bad)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(3));
-    let channel = endpoint.connect().await.map_err(|e| WorkerError::Connect {
-        url: url.clone(),
-        reason: crate::target::openai::error_chain(&e),
+    let channel = endpoint.connect().await.map_err(|e| {
+        let reason = crate::target::openai::error_chain(&e);
+        if is_identity_failure(&reason) {
+            WorkerError::Untrusted {
+                url: url.clone(),
+                reason: format!("TLS: {reason}"),
+            }
+        } else {
+            WorkerError::Connect {
+                url: url.clone(),
+                reason: tls_hint(config, reason),
+            }
+        }
     })?;
-    let mut client = FabricClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let mut client =
+        FabricClient::with_interceptor(channel, interceptor).max_decoding_message_size(MAX_MESSAGE);
+    let nonce = rackload_proto::auth::nonce();
     let (tx, rx) = mpsc::channel::<WorkerMessage>(256);
     let hello = Hello {
         worker_id: config.id.clone(),
@@ -217,6 +266,7 @@ async fn session(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         max_inflight: config.max_inflight,
         clock_unix_nanos: unix_nanos(),
+        nonce: nonce.clone(),
     };
     let _ = tx.try_send(WorkerMessage {
         msg: Some(WMsg::Hello(hello)),
@@ -228,9 +278,18 @@ async fn session(
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
-        .map_err(|s| WorkerError::Connect {
-            url: url.clone(),
-            reason: s.message().to_owned(),
+        .map_err(|s| {
+            if s.code() == tonic::Code::Unauthenticated || is_identity_failure(s.message()) {
+                WorkerError::Untrusted {
+                    url: url.clone(),
+                    reason: format!("refused this worker: {}", s.message()),
+                }
+            } else {
+                WorkerError::Connect {
+                    url: url.clone(),
+                    reason: tls_hint(config, s.message().to_owned()),
+                }
+            }
         })?
         .into_inner();
     for nonce in 0..CLOCK_PINGS {
@@ -268,6 +327,7 @@ async fn session(
     let mut clock = ClockEstimate::default();
     let mut prepared: Option<Prepared> = None;
     let mut running: Option<Running> = None;
+    let mut welcomed = false;
     let result = loop {
         let msg = tokio::select! {
             () = shutdown.as_mut() => break Ok(()),
@@ -280,8 +340,26 @@ async fn session(
         };
         match msg.msg {
             Some(CMsg::Welcome(w)) => {
+                // With a token, the coordinator proves it knows it before this worker
+                // takes a single plan from it.
+                if let Some(token) = &config.auth.token
+                    && !rackload_proto::auth::verify_proof(token, &nonce, &w.proof)
+                {
+                    break Err(WorkerError::Untrusted {
+                        url: url.clone(),
+                        reason: "it could not prove it knows the token; not taking plans from it"
+                            .into(),
+                    });
+                }
+                welcomed = true;
                 *ever_connected = true;
                 tracing::info!(coordinator = %url, version = %w.coordinator_version, "registered");
+            }
+            Some(CMsg::Assign(_)) if !welcomed => {
+                break Err(WorkerError::Untrusted {
+                    url: url.clone(),
+                    reason: "sent a plan before welcoming this worker".into(),
+                });
             }
             Some(CMsg::Refused(r)) => {
                 break Err(WorkerError::Refused {
