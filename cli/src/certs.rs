@@ -55,7 +55,15 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--hosts: give at least one name or address the coordinator is reached by");
     }
     let leaves: [(&str, Vec<String>, &[ExtendedKeyUsagePurpose]); 3] = [
-        ("coordinator", hosts, &[ExtendedKeyUsagePurpose::ServerAuth]),
+        // Server and client: one certificate may serve every role (one Secret for all).
+        (
+            "coordinator",
+            hosts,
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        ),
         ("worker", vec![], &[ExtendedKeyUsagePurpose::ClientAuth]),
         ("client", vec![], &[ExtendedKeyUsagePurpose::ClientAuth]),
     ];
