@@ -241,6 +241,15 @@ fn the_slurm_script_runs_a_benchmark_on_its_allocation() {
         rackload_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    // Two distinct free ports (held together while chosen).
+    let ports: Vec<u16> = {
+        let held: Vec<std::net::TcpListener> = (0..2)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        held.iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect()
+    };
     let mut c = std::process::Command::new("bash");
     c.arg(manifest_dir().join("../deploy/slurm/rackload.sbatch"))
         .arg(&scenario)
@@ -251,8 +260,8 @@ fn the_slurm_script_runs_a_benchmark_on_its_allocation() {
         .env("RACKLOAD_TOKEN", "slurm-test-token")
         .env("TARGET", &sim_url)
         .env("RESULTS", &results)
-        .env("RACKLOAD_PORT", closed_port().to_string())
-        .env("RACKLOAD_METRICS_PORT", closed_port().to_string());
+        .env("RACKLOAD_PORT", ports[0].to_string())
+        .env("RACKLOAD_METRICS_PORT", ports[1].to_string());
     let out = run_with_timeout(c, 120.0);
     assert!(
         out.status.success(),
