@@ -111,32 +111,9 @@ pub async fn execute(
     );
     live.run_started(&run_id);
     let id = run_id.clone();
-    execute_in(
-        registry,
-        run_id,
-        spec,
-        events,
-        abort,
-        max_duration,
-        live.clone(),
-    )
-    .instrument(span)
-    .await;
-    live.run_finished(&id);
-}
-
-async fn execute_in(
-    registry: Arc<Registry>,
-    run_id: String,
-    spec: RunSpec,
-    events: EventSink,
-    abort: watch::Receiver<bool>,
-    max_duration: Duration,
-    live: Arc<crate::metrics::Live>,
-) {
     let (inbox_tx, inbox) = mpsc::channel(4096);
-    let mut run = Run {
-        live,
+    let run = Run {
+        live: live.clone(),
         registry,
         run_id,
         spec,
@@ -146,6 +123,12 @@ async fn execute_in(
         inbox,
         workers: Vec::new(),
     };
+    finish(run, max_duration).instrument(span).await;
+    live.run_finished(&id);
+}
+
+/// Runs every point (within the coordinator's time limit) and reports how the run ended.
+async fn finish(mut run: Run, max_duration: Duration) {
     let outcome = match tokio::time::timeout(max_duration, run_all(&mut run)).await {
         Ok(o) => o,
         Err(_) => {

@@ -268,9 +268,10 @@ struct StreamState<'a> {
     done: bool,
     failure: Option<Failed>,
     itl_us: &'a mut Vec<u64>,
-    /// Traced requests also keep the finish reason (an extra scan per chunk).
+    /// Traced requests keep their last chunk with a choice, to read its finish reason
+    /// once at the end (scanning every chunk for it cost more than the span).
     traced: bool,
-    finish_reason: Option<FinishReason>,
+    last_choice: Vec<u8>,
 }
 
 /// A duration in whole microseconds (saturating).
@@ -287,14 +288,10 @@ impl StreamState<'_> {
             self.done = true;
             return;
         }
-        if self.traced
-            && let Some(f) = super::chunk_scan::finish_reason(data)
-        {
-            self.finish_reason = Some(f);
-        }
         if event.is_empty()
             && let Some(c) = super::chunk_scan::scan(data)
         {
+            self.keep_if_traced(c.has_choice, data);
             self.on_chunk(c.has_choice, c.usage_tokens, now);
             return;
         }
@@ -321,11 +318,19 @@ impl StreamState<'_> {
             self.failure = Some(Failed::new(class, format!("error event in stream: {text}")));
             return;
         }
+        self.keep_if_traced(chunk.choices.0 > 0, data);
         self.on_chunk(
             chunk.choices.0 > 0,
             chunk.usage.and_then(|u| u.completion_tokens),
             now,
         );
+    }
+
+    fn keep_if_traced(&mut self, has_choice: bool, data: &[u8]) {
+        if self.traced && has_choice {
+            self.last_choice.clear();
+            self.last_choice.extend_from_slice(data);
+        }
     }
 
     fn on_chunk(&mut self, has_choice: bool, usage_tokens: Option<u64>, now: Instant) {
@@ -815,7 +820,7 @@ impl OpenAiTarget {
             failure: None,
             itl_us,
             traced,
-            finish_reason: None,
+            last_choice: Vec::new(),
         };
         // The silence allowed before the next read: first-byte until the first one, then
         // idle. One timer, re-armed only when it fires early (not per read).
@@ -905,7 +910,11 @@ impl OpenAiTarget {
             usage_present: st.usage_tokens.is_some(),
             endpoint: 0,
             sent_at,
-            finish_reason: st.finish_reason,
+            finish_reason: if traced {
+                super::chunk_scan::finish_reason(&st.last_choice)
+            } else {
+                None
+            },
         })
     }
 
@@ -1193,7 +1202,7 @@ mod tests {
             failure: None,
             itl_us: &mut itl,
             traced: false,
-            finish_reason: None,
+            last_choice: Vec::new(),
         };
         st.on_event(
             b"",
@@ -1231,7 +1240,7 @@ mod tests {
             failure: None,
             itl_us: &mut itl,
             traced: false,
-            finish_reason: None,
+            last_choice: Vec::new(),
         };
         st.on_event(b"", br#"{"error":{"message":"x","code":503}}"#, t0);
         assert_eq!(st.failure.map(|f| f.class), Some(ErrorClass::Http5xx));
