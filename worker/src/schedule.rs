@@ -49,55 +49,60 @@ pub struct Shard {
 /// Failures logged per shard before the rest are only counted.
 const LOGGED_FAILURES: u64 = 5;
 
-/// Sends request `index` and records it (warmup requests are only counted). `intended`
-/// is its scheduled send instant in an open loop: the lag behind it is recorded, and its
-/// latencies are also recorded from it (coordinated-omission corrected).
-#[allow(clippy::too_many_arguments)]
-async fn one_request(
-    index: u64,
+/// What every request of a running shard needs, shared by its tasks.
+struct Sender {
+    workload: Arc<WorkloadSpec>,
+    target: Arc<OpenAiTarget>,
+    recorder: Arc<Recorder>,
     warmup: u64,
-    intended: Option<Instant>,
-    workload: &WorkloadSpec,
-    target: &OpenAiTarget,
-    recorder: &Recorder,
-    itl: &mut Vec<u64>,
-    failures: &AtomicU64,
-    log_span: &tracing::Span,
-    tracer: Option<&RequestTracer>,
-) {
-    // The spec was validated when the plan was accepted.
-    let Ok(req) = workload.request(index) else {
-        return;
-    };
-    let prompt = workload.prompt(&req);
-    itl.clear();
-    // One sample per chunk after the first: room for all, so no token reallocates.
-    itl.reserve(req.output_len as usize);
-    if index < warmup {
-        let _ = target.send(&req, &prompt, itl, None).await;
-        recorder.warmup_done();
-        return;
-    }
-    let now = Instant::now();
-    let lag_us = intended.map(|t| micros(now.saturating_duration_since(t)));
-    recorder.sent(now, lag_us);
-    let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
-    let traceparent = span.as_ref().map(|s| s.traceparent.clone());
-    match target.send(&req, &prompt, itl, traceparent).await {
-        Ok(done) => {
-            recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us);
-            if let (Some(t), Some(s)) = (tracer, span) {
-                t.completed(s, &req, &done, target);
-            }
+    /// Failures so far (the first few are logged).
+    failures: AtomicU64,
+    log_span: tracing::Span,
+    tracer: Option<Arc<RequestTracer>>,
+}
+
+impl Sender {
+    /// Sends request `index` and records it (warmup requests are only counted).
+    /// `intended` is its scheduled send instant in an open loop: the lag behind it is
+    /// recorded, and its latencies are also recorded from it (coordinated-omission
+    /// corrected). `itl` is the task's scratch buffer.
+    async fn one(&self, index: u64, intended: Option<Instant>, itl: &mut Vec<u64>) {
+        let (target, recorder) = (&*self.target, &*self.recorder);
+        let tracer = self.tracer.as_deref();
+        // The spec was validated when the plan was accepted.
+        let Ok(req) = self.workload.request(index) else {
+            return;
+        };
+        let prompt = self.workload.prompt(&req);
+        itl.clear();
+        // One sample per chunk after the first: room for all, so no token reallocates.
+        itl.reserve(req.output_len as usize);
+        if index < self.warmup {
+            let _ = target.send(&req, &prompt, itl, None).await;
+            recorder.warmup_done();
+            return;
         }
-        Err(failed) => {
-            recorder.failed(&failed);
-            if let (Some(t), Some(s)) = (tracer, span) {
-                t.failed(s, &failed, target);
+        let now = Instant::now();
+        let lag_us = intended.map(|t| micros(now.saturating_duration_since(t)));
+        recorder.sent(now, lag_us);
+        let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
+        let traceparent = span.as_ref().map(|s| s.traceparent.clone());
+        match target.send(&req, &prompt, itl, traceparent).await {
+            Ok(done) => {
+                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us);
+                if let (Some(t), Some(s)) = (tracer, span) {
+                    t.completed(s, &req, &done, target);
+                }
             }
-            if failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
-                let _in = log_span.enter();
-                tracing::warn!(request = index, "request failed: {failed}");
+            Err(failed) => {
+                recorder.failed(&failed);
+                if let (Some(t), Some(s)) = (tracer, span) {
+                    t.failed(s, &failed, target);
+                }
+                if self.failures.fetch_add(1, Ordering::Relaxed) < LOGGED_FAILURES {
+                    let _in = self.log_span.enter();
+                    tracing::warn!(request = index, "request failed: {failed}");
+                }
             }
         }
     }
@@ -129,6 +134,19 @@ async fn join_all(mut tasks: JoinSet<()>, mut stop: watch::Receiver<StopMode>) {
 }
 
 impl Shard {
+    /// The shared state of this shard's request tasks.
+    fn sender(&self, target: Arc<OpenAiTarget>, recorder: Arc<Recorder>) -> Arc<Sender> {
+        Arc::new(Sender {
+            workload: self.workload.clone(),
+            target,
+            recorder,
+            warmup: self.warmup,
+            failures: AtomicU64::new(0),
+            log_span: self.span.clone(),
+            tracer: self.tracer.clone(),
+        })
+    }
+
     /// Runs the shard from `start` until its stripe is sent or `stop` says otherwise.
     pub async fn run(
         &self,
@@ -151,22 +169,11 @@ impl Shard {
         stop: watch::Receiver<StopMode>,
     ) {
         let next = Arc::new(AtomicU64::new(0));
-        let failures = Arc::new(AtomicU64::new(0));
+        let sender = self.sender(target, recorder);
+        let (stripe, deadline) = (self.stripe, self.deadline);
         let mut tasks = JoinSet::new();
         for _ in 0..self.concurrency {
-            let (target, recorder, next, failures) = (
-                target.clone(),
-                recorder.clone(),
-                next.clone(),
-                failures.clone(),
-            );
-            let (workload, stripe, warmup, deadline) = (
-                self.workload.clone(),
-                self.stripe,
-                self.warmup,
-                self.deadline,
-            );
-            let (stop, span, tracer) = (stop.clone(), self.span.clone(), self.tracer.clone());
+            let (sender, next, stop) = (sender.clone(), next.clone(), stop.clone());
             tasks.spawn(async move {
                 let mut itl = Vec::with_capacity(1024);
                 while *stop.borrow() == StopMode::Run && deadline.is_none_or(|d| Instant::now() < d)
@@ -174,19 +181,7 @@ impl Shard {
                     let Some(index) = stripe.nth(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    one_request(
-                        index,
-                        warmup,
-                        None,
-                        &workload,
-                        &target,
-                        &recorder,
-                        &mut itl,
-                        &failures,
-                        &span,
-                        tracer.as_deref(),
-                    )
-                    .await;
+                    sender.one(index, None, &mut itl).await;
                 }
             });
         }
@@ -213,7 +208,7 @@ impl Shard {
         let schedule = self.workload.schedule_prefix(self.stripe.total, last + 1);
         let cap =
             (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)));
-        let failures = Arc::new(AtomicU64::new(0));
+        let sender = self.sender(target, recorder);
         let mut tasks = JoinSet::new();
         'send: for index in self.stripe.iter() {
             let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
@@ -239,29 +234,11 @@ impl Shard {
                 },
                 None => None,
             };
-            let (target, recorder, failures, workload) = (
-                target.clone(),
-                recorder.clone(),
-                failures.clone(),
-                self.workload.clone(),
-            );
-            let (warmup, span, tracer) = (self.warmup, self.span.clone(), self.tracer.clone());
+            let sender = sender.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut itl = Vec::new();
-                one_request(
-                    index,
-                    warmup,
-                    Some(at),
-                    &workload,
-                    &target,
-                    &recorder,
-                    &mut itl,
-                    &failures,
-                    &span,
-                    tracer.as_deref(),
-                )
-                .await;
+                sender.one(index, Some(at), &mut itl).await;
             });
         }
         join_all(tasks, stop).await;
