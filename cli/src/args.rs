@@ -335,7 +335,8 @@ pub struct RunArgs {
     #[arg(long, value_parser = ["continue", "abort"])]
     pub on_worker_loss: Option<String>,
     /// Share of requests traced (0..1) when OTLP is configured: each sampled request gets a
-    /// span and a W3C traceparent header [default: OTEL_TRACES_SAMPLER(_ARG), else 0.01].
+    /// span and a W3C traceparent header [default: OTEL_TRACES_SAMPLER(_ARG), else every
+    /// request of a run of up to 1,000, then about 1,000 spans a run, never under 0.01].
     #[arg(long, value_name = "RATIO")]
     pub trace_sample: Option<f64>,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this

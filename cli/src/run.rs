@@ -324,6 +324,18 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
             ..TargetSpec::default()
         },
     )?;
+    let planned: u64 = points
+        .iter()
+        .map(|p| p.num_prompts.saturating_add(p.warmup_prompts))
+        .fold(0, u64::saturating_add);
+    if let Some(r) = file.run.trace_sample.filter(|r| !(0.0..=1.0).contains(r)) {
+        bail!("scenario file: run.trace_sample {r} is not a ratio between 0 and 1");
+    }
+    let trace_sample =
+        match rackload_telemetry::configured_ratio(args.trace_sample.or(file.run.trace_sample))? {
+            Some(r) => r,
+            None => rackload_telemetry::default_ratio(planned),
+        };
     let spec = RunSpec {
         target: Some(target),
         workload: Some((&workload).into()),
@@ -333,7 +345,7 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
         max_failure_rate,
         cooldown_s: cooldown,
         on_worker_loss,
-        trace_sample: Some(rackload_telemetry::sample_ratio(args.trace_sample)?),
+        trace_sample: Some(trace_sample),
     };
     let results_dir = args
         .results_dir
@@ -798,4 +810,44 @@ fn sweep_table(points: &[PointResult]) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::args::{Cli, Command};
+
+    fn trace_sample(argv: &[&str]) -> f64 {
+        let cli = Cli::try_parse_from(["rackload", "run"].iter().chain(argv)).expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("not a run");
+        };
+        let resolved = super::resolve(&args).expect("resolves");
+        resolved.spec.trace_sample.expect("a ratio is always sent")
+    }
+
+    #[test]
+    fn a_small_run_is_traced_whole_and_a_large_one_at_about_a_thousand_spans() {
+        if std::env::var_os("OTEL_TRACES_SAMPLER").is_some() {
+            return; // the environment's sampler would rightly win
+        }
+        // 2 points of 100 + 20 warmup: 240 requests, all traced.
+        let small = ["--max-concurrency", "4,8", "--num-prompts", "100"];
+        assert_eq!(trace_sample(&small), 1.0);
+        // One point (the default sweep has four): 4,000 requests, a quarter traced.
+        let mid = [
+            "--max-concurrency",
+            "16",
+            "--num-prompts",
+            "3968",
+            "--warmup",
+            "32",
+        ];
+        assert_eq!(trace_sample(&mid), 0.25);
+        let huge = ["--request-rate", "1000", "--num-prompts", "1000000"];
+        assert_eq!(trace_sample(&huge), 0.01);
+        let asked = ["--num-prompts", "100", "--trace-sample", "0.5"];
+        assert_eq!(trace_sample(&asked), 0.5);
+    }
 }

@@ -74,6 +74,8 @@ pub struct RunConfig {
     pub cooldown: Option<f64>,
     pub max_failure_rate: Option<f64>,
     pub on_worker_loss: Option<String>,
+    /// As `--trace-sample`.
+    pub trace_sample: Option<f64>,
     pub results_dir: Option<PathBuf>,
 }
 

@@ -30,7 +30,7 @@ pub use context::{
 };
 pub use export::ExportCounts;
 pub use opentelemetry;
-pub use sampling::{RequestSampler, sample_ratio};
+pub use sampling::{RequestSampler, configured_ratio, default_ratio, sample_ratio};
 
 /// Errors in the telemetry settings (all user input).
 #[derive(Debug, thiserror::Error)]

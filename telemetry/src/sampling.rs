@@ -5,13 +5,36 @@
 
 use crate::TelemetryError;
 
-/// The default share of requests traced when neither the flag nor the environment says.
+/// The share of requests traced when neither the flag nor the environment says and the
+/// run's size is not known (a worker given a plan without a ratio).
 pub const DEFAULT_RATIO: f64 = 0.01;
+
+/// The default keeps about this many request spans per run: a small run is traced whole,
+/// a large one at no less than [`DEFAULT_RATIO`].
+pub const SPAN_BUDGET: u64 = 1000;
 
 /// The request sampling ratio: `--trace-sample` (wins), else `OTEL_TRACES_SAMPLER`
 /// (`always_on` 1, `always_off` 0, `[parentbased_]traceidratio` its
 /// `OTEL_TRACES_SAMPLER_ARG`), else 1%.
 pub fn sample_ratio(flag: Option<f64>) -> Result<f64, TelemetryError> {
+    Ok(configured_ratio(flag)?.unwrap_or(DEFAULT_RATIO))
+}
+
+/// The default ratio for a run that plans `requests` requests (warmup included): every
+/// request up to [`SPAN_BUDGET`], then the budget's share of them, never below
+/// [`DEFAULT_RATIO`] (1% from 100,000 requests on). Tracing cost is per traced request,
+/// so a small run is traced whole for free and a large, fast one pays for 1% at most.
+pub fn default_ratio(requests: u64) -> f64 {
+    if requests <= SPAN_BUDGET {
+        1.0
+    } else {
+        (SPAN_BUDGET as f64 / requests as f64).max(DEFAULT_RATIO)
+    }
+}
+
+/// The ratio the user asked for: `--trace-sample`, else the standard sampler variables;
+/// `None` when neither says (then [`default_ratio`] applies).
+pub fn configured_ratio(flag: Option<f64>) -> Result<Option<f64>, TelemetryError> {
     let check = |var: &'static str, r: f64| {
         if (0.0..=1.0).contains(&r) {
             Ok(r)
@@ -24,16 +47,16 @@ pub fn sample_ratio(flag: Option<f64>) -> Result<f64, TelemetryError> {
         }
     };
     if let Some(r) = flag {
-        return check("--trace-sample", r);
+        return check("--trace-sample", r).map(Some);
     }
     let sampler = crate::env("OTEL_TRACES_SAMPLER");
     match sampler.as_deref().map(str::trim) {
-        None => Ok(DEFAULT_RATIO),
-        Some("always_on" | "parentbased_always_on") => Ok(1.0),
-        Some("always_off" | "parentbased_always_off") => Ok(0.0),
+        None => Ok(None),
+        Some("always_on" | "parentbased_always_on") => Ok(Some(1.0)),
+        Some("always_off" | "parentbased_always_off") => Ok(Some(0.0)),
         Some("traceidratio" | "parentbased_traceidratio") => {
             match crate::env("OTEL_TRACES_SAMPLER_ARG") {
-                None => Ok(1.0),
+                None => Ok(Some(1.0)),
                 Some(a) => {
                     let r = a
                         .trim()
@@ -43,7 +66,7 @@ pub fn sample_ratio(flag: Option<f64>) -> Result<f64, TelemetryError> {
                             value: a.clone(),
                             expected: "a ratio between 0 and 1",
                         })?;
-                    check("OTEL_TRACES_SAMPLER_ARG", r)
+                    check("OTEL_TRACES_SAMPLER_ARG", r).map(Some)
                 }
             }
         }
@@ -133,5 +156,15 @@ mod tests {
         assert!(sample_ratio(Some(1.5)).is_err());
         assert!(sample_ratio(Some(-0.1)).is_err());
         assert_eq!(sample_ratio(Some(0.25)).ok(), Some(0.25));
+        assert!(sample_ratio(Some(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn the_default_traces_a_small_run_whole_and_a_large_one_at_one_percent() {
+        assert_eq!(default_ratio(0), 1.0);
+        assert_eq!(default_ratio(SPAN_BUDGET), 1.0);
+        assert_eq!(default_ratio(4 * SPAN_BUDGET), 0.25);
+        assert_eq!(default_ratio(100 * SPAN_BUDGET), DEFAULT_RATIO);
+        assert_eq!(default_ratio(u64::MAX), DEFAULT_RATIO);
     }
 }
