@@ -321,7 +321,9 @@ pub struct RunArgs {
     /// Warmup requests per point, excluded from metrics [default: 2 × concurrency closed, 0 open].
     #[arg(long)]
     pub warmup: Option<u64>,
-    /// Per point, send nothing new after this many seconds (instead of a request count).
+    /// Per point, send nothing new after this many seconds (warmup included). Without
+    /// --num-prompts the clock alone ends the point: an open loop sends the requests its
+    /// schedule puts inside the duration, a closed loop keeps its streams busy until it.
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
     /// Seconds of rest between points [default: 0].

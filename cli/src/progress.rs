@@ -1,6 +1,7 @@
-//! The live line under a running point: requests done out of expected, request and token
-//! rates over the last report, TTFT p50/p99, errors, ETA. Drawn on stderr, hidden when
-//! stderr is not a terminal.
+//! The live line under a running point: how far it is (requests done out of expected, or
+//! seconds out of its duration when only a duration bounds it), request and token rates
+//! over the last report, TTFT p50/p99, errors, ETA. Drawn on stderr, hidden when stderr is
+//! not a terminal.
 
 use std::time::Duration;
 
@@ -10,21 +11,38 @@ use rackload_proto::v1::Progress;
 #[derive(Debug)]
 pub struct PointProgress {
     bar: ProgressBar,
+    /// The point ends at a duration: the bar counts seconds, the message requests.
+    timed: bool,
     last: Option<(f64, u64, u64)>,
 }
 
 impl PointProgress {
-    pub fn new(label: &str, expected: u64) -> PointProgress {
-        let bar = ProgressBar::new(expected);
-        let style = ProgressStyle::with_template(
-            "{prefix:>6} [{bar:30}] {pos}/{len} req · {msg} · ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    /// A bar over `expected` requests, or over `duration_s` seconds when that is set.
+    pub fn new(label: &str, expected: u64, duration_s: f64) -> PointProgress {
+        let timed = duration_s > 0.0;
+        let (len, template) = if timed {
+            (
+                duration_s.ceil() as u64,
+                "{prefix:>6} [{bar:30}] {pos}/{len} s · {msg}",
+            )
+        } else {
+            (
+                expected,
+                "{prefix:>6} [{bar:30}] {pos}/{len} req · {msg} · ETA {eta}",
+            )
+        };
+        let bar = ProgressBar::new(len);
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(250));
-        PointProgress { bar, last: None }
+        PointProgress {
+            bar,
+            timed,
+            last: None,
+        }
     }
 
     pub fn update(&mut self, p: &Progress) {
@@ -42,9 +60,15 @@ impl PointProgress {
             _ => (0.0, 0.0),
         };
         self.last = Some((p.elapsed_s, c.completed, c.output_tokens));
-        self.bar.set_position(done);
+        let done_msg = if self.timed {
+            self.bar.set_position(p.elapsed_s as u64);
+            format!("{done} req · ")
+        } else {
+            self.bar.set_position(done);
+            String::new()
+        };
         self.bar.set_message(format!(
-            "{req_s:.1} req/s · {tok_s:.0} out tok/s · TTFT p50 {:.0} ms p99 {:.0} ms · {} in flight · {failed} err",
+            "{done_msg}{req_s:.1} req/s · {tok_s:.0} out tok/s · TTFT p50 {:.0} ms p99 {:.0} ms · {} in flight · {failed} err",
             p.ttft_p50_ms, p.ttft_p99_ms, p.in_flight
         ));
     }

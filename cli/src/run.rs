@@ -47,6 +47,25 @@ pub fn default_num_prompts(arrival: &Arrival, concurrency: u32) -> Option<u64> {
     }
 }
 
+/// A closed-loop stream slot sends at most this many requests a second (0.1 ms each,
+/// faster than any real server answers); it sizes the stream of a point that only a
+/// duration bounds, so that the duration, not the count, ends it.
+pub const CLOSED_CEILING_PER_SLOT_S: f64 = 10_000.0;
+
+/// The request count of a point that only a duration bounds: the requests an open loop
+/// schedules inside it, a trace's whole dataset, or for a closed loop a ceiling that the
+/// duration reaches first ([`CLOSED_CEILING_PER_SLOT_S`]).
+fn requests_within(workload: &WorkloadSpec, arrival: &Arrival, concurrency: u32, s: f64) -> u64 {
+    match arrival {
+        Arrival::Closed => {
+            (f64::from(concurrency.max(1)) * s * CLOSED_CEILING_PER_SLOT_S).ceil() as u64
+        }
+        Arrival::Trace { .. } => workload.dataset_len().unwrap_or(1),
+        open => open.requests_within(workload.seed, s).unwrap_or(1),
+    }
+    .max(1)
+}
+
 /// Closed-loop concurrency when not told.
 pub const DEFAULT_CONCURRENCY: u32 = 16;
 
@@ -90,12 +109,24 @@ pub fn resolve_workload(
     if !open && sweep.rates.len() > 1 {
         bail!("a rate sweep needs an open-loop arrival process");
     }
-    // ShareGPT samples as many entries as the largest point sends.
+    // ShareGPT samples as many entries as the largest point sends (an open loop bounded
+    // by a duration: about rate × duration; a closed one cycles through the default's).
+    let top_rate = sweep
+        .rates
+        .iter()
+        .copied()
+        .fold(arrival.rate(), |m, r| Some(m.map_or(r, |m: f64| m.max(r))));
     let wanted = concurrencies
         .iter()
         .map(|&c| {
             sweep
                 .num_prompts
+                .or_else(|| {
+                    sweep
+                        .duration
+                        .zip(top_rate)
+                        .map(|(d, r)| (d * r).ceil() as u64)
+                })
                 .or_else(|| default_num_prompts(&arrival, c))
         })
         .max()
@@ -109,8 +140,18 @@ pub fn resolve_workload(
     let mut points = Vec::new();
     for &rate in &rates {
         for &c in &concurrencies {
+            let arrival = if rate > 0.0 {
+                workload.arrival.with_rate(rate)
+            } else {
+                workload.arrival.clone()
+            };
             let n = sweep
                 .num_prompts
+                .or_else(|| {
+                    sweep
+                        .duration
+                        .map(|d| requests_within(&workload, &arrival, c, d))
+                })
                 .or_else(|| quick.then(|| 2 * u64::from(c)))
                 .or_else(|| default_num_prompts(&workload.arrival, c))
                 .or_else(|| workload.dataset_len())
@@ -120,11 +161,6 @@ pub fn resolve_workload(
                 (false, true) => u64::from(c / 2),
                 (false, false) => 2 * u64::from(c),
             });
-            let arrival = if rate > 0.0 {
-                workload.arrival.with_rate(rate)
-            } else {
-                workload.arrival.clone()
-            };
             points.push(PointSpec {
                 label: label(&arrival, c),
                 max_concurrency: c,
@@ -644,7 +680,11 @@ async fn run_with(
                     r.point_started(&p);
                 }
                 let expected = p.shares.iter().map(|s| s.requests).sum();
-                bar = Some(PointProgress::new(&p.label, expected));
+                let duration = spec
+                    .points
+                    .get(p.point_index as usize)
+                    .map_or(0.0, |s| s.duration_s);
+                bar = Some(PointProgress::new(&p.label, expected, duration));
             }
             Some(Event::Progress(p)) => {
                 if let Some(b) = bar.as_mut() {

@@ -251,3 +251,44 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     assert_eq!(run["status"], "aborted", "{stderr}");
     assert_no_processes_left(&tag);
 }
+
+/// `--duration` without `--num-prompts`: the clock, not the default count, ends a point.
+#[test]
+fn a_duration_alone_ends_a_point_by_time_not_by_the_default_count() {
+    let tag = new_tag("e2e-duration");
+    let embedded = |load: &[&str]| {
+        let results = tempfile::tempdir().expect("tempdir");
+        let mut cmd = rackload(&tag);
+        cmd.args(["run", "--duration", "2", "--warmup", "0"])
+            .args(["--random-input-len", "32", "--random-output-len", "4"])
+            .args(["--sim-ttft-ms", "2", "--sim-itl-ms", "1", "--results-dir"])
+            .arg(results.path())
+            .args(load);
+        let out = run_with_timeout(cmd, 60.0);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        run_json(results.path()).expect("run.json parses")
+    };
+
+    // Closed loop, 2 streams of ~6 ms requests: hundreds in 2 s, where the default count
+    // (10 × C) would have ended the point after 20.
+    let run = embedded(&["--max-concurrency", "2"]);
+    let p = &run["points"][0];
+    let completed = count(&p["completed"]);
+    assert!(completed > 60, "{completed} requests in 2 s");
+    let lasted = p["duration_s"].as_f64().expect("duration_s");
+    assert!((1.9..10.0).contains(&lasted), "the point lasted {lasted} s");
+
+    // Open loop: exactly the requests scheduled inside the 2 s, all of them sent (the
+    // default count at 100 req/s would have been 1000, cut at about 200).
+    let run = embedded(&["--request-rate", "100"]);
+    let p = &run["points"][0];
+    let planned = count(&run["spec"]["points"][0]["num_prompts"]);
+    assert!((130..=270).contains(&planned), "{planned} scheduled in 2 s");
+    assert_eq!(count(&p["sent"]), planned);
+    assert_eq!(count(&p["completed"]), planned);
+    assert_no_processes_left(&tag);
+}

@@ -189,6 +189,41 @@ impl Arrival {
             }
         }
     }
+
+    /// How many requests a point bounded only by a duration of `seconds` has: those whose
+    /// send offset falls inside it (Poisson, gamma, constant: counted on the schedule
+    /// itself, so none is cut and none is left over), or for a ramp the count whose
+    /// expected length is the duration (its rate goes from start to end over the point).
+    /// `None` for a closed loop and a trace replay, which no schedule bounds.
+    pub fn requests_within(&self, seed: u64, seconds: f64) -> Option<u64> {
+        /// Far beyond any point a worker can hold in memory; ends a degenerate loop.
+        const MAX: u64 = 1 << 32;
+        match *self {
+            Arrival::Closed | Arrival::Trace { .. } => None,
+            Arrival::Ramp {
+                start_rate,
+                end_rate,
+                ..
+            } => {
+                // Gaps average 1/rate and the rate is linear in the request index, so n
+                // requests last n·ln(e/s)/(e−s): the logarithmic mean of the rates.
+                let mean = if (end_rate - start_rate).abs() < 1e-9 * start_rate {
+                    start_rate
+                } else {
+                    (end_rate - start_rate) / (end_rate / start_rate).ln()
+                };
+                Some(((seconds * mean).ceil() as u64).clamp(1, MAX))
+            }
+            _ => {
+                let (mut t, mut n) = (0.0, 0);
+                while t < seconds && n < MAX {
+                    t += self.gap(seed, n, 0);
+                    n += 1;
+                }
+                Some(n.max(1))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +263,42 @@ mod tests {
         // and a wrong rate is rejected, so the test can fail
         let mut g = gaps(&Arrival::Poisson { rate }, n, 1);
         assert!(ks_exponential(&mut g, rate * 1.2) > 1.628 / (n as f64).sqrt());
+    }
+
+    #[test]
+    fn a_duration_holds_exactly_the_requests_scheduled_inside_it() {
+        for a in [
+            Arrival::Poisson { rate: 40.0 },
+            Arrival::Gamma {
+                rate: 40.0,
+                burstiness: 0.5,
+            },
+            Arrival::Constant { rate: 40.0 },
+        ] {
+            let n = a.requests_within(7, 10.0).expect("open loops have a count");
+            let s = a.schedule(7, n + 1, |_| None);
+            assert!(
+                s[n as usize - 1] < 10.0 && s[n as usize] >= 10.0,
+                "{a:?}: {n}"
+            );
+            // about rate × duration
+            assert!((300..=500).contains(&n), "{a:?}: {n}");
+        }
+        assert_eq!(
+            Arrival::Constant { rate: 40.0 }.requests_within(1, 10.0),
+            Some(400)
+        );
+        let ramp = Arrival::Ramp {
+            start_rate: 10.0,
+            end_rate: 100.0,
+            burstiness: 1.0,
+        };
+        let n = ramp.requests_within(1, 30.0).expect("a ramp has a count");
+        // 90/ln 10 = 39.1 req/s on average over the ramp's time
+        assert_eq!(n, 1173);
+        let span = ramp.schedule(1, n, |_| None)[n as usize - 1];
+        assert!((25.0..35.0).contains(&span), "the ramp lasts {span} s");
+        assert_eq!(Arrival::Closed.requests_within(1, 10.0), None);
     }
 
     #[test]
