@@ -115,7 +115,8 @@ pub fn resolve_workload(
         .rates
         .iter()
         .copied()
-        .fold(arrival.rate(), |m, r| Some(m.map_or(r, |m: f64| m.max(r))));
+        .reduce(f64::max)
+        .or(arrival.rate());
     let wanted = concurrencies
         .iter()
         .map(|&c| {

@@ -178,16 +178,18 @@ impl Arrival {
                     .map(|i| ((trace_ms(i).unwrap_or(t0) - t0).max(0.0)) * time_scale / 1000.0)
                     .collect()
             }
-            _ => {
-                let mut out = Vec::with_capacity(upto as usize);
-                let mut t = 0.0;
-                for j in 0..upto {
-                    out.push(t);
-                    t += self.gap(seed, j, n);
-                }
-                out
-            }
+            _ => self.offsets(seed, n).take(upto as usize).collect(),
         }
+    }
+
+    /// The send offsets of a drawn schedule of `n` requests (request 0 at 0): absolute
+    /// instants, each the sum of the gaps before it, in one order for every caller.
+    fn offsets(&self, seed: u64, n: u64) -> impl Iterator<Item = f64> + '_ {
+        (0..n).scan(0.0, move |t, j| {
+            let at = *t;
+            *t += self.gap(seed, j, n);
+            Some(at)
+        })
     }
 
     /// How many requests a point bounded only by a duration of `seconds` has: those whose
@@ -214,14 +216,8 @@ impl Arrival {
                 };
                 Some(((seconds * mean).ceil() as u64).clamp(1, MAX))
             }
-            _ => {
-                let (mut t, mut n) = (0.0, 0);
-                while t < seconds && n < MAX {
-                    t += self.gap(seed, n, 0);
-                    n += 1;
-                }
-                Some(n.max(1))
-            }
+            // These gaps do not depend on the stream's length.
+            _ => Some((self.offsets(seed, MAX).take_while(|&t| t < seconds).count() as u64).max(1)),
         }
     }
 }
