@@ -6,10 +6,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rackload_coordinator::analysis::catalog::Catalog;
-use rackload_coordinator::analysis::inputs;
-use rackload_coordinator::analysis::report::{Options, analyze};
-use rackload_coordinator::analysis::tco::Gpus;
+use rackload_analysis::analyze::{Options, analyze};
+use rackload_analysis::catalog::Catalog;
+use rackload_analysis::inputs;
+use rackload_analysis::tco::Gpus;
 
 use crate::args::{FrontierArgs, FrontierFormat};
 
@@ -47,7 +47,7 @@ pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
     };
     let analysis = analyze(&points, &catalog, &opts)?;
     if let Some(path) = &args.plot {
-        crate::plot::frontier_chart(&analysis, path)?;
+        rackload_analysis::plot::frontier_chart(&analysis, path).context("--plot")?;
     }
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -7,7 +7,6 @@ mod certs;
 mod children;
 mod fleet;
 mod frontier;
-mod plot;
 mod progress;
 mod report;
 mod run;

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rackload_coordinator::analysis::catalog::Catalog;
-use rackload_coordinator::results::RunRecord;
-use rackload_coordinator::summary::PointSummary;
+use rackload_analysis::catalog::Catalog;
+use rackload_analysis::results::RunRecord;
+use rackload_analysis::summary::PointSummary;
 use rackload_proto::v1::control_client::ControlClient;
 use rackload_proto::v1::run_event::Event;
 use rackload_proto::v1::{AbortRunRequest, PointResult, PointSpec, RunSpec, RunStatus, TargetSpec};
@@ -732,7 +732,7 @@ async fn run_with(
         r.finish(status_word, &f.message)?;
         eprintln!("results: {}", r.dir().join("run.json").display());
         // The report is a view of run.json: failing to write it loses nothing.
-        match crate::report::write(r.dir(), "owning", &Catalog::embedded()) {
+        match rackload_analysis::html::write(r.dir(), "owning", &Catalog::embedded()) {
             Ok(path) => eprintln!("report: {}", path.display()),
             Err(e) => eprintln!("warning: no report: {e:#}"),
         }

@@ -53,7 +53,7 @@ fn frontier_reads_results_and_names_what_is_missing() {
     // Read at run time: a shared target dir may have been built from another checkout.
     let manifest =
         std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-    let fixtures = format!("{manifest}/../coordinator/tests/fixtures");
+    let fixtures = format!("{manifest}/../analysis/tests/fixtures");
     let vllm = format!("{fixtures}/vllm-bench-serve-b200-c64.json");
     let (code, stderr) = rackload(&["frontier", &vllm]);
     assert_eq!(code, 2, "{stderr}");

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::registry::Registry;
-use crate::time::{compact_stamp, unix_nanos};
+use rackload_proto::time::{compact_stamp, unix_nanos};
 
 /// Runs in progress and their abort switches.
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::registry::{Registry, WorkerEvent};
-use crate::time::unix_nanos;
+use rackload_proto::time::unix_nanos;
 
 /// A worker silent for this long is declared lost.
 pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);

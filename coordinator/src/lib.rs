@@ -1,19 +1,16 @@
 //! The rackload coordinator: accepts worker sessions ([`fabric`]) and CLI runs
 //! ([`control`]), splits each point of a run into shard plans, starts every worker at one
-//! instant, merges their interval histograms and counters ([`merge`]), and turns merged
-//! points into results ([`summary`], [`results`]).
+//! instant, merges their interval histograms and counters ([`merge`]) and streams merged
+//! points to the CLI, which writes the results. The control plane only: analysis of
+//! finished runs lives in `rackload-analysis`.
 
-pub mod analysis;
 pub mod control;
 pub mod fabric;
 pub mod merge;
 pub mod metrics;
 pub mod registry;
-pub mod results;
 pub mod run;
 pub mod spec;
-pub mod summary;
-pub mod time;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 
 use crate::merge::PointMerge;
 use crate::registry::{Claimed, Registry, WorkerEvent};
-use crate::time::unix_nanos;
+use rackload_proto::time::unix_nanos;
 
 /// How far in the future the common start instant is set, once every worker acked.
 pub const START_DELAY: Duration = Duration::from_millis(300);

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod convert;
 pub mod histogram;
+pub mod time;
 
 /// Generated code of `rackload/v1/*.proto`.
 #[allow(clippy::all, missing_docs)]

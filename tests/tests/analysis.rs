@@ -50,7 +50,7 @@ fn a_run_vllm_results_and_inferencex_rows_share_one_frontier() {
         "the sim's points, labelled"
     );
 
-    let fixtures = manifest_dir().join("../coordinator/tests/fixtures");
+    let fixtures = manifest_dir().join("../analysis/tests/fixtures");
     let mut cmd = rackload(&tag);
     cmd.arg("frontier")
         .arg(results.path())

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use rackload_coordinator::analysis::catalog::Catalog;
-use rackload_coordinator::analysis::inputs;
-use rackload_coordinator::analysis::report::{Options, analyze};
-use rackload_coordinator::analysis::tco::Gpus;
+use rackload_analysis::analyze::{Options, analyze};
+use rackload_analysis::catalog::Catalog;
+use rackload_analysis::inputs;
+use rackload_analysis::tco::Gpus;
 
 fn fixture(name: &str) -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, CatalogError};
-use super::frontier::{Steffen, Xy, crossovers, frontier};
-use super::inputs::Point;
-use super::tco::{self, Gpus, RackFigures};
+use crate::catalog::{Catalog, CatalogError};
+use crate::frontier::{Steffen, Xy, crossovers, frontier};
+use crate::inputs::Point;
+use crate::tco::{self, Gpus, RackFigures};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {

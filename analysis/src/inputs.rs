@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::tco::{Gpus, Measured};
+use crate::tco::{Gpus, Measured};
 
 /// One measured point and what is known of where it ran.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::catalog::System;
+use crate::catalog::System;
 
 /// How many GPUs served a point: all in one pool, or prefill and decode apart.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -125,7 +125,7 @@ pub fn figures(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::catalog::Catalog;
+    use crate::catalog::Catalog;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::summary::PointSummary;
-use crate::time::{compact_stamp, rfc3339, unix_nanos};
+use rackload_proto::time::{compact_stamp, rfc3339, unix_nanos};
 
 /// Bumped on any incompatible change to `run.json`.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -6,11 +6,21 @@
 use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{Context, bail};
+use crate::analyze::{Analysis, PointOut, frontier_knots};
+use crate::frontier::Steffen;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use rackload_coordinator::analysis::frontier::Steffen;
-use rackload_coordinator::analysis::report::{Analysis, PointOut, frontier_knots};
+
+/// Why a chart was not drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("{0}: the file must end in .svg or .png")]
+    Extension(String),
+    #[error("nothing to plot")]
+    Empty,
+    #[error("cannot draw the chart: {0}")]
+    Draw(String),
+}
 
 fn register_fonts() {
     static ONCE: Once = Once::new();
@@ -26,36 +36,35 @@ fn register_fonts() {
 }
 
 /// Draws `analysis` into `path` (`.svg` or `.png`).
-pub fn frontier_chart(analysis: &Analysis, path: &Path) -> anyhow::Result<()> {
+pub fn frontier_chart(analysis: &Analysis, path: &Path) -> Result<(), PlotError> {
     register_fonts();
     let size = (1000, 900);
     match path.extension().and_then(|e| e.to_str()) {
         Some("svg") => {
             let root = SVGBackend::new(path, size).into_drawing_area();
             draw(analysis, &root)?;
-            root.present().context("cannot write the SVG")?;
+            root.present()
+                .map_err(|e| PlotError::Draw(format!("{}: {e}", path.display())))?;
         }
         Some("png") => {
             let root = BitMapBackend::new(path, size).into_drawing_area();
             draw(analysis, &root)?;
-            root.present().context("cannot write the PNG")?;
+            root.present()
+                .map_err(|e| PlotError::Draw(format!("{}: {e}", path.display())))?;
         }
-        _ => bail!(
-            "--plot {}: the file must end in .svg or .png",
-            path.display()
-        ),
+        _ => return Err(PlotError::Extension(path.display().to_string())),
     }
     Ok(())
 }
 
 /// The same chart as an SVG document in a string (for inlining in a report).
-pub fn frontier_svg(analysis: &Analysis) -> anyhow::Result<String> {
+pub fn frontier_svg(analysis: &Analysis) -> Result<String, PlotError> {
     register_fonts();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1000, 900)).into_drawing_area();
         draw(analysis, &root)?;
-        root.present().context("cannot draw the SVG")?;
+        root.present().map_err(|e| PlotError::Draw(e.to_string()))?;
     }
     Ok(svg)
 }
@@ -81,15 +90,16 @@ fn frontier_line(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<(f64,
     line
 }
 
-fn draw<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+fn draw<DB: DrawingBackend>(a: &Analysis, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError>
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    root.fill(&WHITE)
+        .map_err(|e| PlotError::Draw(e.to_string()))?;
     let (top, bottom) = root.split_vertically(450);
     let all: Vec<&PointOut> = a.groups.iter().flat_map(|g| &g.points).collect();
     if all.is_empty() {
-        bail!("nothing to plot");
+        return Err(PlotError::Empty);
     }
     let max_x = all
         .iter()
@@ -110,7 +120,7 @@ where
         costs.iter().copied().fold(f64::INFINITY, f64::min) * 0.8,
         costs.iter().copied().fold(0.0, f64::max) * 1.25,
     );
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e}");
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| PlotError::Draw(e.to_string());
 
     let mut chart = ChartBuilder::on(&top)
         .caption("Throughput vs interactivity", ("sans-serif", 22))
@@ -206,10 +216,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rackload_coordinator::analysis::catalog::Catalog;
-    use rackload_coordinator::analysis::inputs::Point;
-    use rackload_coordinator::analysis::report::{Options, analyze};
-    use rackload_coordinator::analysis::tco::{Gpus, Measured};
+    use crate::analyze::{Options, analyze};
+    use crate::catalog::Catalog;
+    use crate::inputs::Point;
+    use crate::tco::{Gpus, Measured};
 
     fn analysis() -> Analysis {
         let point = |system: &str, label: &str, tps: f64, tpot: f64| Point {

@@ -1,0 +1,295 @@
+//! A run's report: one self-contained HTML file (inline CSS and SVG, no script,
+//! nothing fetched) with the run's setup, a table per point, latency distributions, the
+//! frontier and cost charts, and client-health warnings. `rackload run` writes it, and
+//! `frontier.svg`, next to `run.json` when a run ends.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::analyze::{Analysis, Options, analyze};
+use crate::catalog::Catalog;
+use crate::inputs;
+use crate::plot::PlotError;
+use crate::results::{ResultsError, write_atomic};
+
+/// Why a report was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not JSON: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+    #[error(transparent)]
+    Write(#[from] ResultsError),
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn f(v: &Value, digits: usize) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.digits$}"))
+        .or_else(|| v.as_u64().map(|x| x.to_string()))
+        .unwrap_or_else(|| "–".to_owned())
+}
+
+/// The run's frontier analysis, when its system and GPUs are known.
+pub fn run_analysis(run_json: &Path, tier: &str, catalog: &Catalog) -> Result<Analysis, String> {
+    let points = inputs::read(run_json).map_err(|e| e.to_string())?;
+    if points.is_empty() {
+        return Err("no measured point".into());
+    }
+    let opts = Options {
+        tier: tier.to_owned(),
+        ..Options::default()
+    };
+    analyze(&points, catalog, &opts).map_err(|e| e.to_string())
+}
+
+/// Writes `report.html` (and `frontier.svg` when the analysis is possible) into `dir`.
+pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, ReportError> {
+    let run_json = dir.join("run.json");
+    let text = std::fs::read_to_string(&run_json).map_err(|source| ReportError::Read {
+        path: run_json.clone(),
+        source,
+    })?;
+    let run: Value = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        path: run_json.clone(),
+        source,
+    })?;
+    let analysis = run_analysis(&run_json, tier, catalog);
+    let svg = match &analysis {
+        Ok(a) => {
+            let svg = crate::plot::frontier_svg(a)?;
+            write_atomic(&dir.join("frontier.svg"), svg.as_bytes())?;
+            Some(svg)
+        }
+        Err(_) => None,
+    };
+    let html = html(
+        &run,
+        analysis.as_ref().ok(),
+        svg.as_deref(),
+        analysis.as_ref().err(),
+    );
+    let path = dir.join("report.html");
+    write_atomic(&path, html.as_bytes())?;
+    Ok(path)
+}
+
+fn html(
+    run: &Value,
+    analysis: Option<&Analysis>,
+    svg: Option<&str>,
+    why_not: Option<&String>,
+) -> String {
+    let mut h = String::new();
+    let id = run["run_id"].as_str().unwrap_or("");
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>rackload run {}</title><style>\
+         body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}\
+         td:first-child,th:first-child{{text-align:left}}.warn{{background:#fff4e5;border-left:4px solid #f0a020;padding:6px 10px}}\
+         pre{{background:#f7f7f7;padding:8px;overflow:auto}}</style></head><body>",
+        esc(id)
+    );
+    let _ = write!(
+        h,
+        "<h1>rackload run {}</h1><p>status <b>{}</b> {} · created {} · rackload {}</p>",
+        esc(id),
+        esc(run["status"].as_str().unwrap_or("")),
+        esc(run["message"].as_str().unwrap_or("")),
+        esc(run["created"].as_str().unwrap_or("")),
+        esc(run["rackload_version"].as_str().unwrap_or(""))
+    );
+
+    // Client health and gates first: they say whether the numbers can be trusted.
+    let mut warnings = Vec::new();
+    let points = run["points"].as_array().cloned().unwrap_or_default();
+    for p in &points {
+        let label = p["label"].as_str().unwrap_or("");
+        if p["client_saturated"] == true {
+            for w in p["workers"].as_array().into_iter().flatten() {
+                if w["saturated_intervals"].as_u64().unwrap_or(0) > 0 {
+                    warnings.push(format!(
+                        "point {label}: worker {} was saturated ({}): these numbers measure the client",
+                        w["id"].as_str().unwrap_or(""),
+                        w["saturation_reason"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        if p["gate"] == "fail" {
+            warnings.push(format!(
+                "point {label}: {} of {} requests failed (over the failure gate)",
+                f(&p["failed"], 0),
+                p["sent"].as_u64().unwrap_or(0)
+            ));
+        }
+        if p["degraded"] == true {
+            warnings.push(format!(
+                "point {label}: degraded, lost workers {}",
+                p["lost_workers"]
+            ));
+        }
+    }
+    if !warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2>");
+        for w in warnings {
+            let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&w));
+        }
+    }
+
+    h.push_str("<h2>Points</h2><table><tr><th>point</th><th>completed</th><th>failed</th><th>duration s</th><th>req/s</th><th>output tok/s</th><th>total tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th><th>TPOT p50 ms</th><th>ITL p99 ms</th><th>E2EL p50 ms</th><th>tok/s/user</th></tr>");
+    for p in &points {
+        let tpot = p["median_tpot_ms"].as_f64().unwrap_or(0.0);
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(p["label"].as_str().unwrap_or("")),
+            f(&p["completed"], 0),
+            f(&p["failed"], 0),
+            f(&p["duration_s"], 2),
+            f(&p["request_throughput"], 2),
+            f(&p["output_throughput"], 1),
+            f(&p["total_token_throughput"], 1),
+            f(&p["median_ttft_ms"], 2),
+            f(&p["p99_ttft_ms"], 2),
+            f(&p["median_tpot_ms"], 2),
+            f(&p["p99_itl_ms"], 2),
+            f(&p["median_e2el_ms"], 1),
+            if tpot > 0.0 {
+                format!("{:.1}", 1000.0 / tpot)
+            } else {
+                "–".into()
+            }
+        );
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Latency distributions (ms)</h2><table><tr><th>point · metric</th><th>mean</th><th>median</th><th>std</th><th>p90</th><th>p99</th><th>p99.9</th></tr>");
+    for p in &points {
+        for m in ["ttft", "tpot", "itl", "e2el"] {
+            let _ = write!(
+                h,
+                "<tr><td>{} · {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(p["label"].as_str().unwrap_or("")),
+                m.to_uppercase(),
+                f(&p[format!("mean_{m}_ms")], 2),
+                f(&p[format!("median_{m}_ms")], 2),
+                f(&p[format!("std_{m}_ms")], 2),
+                f(&p[format!("p90_{m}_ms")], 2),
+                f(&p[format!("p99_{m}_ms")], 2),
+                f(&p[format!("p99.9_{m}_ms")], 2)
+            );
+        }
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Frontier and cost</h2>");
+    match (analysis, svg) {
+        (Some(a), Some(svg)) => {
+            h.push_str(svg);
+            h.push_str("<table><tr><th>group · point</th><th>tok/s/user</th><th>tok/s/GPU</th><th>$/M tokens</th><th>tok/s/MW</th><th>J/token</th><th>frontier</th></tr>");
+            for g in &a.groups {
+                for p in &g.points {
+                    let _ = write!(
+                        h,
+                        "<tr><td>{} · {}</td><td>{:.1}</td><td>{:.1}</td><td>{:.4}</td><td>{:.0}</td><td>{:.4}</td><td>{}</td></tr>",
+                        esc(&g.name),
+                        esc(&p.label),
+                        p.figures.interactivity,
+                        p.figures.tput_per_gpu,
+                        p.figures.cost_per_mtok,
+                        p.figures.tok_per_s_per_mw,
+                        p.figures.joules_per_token,
+                        if p.on_frontier { "yes" } else { "" }
+                    );
+                }
+            }
+            h.push_str("</table>");
+        }
+        _ => {
+            let _ = write!(
+                h,
+                "<p>No frontier: {}. Give the run's system and GPUs (<code>rackload run --system NAME --gpus N</code>), or use <code>rackload frontier --system NAME --gpus N</code>.</p>",
+                esc(why_not.map_or("nothing to analyse", String::as_str))
+            );
+        }
+    }
+
+    h.push_str("<h2>Setup</h2><pre>");
+    let setup = serde_json::json!({
+        "spec": run["spec"],
+        "environment": run["environment"],
+        "workers": run["workers"],
+    });
+    h.push_str(&esc(
+        &serde_json::to_string_pretty(&setup).unwrap_or_default()
+    ));
+    h.push_str("</pre></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_self_contained_and_escapes_what_it_shows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = serde_json::json!({
+            "schema_version": 1, "run_id": "r<1>", "status": "completed", "message": "",
+            "environment": {"sim": {"profile": {"system": "b200"}, "gpus": 1}},
+            "spec": {"target": {"base_urls": ["http://127.0.0.1:1"]}},
+            "points": [
+                {"label": "c1", "max_concurrency": 1, "completed": 2, "failed": 0, "sent": 2,
+                 "duration_s": 7.0, "total_input_tokens": 2048, "total_output_tokens": 2030,
+                 "output_throughput": 290.0, "median_tpot_ms": 3.44, "gate": "pass"},
+                {"label": "c128", "max_concurrency": 128, "completed": 256, "failed": 30, "sent": 286,
+                 "duration_s": 23.7, "total_input_tokens": 262144, "total_output_tokens": 234000,
+                 "output_throughput": 9887.4, "median_tpot_ms": 8.87, "gate": "fail",
+                 "client_saturated": true,
+                 "workers": [{"id": "w1", "saturated_intervals": 3, "saturation_reason": "worker CPU at 95%"}]}
+            ]
+        });
+        std::fs::write(dir.path().join("run.json"), run.to_string()).expect("write");
+        let path = write(dir.path(), "owning", &Catalog::embedded()).expect("report");
+        let html = std::fs::read_to_string(&path).expect("read");
+        assert!(html.contains("rackload run r&lt;1&gt;"), "escaped");
+        assert!(
+            !html.contains("<script")
+                && !html.contains("src=\"http")
+                && !html.contains("href=\"http")
+        );
+        assert!(html.contains("<svg"), "the chart is inline");
+        assert!(html.contains("worker w1 was saturated (worker CPU at 95%)"));
+        assert!(html.contains("over the failure gate"));
+        assert!(dir.path().join("frontier.svg").is_file());
+
+        // Without a system there is no frontier, and the report says how to get one.
+        let mut bare = run.clone();
+        bare["environment"] = serde_json::json!({});
+        std::fs::write(dir.path().join("run.json"), bare.to_string()).expect("write");
+        let html = std::fs::read_to_string(
+            write(dir.path(), "owning", &Catalog::embedded()).expect("report"),
+        )
+        .expect("read");
+        assert!(html.contains("--system NAME --gpus N"), "{html}");
+    }
+}
