@@ -28,6 +28,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "rackload.v1.TargetSpec.extra_body_json",
             "#[serde(serialize_with = \"crate::convert::json_bytes\", skip_deserializing)]",
         )
+        // Enums are recorded by the names users type.
+        .field_attribute(
+            "rackload.v1.TargetSpec.endpoint",
+            "#[serde(serialize_with = \"crate::names::endpoint\", skip_deserializing)]",
+        )
+        .field_attribute(
+            "rackload.v1.TargetSpec.http",
+            "#[serde(serialize_with = \"crate::names::http\", skip_deserializing)]",
+        )
+        .field_attribute(
+            "rackload.v1.TargetSpec.lb",
+            "#[serde(serialize_with = \"crate::names::lb\", skip_deserializing)]",
+        )
+        .field_attribute(
+            "rackload.v1.RunSpec.on_worker_loss",
+            "#[serde(serialize_with = \"crate::names::on_worker_loss\", skip_deserializing)]",
+        )
         // run.json records the workload's provenance, not its bulk (dataset entries).
         .field_attribute(
             "rackload.v1.RunSpec.workload",

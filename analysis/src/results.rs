@@ -157,7 +157,7 @@ impl RunRecord {
         })?;
         let target = self.spec.target.clone().unwrap_or_default();
         let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
-        let vllm = summary.vllm_json(&date, &target.endpoint, &target.model);
+        let vllm = summary.vllm_json(&date, target.endpoint().name(), &target.model);
         write_json(
             &self
                 .dir

@@ -1,10 +1,13 @@
-//! What was typed: the `rackload` command line, parsed by clap. Defaults and interactions
-//! are resolved once, in `run::resolve`; nothing else reads raw flags.
+//! What was typed: the `rackload` command line, parsed by clap. A run's flags become a
+//! raw run ([`RunArgs::raw`]) that `rackload-spec` merges over the scenario file and
+//! resolves once; nothing else reads raw flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use rackload_spec::raw::{OneOrMany, RawRunTable, RawTarget};
+use rackload_spec::{Endpoint, HttpVersion, LoadBalance, OnWorkerLoss, Origin, RawRun};
 use rackload_workloads::RangeMode;
 use rackload_workloads::prompt::PromptFormat;
 use rackload_workloads::scenario::{ArrivalName, DatasetName, Preset, WorkloadConfig};
@@ -132,21 +135,14 @@ pub struct FrontierArgs {
     pub plot: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Endpoint {
-    #[value(name = "/v1/completions")]
-    Completions,
-    #[value(name = "/v1/chat/completions")]
-    Chat,
-}
-
-impl Endpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            Endpoint::Completions => "/v1/completions",
-            Endpoint::Chat => "/v1/chat/completions",
-        }
-    }
+/// A parser for one of the wire's named enums (`--endpoint`, `--http`, `--lb`,
+/// `--on-worker-loss`): `--help` lists the names, and a wrong one is refused by clap.
+fn named<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = rackload_proto::names::UnknownName> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
 }
 
 /// Parses a kebab-case name into one of the workloads crate's enums.
@@ -294,7 +290,7 @@ pub struct RunArgs {
     #[arg(long = "base-url", value_name = "URL")]
     pub base_urls: Vec<String>,
     /// API endpoint to load [default: /v1/completions].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = named::<Endpoint>(Endpoint::NAMES))]
     pub endpoint: Option<Endpoint>,
     /// Model name sent with each request [default: the first model the server lists].
     #[arg(long)]
@@ -334,8 +330,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub max_failure_rate: Option<f64>,
     /// When a worker is lost: carry on with the others, or abort the run [default: continue].
-    #[arg(long, value_parser = ["continue", "abort"])]
-    pub on_worker_loss: Option<String>,
+    #[arg(long, value_parser = named::<OnWorkerLoss>(OnWorkerLoss::NAMES))]
+    pub on_worker_loss: Option<OnWorkerLoss>,
     /// Share of requests traced (0..1) when OTLP is configured: each sampled request gets a
     /// span and a W3C traceparent header [default: OTEL_TRACES_SAMPLER(_ARG), else every
     /// request of a run of up to 1,000, then about 1,000 spans a run, never under 0.01].
@@ -363,12 +359,12 @@ pub struct RunArgs {
     pub idle_timeout: Option<f64>,
     /// HTTP version: auto (HTTP/1.1 on http://, ALPN on https://), http1, or http2
     /// (h2c prior knowledge on http://) [default: auto].
-    #[arg(long, value_parser = ["auto", "http1", "http2"], help_heading = "Target")]
-    pub http: Option<String>,
+    #[arg(long, value_parser = named::<HttpVersion>(HttpVersion::NAMES), help_heading = "Target")]
+    pub http: Option<HttpVersion>,
     /// Spread requests over several --base-url: round-robin or least-outstanding
     /// [default: round-robin].
-    #[arg(long, value_parser = ["round-robin", "least-outstanding"], help_heading = "Target")]
-    pub lb: Option<String>,
+    #[arg(long, value_parser = named::<LoadBalance>(LoadBalance::NAMES), help_heading = "Target")]
+    pub lb: Option<LoadBalance>,
     /// Extra request header "Name: value" (repeatable); values are never logged or written.
     #[arg(long = "header", value_name = "NAME: VALUE", help_heading = "Target")]
     pub headers: Vec<String>,
@@ -415,6 +411,100 @@ pub struct RunArgs {
     pub sim_itl_ms: Option<u64>,
 }
 
+impl RunArgs {
+    /// What the flags say, as a raw run (nothing defaulted), each value checked and named
+    /// by its flag.
+    pub fn raw(&self) -> anyhow::Result<RawRun> {
+        let rates: Vec<f64> = self
+            .workload
+            .request_rate
+            .iter()
+            .filter_map(|r| r.0)
+            .collect();
+        if self.workload.request_rate.len() > 1 && rates.len() != self.workload.request_rate.len() {
+            anyhow::bail!("--request-rate: inf cannot be part of a rate sweep");
+        }
+        let mut unique: Vec<f64> = Vec::new();
+        for r in rates {
+            if !unique.contains(&r) {
+                unique.push(r);
+            }
+        }
+        let mut headers = std::collections::BTreeMap::new();
+        for h in &self.headers {
+            let (name, value) = h
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--header {h:?} must look like \"Name: value\""))?;
+            let name = name.trim();
+            if name.is_empty() {
+                anyhow::bail!("--header {h:?} has no name before ':'");
+            }
+            headers.insert(name.to_owned(), value.trim().to_owned());
+        }
+        let extra_body = match &self.extra_body {
+            None => None,
+            Some(text) => {
+                let (what, text) = match text.strip_prefix('@') {
+                    Some(path) => (
+                        format!("--extra-body file {path}"),
+                        std::fs::read_to_string(path).map_err(|e| {
+                            anyhow::anyhow!("cannot read --extra-body file {path}: {e}")
+                        })?,
+                    ),
+                    None => ("--extra-body".to_owned(), text.clone()),
+                };
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(serde_json::Value::Object(m)) => Some(m),
+                    Ok(other) => anyhow::bail!("{what} must be a JSON object, not {other}"),
+                    Err(e) => anyhow::bail!("{what} is not JSON: {e}"),
+                }
+            }
+        };
+        let flag = |b: bool| b.then_some(true);
+        let raw = RawRun {
+            workload: self.workload.config(),
+            target: RawTarget {
+                base_url: (!self.base_urls.is_empty()).then(|| self.base_urls.clone()),
+                endpoint: self.endpoint,
+                model: self.model.clone(),
+                request_timeout: self.request_timeout,
+                connect_timeout: self.connect_timeout,
+                first_byte_timeout: self.first_byte_timeout,
+                idle_timeout: self.idle_timeout,
+                http: self.http,
+                lb: self.lb,
+                headers: (!headers.is_empty()).then_some(headers),
+                extra_body,
+                no_stream: flag(self.no_stream),
+                min_tokens: flag(self.min_tokens),
+                tls_ca: self.tls_ca.clone(),
+                insecure: flag(self.insecure),
+                api_key: self.api_key.clone(),
+            },
+            run: RawRunTable {
+                workers: self.workers,
+                max_concurrency: (!self.max_concurrency.is_empty()).then(|| {
+                    OneOrMany::Many(self.max_concurrency.iter().map(|&c| i64::from(c)).collect())
+                }),
+                concurrency_range: self.concurrency_range.as_ref().map(|r| r.1.clone()),
+                worker_wait: self.worker_wait,
+                request_rates: (!unique.is_empty()).then_some(unique),
+                num_prompts: self.num_prompts,
+                warmup: self.warmup,
+                duration: self.duration,
+                cooldown: self.cooldown,
+                max_failure_rate: self.max_failure_rate,
+                on_worker_loss: self.on_worker_loss,
+                trace_sample: self.trace_sample,
+                results_dir: self.results_dir.clone(),
+            },
+        };
+        raw.check(&Origin::Flags)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(raw)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WorkloadCommand {
     /// Print the request stream without sending anything.
@@ -452,58 +542,10 @@ pub struct SampleArgs {
 
 /// The concurrencies of `--concurrency-range`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConcurrencyRange(pub Vec<u32>);
+pub struct ConcurrencyRange(pub Vec<u32>, pub String);
 
 fn parse_range(s: &str) -> Result<ConcurrencyRange, String> {
-    concurrency_range(s).map(ConcurrencyRange)
-}
-
-/// `START:END:xF` (multiply) or `START:END:+N` (add), END included when reached.
-pub fn concurrency_range(s: &str) -> Result<Vec<u32>, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let [start, end, step] = parts[..] else {
-        return Err("expected START:END:STEP, e.g. 4:1024:x2 or 8:64:+8".into());
-    };
-    let num = |v: &str, what: &str| {
-        v.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("{what} {v:?} is not a whole number"))
-    };
-    let (start, end) = (num(start, "START")?, num(end, "END")?);
-    if start == 0 || end < start {
-        return Err(format!("need 1 <= START <= END, got {start}:{end}"));
-    }
-    let mut out = Vec::new();
-    let mut c = start;
-    if let Some(f) = step.strip_prefix('x') {
-        let f = num(f, "factor")?;
-        if f < 2 {
-            return Err("the factor must be at least 2".into());
-        }
-        while c <= end {
-            out.push(c);
-            c = c.saturating_mul(f);
-            if c == u32::MAX {
-                break;
-            }
-        }
-    } else {
-        let n = num(step.strip_prefix('+').unwrap_or(step), "step")?;
-        if n == 0 {
-            return Err("the step must be at least 1".into());
-        }
-        while c <= end {
-            out.push(c);
-            c = c.saturating_add(n);
-            if c == u32::MAX {
-                break;
-            }
-        }
-    }
-    if out.len() > 1000 {
-        return Err(format!("{} points is too many for one sweep", out.len()));
-    }
-    Ok(out)
+    rackload_spec::raw::concurrency_range(s).map(|c| ConcurrencyRange(c, s.to_owned()))
 }
 
 fn shard(s: &str) -> Result<(u64, u64), String> {
@@ -528,7 +570,7 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
     /// Hard limit: a run still going after this many seconds is aborted.
-    #[arg(long, value_name = "SECONDS", default_value_t = 86_400.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = rackload_spec::defaults::MAX_RUN_DURATION.as_secs_f64())]
     pub max_run_duration: f64,
     /// Serve Prometheus metrics (live rates, in-flight, errors, latency histograms per
     /// run and point, workers) at GET /metrics on this address.
@@ -750,10 +792,5 @@ fn parse_faults(s: &str) -> Result<rackload_sim::Faults, String> {
 
 /// Validates a URL flag: it must parse and be http(s).
 pub fn check_url(flag: &str, value: &str) -> anyhow::Result<()> {
-    let url = url::Url::parse(value)
-        .map_err(|e| anyhow::anyhow!("{flag} {value:?} is not a valid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        anyhow::bail!("{flag} {value:?} must be an http:// or https:// URL with a host");
-    }
-    Ok(())
+    rackload_spec::resolve::check_url(flag, value).map_err(|e| anyhow::anyhow!("{e}"))
 }

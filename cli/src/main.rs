@@ -11,7 +11,6 @@ mod progress;
 mod report;
 mod run;
 mod sample;
-mod scenario_file;
 mod servers;
 
 use std::process::ExitCode;

@@ -9,22 +9,22 @@ use std::process::ExitCode;
 use rackload_workloads::Stripe;
 use serde_json::json;
 
+use rackload_spec::RawRun;
+use rackload_spec::resolve::{Sweep, resolve_workload};
+
 use crate::args::{SampleArgs, SampleFormat};
-use crate::run::{SweepArgs, resolve_workload};
-use crate::scenario_file::ScenarioFile;
 
 pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
-    let file = ScenarioFile::load(args.scenario_file.as_deref())?;
+    let file = match &args.scenario_file {
+        Some(path) => RawRun::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => RawRun::default(),
+    };
     let concurrencies = if args.max_concurrency.is_empty() {
-        file.run
-            .max_concurrency
-            .as_ref()
-            .map(crate::scenario_file::OneOrMany::to_vec)
-            .unwrap_or_default()
+        file.concurrencies()
     } else {
         args.max_concurrency.clone()
     };
-    let sweep = SweepArgs {
+    let sweep = Sweep {
         concurrencies,
         rates: args
             .workload
@@ -37,11 +37,13 @@ pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
         duration: None,
         sim_sweep: false,
     };
-    let (mut workload, points) = resolve_workload(args.workload.config(), file.workload, &sweep)?;
+    let (mut workload, points) =
+        resolve_workload(&args.workload.config().or(file.workload), &sweep)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     // The stream of the first point.
     let n = points.first().map_or(0, |p| p.num_prompts);
-    if let Some(p) = points.first().filter(|p| p.request_rate > 0.0) {
-        workload.arrival = workload.arrival.with_rate(p.request_rate);
+    if let Some(rate) = points.first().and_then(|p| p.request_rate) {
+        workload.arrival = workload.arrival.with_rate(rate);
     }
     let stripe = match args.shard {
         Some((k, shards)) => Stripe::tile(n, &vec![1; shards as usize])[k as usize],

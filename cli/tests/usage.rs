@@ -31,7 +31,7 @@ fn bad_target_options_name_the_flag_before_anything_starts() {
         (&["--header", "bad name: v"][..], "header"),
         (
             &["--tls-ca", "/nonexistent/ca.pem"][..],
-            "cannot read --tls-ca",
+            "--tls-ca: cannot read",
         ),
         (&["--idle-timeout=-1"][..], "--idle-timeout"),
         (&["--http", "spdy"][..], "spdy"),

@@ -82,15 +82,11 @@ async fn worker(
             }
         }
     });
-    let mut plan_duration = 30.0;
+    let mut plan_duration: f64 = 30.0;
     while let Some(m) = inbound.message().await? {
         match m.msg {
             Some(CMsg::Assign(plan)) => {
-                plan_duration = if plan.duration_s > 0.0 {
-                    plan.duration_s
-                } else {
-                    30.0
-                };
+                plan_duration = plan.duration_s.unwrap_or(30.0);
                 let ack = PlanAck {
                     run_id: plan.run_id,
                     point_index: plan.point_index,

@@ -74,7 +74,7 @@ impl Control for ControlService {
 
     async fn submit_run(&self, request: Request<RunSpec>) -> Result<Response<EventStream>, Status> {
         let spec = request.into_inner();
-        crate::spec::validate(&spec)
+        let resolved = rackload_spec::ResolvedRun::from_proto(&spec)
             .map_err(|e| Status::invalid_argument(format!("invalid run spec: {e}")))?;
         let run_id = self.runs.new_id();
         let (tx, rx) = mpsc::channel(64);
@@ -84,7 +84,17 @@ impl Control for ControlService {
         let (registry, runs, live) = (self.registry.clone(), self.runs.clone(), self.live.clone());
         let max = self.config.max_run_duration;
         tokio::spawn(async move {
-            crate::run::execute(registry, run_id.clone(), spec, tx, abort_rx, max, live).await;
+            crate::run::execute(
+                registry,
+                run_id.clone(),
+                resolved,
+                spec,
+                tx,
+                abort_rx,
+                max,
+                live,
+            )
+            .await;
             runs.lock().remove(&run_id);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -10,7 +10,6 @@ pub mod merge;
 pub mod metrics;
 pub mod registry;
 pub mod run;
-pub mod spec;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ pub struct CoordinatorConfig {
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
-            max_run_duration: std::time::Duration::from_secs(24 * 3600),
+            max_run_duration: rackload_spec::defaults::MAX_RUN_DURATION,
             token: None,
             tls: None,
         }

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use rackload_proto::histogram::{HistogramError, LatencySet};
-use rackload_proto::v1::{
-    Counters, EndpointReport, PointResult, PointSpec, Report, WorkerPointResult,
-};
+use rackload_proto::v1::{Counters, EndpointReport, PointResult, Report, WorkerPointResult};
 
 #[derive(Debug, Default, Clone)]
 pub struct WorkerPart {
@@ -158,7 +156,7 @@ impl PointMerge {
     pub fn result(
         &self,
         index: u32,
-        point: &PointSpec,
+        point: &rackload_spec::Point,
         start_unix_nanos: i64,
         max_failure_rate: f64,
     ) -> Result<PointResult, HistogramError> {
@@ -176,7 +174,7 @@ impl PointMerge {
         Ok(PointResult {
             point_index: index,
             label: point.label.clone(),
-            max_concurrency: point.max_concurrency,
+            max_concurrency: point.max_concurrency.unwrap_or(0),
             num_prompts: point.num_prompts,
             duration_s: self.duration_s(),
             counters: Some(c.clone()),
@@ -217,8 +215,8 @@ impl PointMerge {
             degraded: !lost_workers.is_empty(),
             lost_workers,
             gate_failed,
-            warmup_prompts: point.warmup_prompts,
-            request_rate: point.request_rate,
+            warmup_prompts: point.warmup,
+            request_rate: point.request_rate.unwrap_or(0.0),
         })
     }
 }
@@ -252,7 +250,15 @@ mod tests {
         assert!(m.lose("a"));
         assert!(!m.lose("b"), "b had finished");
         assert!(m.all_done());
-        let r = m.result(0, &PointSpec::default(), 0, 0.05).expect("result");
+        let point = rackload_spec::Point {
+            label: "c1".into(),
+            max_concurrency: Some(1),
+            num_prompts: 1,
+            warmup: 0,
+            request_rate: None,
+            duration: None,
+        };
+        let r = m.result(0, &point, 0, 0.05).expect("result");
         let c = r.counters.clone().unwrap_or_default();
         assert_eq!((c.sent, c.completed, c.failed(), r.lost), (9, 7, 0, 2));
         assert_eq!(c.sent, c.completed + c.failed() + r.lost);

@@ -13,10 +13,13 @@ use rackload_proto::histogram::METRICS;
 use rackload_proto::v1::coordinator_message::Msg as CMsg;
 use rackload_proto::v1::run_event::Event;
 use rackload_proto::v1::{
-    CoordinatorMessage, PointResult, PointSpec, PointStarted, Progress, RunAccepted, RunEvent,
+    CoordinatorMessage, OnWorkerLoss, PointResult, PointStarted, Progress, RunAccepted, RunEvent,
     RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop, WorkerShare,
 };
-use rackload_workloads::shard::{Stripe, split};
+use rackload_spec::defaults::REPORT_INTERVAL;
+use rackload_spec::plan::plan_point;
+use rackload_spec::{Point, ResolvedRun};
+use rackload_workloads::shard::Stripe;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::Status;
@@ -47,7 +50,10 @@ enum Outcome {
 struct Run {
     registry: Arc<Registry>,
     run_id: String,
-    spec: RunSpec,
+    /// The run as resolved by the client (checked, never defaulted again).
+    spec: ResolvedRun,
+    /// The run as submitted: its target and workload go out in every plan as they came.
+    wire: RunSpec,
     events: EventSink,
     abort: watch::Receiver<bool>,
     inbox_tx: mpsc::Sender<WorkerEvent>,
@@ -72,7 +78,7 @@ impl Run {
     }
 
     fn abort_on_loss(&self) -> bool {
-        self.spec.on_worker_loss == "abort"
+        self.spec.on_worker_loss == OnWorkerLoss::Abort
     }
 
     /// Drops workers whose session ended and claims idle ones up to the run's size.
@@ -89,10 +95,12 @@ impl Run {
 }
 
 /// Runs `spec` under `run_id`, streaming events to `events` until the run ends.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     registry: Arc<Registry>,
     run_id: String,
-    spec: RunSpec,
+    spec: ResolvedRun,
+    wire: RunSpec,
     events: EventSink,
     abort: watch::Receiver<bool>,
     max_duration: Duration,
@@ -117,6 +125,7 @@ pub async fn execute(
         registry,
         run_id,
         spec,
+        wire,
         events,
         abort,
         inbox_tx,
@@ -171,7 +180,7 @@ async fn finish(mut run: Run, max_duration: Duration) {
 
 async fn run_all(run: &mut Run) -> Outcome {
     let want = run.spec.workers as usize;
-    let wait = Duration::try_from_secs_f64(run.spec.worker_wait_s).unwrap_or(Duration::ZERO);
+    let wait = run.spec.worker_wait;
     let deadline = Instant::now() + wait;
     while run.registry.idle_count() < want {
         if run.aborted() {
@@ -203,11 +212,8 @@ async fn run_all(run: &mut Run) -> Outcome {
     }
     let points = run.spec.points.clone();
     for (k, point) in points.iter().enumerate() {
-        if k > 0 && run.spec.cooldown_s > 0.0 {
-            tokio::time::sleep(
-                Duration::try_from_secs_f64(run.spec.cooldown_s).unwrap_or_default(),
-            )
-            .await;
+        if k > 0 && !run.spec.cooldown.is_zero() {
+            tokio::time::sleep(run.spec.cooldown).await;
         }
         run.refresh_workers();
         if run.workers.is_empty() {
@@ -244,7 +250,7 @@ async fn send_all(workers: &[(Claimed, u32)], m: CMsg) {
 }
 
 /// One point under its own span; the span's trace context travels in every shard plan.
-async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<PointResult, Outcome> {
+async fn run_point(run: &mut Run, index: u32, point: &Point) -> Result<PointResult, Outcome> {
     let span = tracing::info_span!(
         "point",
         otel.name = %format!("point {}", point.label),
@@ -252,8 +258,8 @@ async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<Point
         point = %point.label,
         rackload.point.index = index,
         rackload.point.label = %point.label,
-        rackload.max_concurrency = point.max_concurrency,
-        rackload.request_rate = point.request_rate,
+        rackload.max_concurrency = point.max_concurrency.unwrap_or(0),
+        rackload.request_rate = point.request_rate.unwrap_or(0.0),
         rackload.completed = tracing::field::Empty,
         rackload.failed = tracing::field::Empty,
         rackload.output_tokens = tracing::field::Empty,
@@ -275,36 +281,17 @@ async fn run_point(run: &mut Run, index: u32, point: &PointSpec) -> Result<Point
 async fn run_point_in(
     run: &mut Run,
     index: u32,
-    point: &PointSpec,
+    point: &Point,
     traceparent: String,
 ) -> Result<PointResult, Outcome> {
-    // Closed loop: C split into integer shares weighted by cores (workers with none sit
-    // the point out). Open loop: stripes weighted by cores; C, if given, caps each share.
-    let c = u64::from(point.max_concurrency);
-    let weights: Vec<u64> = run
-        .workers
+    // The plan is a pure function of the point and the workers' capacities (cores).
+    let capacities: Vec<u32> = run.workers.iter().map(|w| w.hello.cores).collect();
+    let shards = plan_point(point, &capacities);
+    let active: Vec<(Claimed, u32)> = shards
         .iter()
-        .map(|w| u64::from(w.hello.cores.max(1)))
+        .map(|s| (run.workers[s.worker].clone(), s.concurrency.unwrap_or(0)))
         .collect();
-    let shares = if c > 0 {
-        split(c, &weights)
-    } else {
-        vec![0; weights.len()]
-    };
-    let active: Vec<(Claimed, u32)> = run
-        .workers
-        .iter()
-        .zip(&shares)
-        .filter(|(_, s)| c == 0 || **s > 0)
-        .map(|(w, &s)| (w.clone(), s as u32))
-        .collect();
-    let widths: Vec<u64> = active
-        .iter()
-        .zip(&weights)
-        .map(|((_, s), w)| if c > 0 { u64::from(*s) } else { *w })
-        .collect();
-    let total = point.warmup_prompts + point.num_prompts;
-    let stripes = Stripe::tile(total, &widths);
+    let stripes: Vec<Stripe> = shards.iter().map(|s| s.stripe).collect();
     let stop_msg = |abort: bool, reason: &str| {
         CMsg::Stop(Stop {
             run_id: run.run_id.clone(),
@@ -315,21 +302,21 @@ async fn run_point_in(
     };
 
     // Plans out, then the barrier: every worker checks the target and acknowledges.
-    for (k, ((w, share), stripe)) in active.iter().zip(&stripes).enumerate() {
+    for (k, ((w, _), shard)) in active.iter().zip(&shards).enumerate() {
         let plan = ShardPlan {
             run_id: run.run_id.clone(),
             point_index: index,
             point_label: point.label.clone(),
             shard_index: k as u32,
             shard_count: active.len() as u32,
-            concurrency: *share,
-            target: run.spec.target.clone(),
-            workload: run.spec.workload.clone(),
-            stripe: Some((*stripe).into()),
-            report_interval_s: 1.0,
-            warmup: point.warmup_prompts,
+            concurrency: shard.concurrency,
+            target: run.wire.target.clone(),
+            workload: run.wire.workload.clone(),
+            stripe: Some(shard.stripe.into()),
+            report_interval_s: REPORT_INTERVAL.as_secs_f64(),
+            warmup: point.warmup,
             request_rate: point.request_rate,
-            duration_s: point.duration_s,
+            duration_s: point.duration.map(|d| d.as_secs_f64()),
             traceparent: traceparent.clone(),
             trace_sample: run.spec.trace_sample,
         };
@@ -414,7 +401,7 @@ async fn run_point_in(
                 let (offset, rtt) = ack.unwrap_or((0, -1));
                 // Measured requests of this stripe: its indices at or past the warmup.
                 let warm = Stripe {
-                    total: point.warmup_prompts,
+                    total: point.warmup,
                     ..*stripe
                 }
                 .len();
@@ -521,12 +508,7 @@ async fn run_point_in(
     for id in silent {
         merge.lose(&id);
     }
-    let rate = if run.spec.max_failure_rate > 0.0 {
-        run.spec.max_failure_rate
-    } else {
-        0.05
-    };
     merge
-        .result(index, point, start_unix_nanos, rate)
+        .result(index, point, start_unix_nanos, run.spec.max_failure_rate)
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
 }

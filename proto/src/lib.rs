@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod convert;
 pub mod histogram;
+pub mod names;
 pub mod time;
 
 /// Generated code of `rackload/v1/*.proto`.
@@ -14,7 +15,7 @@ pub mod v1 {
 }
 
 /// Wire protocol version; a coordinator refuses workers that speak another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// rackload's build version.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,9 +4,11 @@
 //!
 //! Layout: [`sse`] parses event streams, [`target`] speaks OpenAI over HTTP,
 //! [`recorder`] keeps histograms and counters, [`schedule`] runs the closed loop,
-//! [`session`] is the Fabric client that ties them together.
+//! [`caps`] and [`allow`] hold the worker to its own limits, [`session`] is the Fabric
+//! client that ties them together.
 
 pub mod allow;
+pub mod caps;
 pub mod error;
 pub mod limits;
 pub mod recorder;

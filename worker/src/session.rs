@@ -153,6 +153,8 @@ struct Prepared {
     plan: ShardPlan,
     target: Arc<OpenAiTarget>,
     workload: Arc<WorkloadSpec>,
+    /// The in-flight cap the shard runs under (the plan's, else the worker's).
+    concurrency: Option<u32>,
 }
 
 struct Running {
@@ -309,7 +311,6 @@ async fn session(
                 every.tick().await;
                 let hb = Heartbeat {
                     unix_nanos: unix_nanos(),
-                    in_flight: 0,
                 };
                 if tx
                     .send(WorkerMessage {
@@ -471,44 +472,29 @@ async fn prepare(
         clock_rtt_nanos: clock.rtt_ns.unwrap_or(-1),
     };
     let checked = async {
-        if config.max_inflight > 0 && plan.concurrency > config.max_inflight {
-            return Err(format!(
-                "plan asks for {} concurrent requests; this worker allows at most {} (--max-inflight)",
-                plan.concurrency, config.max_inflight
-            ));
-        }
         let workload = plan.workload.as_ref().ok_or("plan has no workload")?;
         let mut workload =
             WorkloadSpec::try_from(workload).map_err(|e| format!("workload: {e}"))?;
-        if plan.request_rate > 0.0 {
-            workload.arrival = workload.arrival.with_rate(plan.request_rate);
-        }
-        if let (Some(cap), Some(rate), Some(stripe)) = (
-            config.max_rate,
-            workload.arrival.rate(),
-            plan.stripe.as_ref(),
-        ) && stripe.cycle > 0
-        {
-            let mine = rate * stripe.width as f64 / stripe.cycle as f64;
-            if mine > cap {
-                return Err(format!(
-                    "plan asks for {mine:.1} req/s from this worker; it allows at most {cap} (--max-rate)"
-                ));
-            }
+        if let Some(rate) = plan.request_rate {
+            workload.arrival = workload.arrival.with_rate(rate);
         }
         let closed = !workload.arrival.is_open();
-        if closed || plan.concurrency > 0 {
-            crate::limits::check_streams(u64::from(plan.concurrency))?;
+        let concurrency = crate::caps::inflight(plan.concurrency, closed, config.max_inflight)?;
+        if let (Some(cap), Some(stripe)) = (config.max_rate, plan.stripe.as_ref()) {
+            crate::caps::rate(&workload, &stripe.into(), cap)?;
+        }
+        if let Some(c) = concurrency {
+            crate::limits::check_streams(u64::from(c))?;
         }
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
         crate::allow::check(&config.allow_targets, &target_spec.base_urls).await?;
         let target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
         target.preflight().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((workload, target))
+        Ok::<_, String>((workload, target, concurrency))
     };
     match checked.await {
-        Ok((workload, target)) => {
+        Ok((workload, target, concurrency)) => {
             ack.ok = true;
             (
                 ack,
@@ -516,6 +502,7 @@ async fn prepare(
                     plan,
                     target: Arc::new(target),
                     workload: Arc::new(workload),
+                    concurrency,
                 }),
             )
         }
@@ -685,20 +672,12 @@ fn nanos_since(start: Instant, t: Instant) -> i64 {
     i64::try_from(t.saturating_duration_since(start).as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The shard's request tracer: the plan's sampling ratio (else this worker's default from
-/// the environment), seeded by the run id so that every worker draws alike.
+/// The shard's request tracer: the plan's sampling ratio, seeded by the run id so that every worker draws alike.
 fn request_tracer(plan: &ShardPlan, target: &OpenAiTarget) -> Option<Arc<RequestTracer>> {
     if !rackload_telemetry::tracing_enabled() {
         return None;
     }
-    let ratio = match plan.trace_sample {
-        Some(r) => r,
-        None => rackload_telemetry::sample_ratio(None).unwrap_or_else(|e| {
-            tracing::warn!("tracing no request: {e}");
-            0.0
-        }),
-    };
-    let sampler = RequestSampler::new(ratio, RequestSampler::seed_of(&plan.run_id));
+    let sampler = RequestSampler::new(plan.trace_sample, RequestSampler::seed_of(&plan.run_id));
     let parent = crate::trace::shard_context(&tracing::Span::current());
     RequestTracer::new(sampler, parent, target).map(Arc::new)
 }
@@ -717,9 +696,9 @@ async fn run_shard(
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
     let cpu_at_start = process_cpu_seconds();
-    let deadline = Duration::try_from_secs_f64(plan.duration_s)
-        .ok()
-        .filter(|d| !d.is_zero())
+    let deadline = plan
+        .duration_s
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .map(|d| start_at + d);
     let load = Shard {
         workload: prep.workload.clone(),
@@ -733,7 +712,7 @@ async fn run_shard(
                 width: 0,
                 total: 0,
             }),
-        concurrency: plan.concurrency,
+        concurrency: prep.concurrency.unwrap_or(0),
         warmup: plan.warmup,
         deadline,
         span: tracing::Span::current(),

@@ -1,0 +1,342 @@
+//! The raw run: what flags and a scenario file say, every field optional, merged field by
+//! field (flags over file). A scenario file is TOML with three tables — `[workload]` (the
+//! workload flags, same names with underscores), `[target]` and `[run]`; relative paths are
+//! relative to the file; unknown keys are errors that name the key.
+//!
+//! ```toml
+//! [workload]
+//! scenario = "chat"
+//! request_rate = 8.0
+//! [target]
+//! base_url = ["http://127.0.0.1:8000"]
+//! endpoint = "/v1/chat/completions"
+//! [run]
+//! max_concurrency = [16, 64]     # a sweep: one point each
+//! num_prompts = 640
+//! ```
+//!
+//! Values are checked where they enter ([`RawRun::check`]), so an error names the flag or
+//! the file's key that said it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rackload_proto::v1::{Endpoint, HttpVersion, LoadBalance, OnWorkerLoss};
+use rackload_workloads::scenario::WorkloadConfig;
+use serde::Deserialize;
+
+use crate::SpecError;
+
+/// Where a raw value came from, for naming it in an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Flags,
+    File(PathBuf),
+}
+
+impl Origin {
+    /// `--request-timeout`, or `scenario file x.toml: target.request_timeout`.
+    pub fn name(&self, table: &str, key: &str) -> String {
+        match self {
+            Origin::Flags => format!("--{}", key.replace('_', "-")),
+            Origin::File(p) => format!("scenario file {}: {table}.{key}", p.display()),
+        }
+    }
+}
+
+/// `[target]`, and the target flags.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub base_url: Option<Vec<String>>,
+    pub endpoint: Option<Endpoint>,
+    pub model: Option<String>,
+    pub request_timeout: Option<f64>,
+    pub connect_timeout: Option<f64>,
+    pub first_byte_timeout: Option<f64>,
+    pub idle_timeout: Option<f64>,
+    pub http: Option<HttpVersion>,
+    pub lb: Option<LoadBalance>,
+    /// Extra headers, name = value (flags: `--header "Name: value"`).
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A table merged into every request body (flags: `--extra-body JSON|@FILE`).
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
+    pub no_stream: Option<bool>,
+    pub min_tokens: Option<bool>,
+    pub tls_ca: Option<PathBuf>,
+    pub insecure: Option<bool>,
+    /// Only from `--api-key` / `RACKLOAD_API_KEY`: a secret has no place in a file.
+    #[serde(skip)]
+    pub api_key: Option<String>,
+}
+
+/// One value or a list of them (`max_concurrency = 16` or `= [4, 8, 16]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[run]`, and the run flags.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRunTable {
+    pub workers: Option<u32>,
+    pub max_concurrency: Option<OneOrMany<i64>>,
+    /// `"4:1024:x2"`, as `--concurrency-range`.
+    pub concurrency_range: Option<String>,
+    pub worker_wait: Option<f64>,
+    pub request_rates: Option<Vec<f64>>,
+    pub num_prompts: Option<u64>,
+    pub warmup: Option<u64>,
+    pub duration: Option<f64>,
+    pub cooldown: Option<f64>,
+    pub max_failure_rate: Option<f64>,
+    pub on_worker_loss: Option<OnWorkerLoss>,
+    /// As `--trace-sample`.
+    pub trace_sample: Option<f64>,
+    pub results_dir: Option<PathBuf>,
+}
+
+/// Everything a run can be told, as told.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRun {
+    #[serde(default)]
+    pub workload: WorkloadConfig,
+    #[serde(default)]
+    pub target: RawTarget,
+    #[serde(default)]
+    pub run: RawRunTable,
+}
+
+macro_rules! or_fields {
+    ($a:expr, $b:expr; $($f:ident),* $(,)?) => {
+        $( if $a.$f.is_none() { $a.$f = $b.$f; } )*
+    };
+}
+
+impl RawRun {
+    /// Reads a scenario file and checks its values (errors name the file and the key).
+    pub fn load(path: &Path) -> Result<RawRun, SpecError> {
+        let origin = Origin::File(path.to_owned());
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecError::new(format!("scenario file {}", path.display()), e.to_string())
+        })?;
+        let mut raw: RawRun = toml::from_str(&text).map_err(|e| {
+            SpecError::new(
+                format!("scenario file {}", path.display()),
+                e.to_string().replace('\n', " ").trim().to_owned(),
+            )
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        raw.workload.rebase_paths(dir);
+        for p in [&mut raw.target.tls_ca, &mut raw.run.results_dir]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+        raw.check(&origin)?;
+        Ok(raw)
+    }
+
+    /// `self` where it says something, else `base` (headers and body keys merge, `self`'s
+    /// winning).
+    pub fn or(mut self, base: RawRun) -> RawRun {
+        self.workload = self.workload.or(base.workload);
+        let (t, b) = (&mut self.target, base.target);
+        let headers = merge_maps(b.headers, t.headers.take());
+        let extra_body = merge_maps(b.extra_body, t.extra_body.take());
+        or_fields!(t, b; base_url, endpoint, model, request_timeout, connect_timeout,
+            first_byte_timeout, idle_timeout, http, lb, no_stream, min_tokens, tls_ca,
+            insecure, api_key);
+        t.headers = headers;
+        t.extra_body = extra_body.map(|m| m.into_iter().collect());
+        let (r, b) = (&mut self.run, base.run);
+        // A range and a list are one setting: the one given first wins whole.
+        if r.max_concurrency.is_none() && r.concurrency_range.is_none() {
+            r.max_concurrency = b.max_concurrency;
+            r.concurrency_range = b.concurrency_range;
+        }
+        or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
+            cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir);
+        self
+    }
+
+    /// Checks each value on its own; errors name it as `origin` spells it.
+    pub fn check(&self, origin: &Origin) -> Result<(), SpecError> {
+        let t = &self.target;
+        let r = &self.run;
+        let bad = |table: &str, key: &str, reason: String| {
+            Err(SpecError::new(origin.name(table, key), reason))
+        };
+        for (key, v) in [
+            ("request_timeout", t.request_timeout),
+            ("connect_timeout", t.connect_timeout),
+            ("first_byte_timeout", t.first_byte_timeout),
+            ("idle_timeout", t.idle_timeout),
+        ] {
+            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+                return bad(
+                    "target",
+                    key,
+                    format!("{v} is not a non-negative number of seconds (0 = none)"),
+                );
+            }
+        }
+        for (key, v) in [("worker_wait", r.worker_wait), ("cooldown", r.cooldown)] {
+            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+                return bad(
+                    "run",
+                    key,
+                    format!("{v} is not a non-negative number of seconds"),
+                );
+            }
+        }
+        if let Some(d) = r.duration.filter(|d| !(*d > 0.0 && d.is_finite())) {
+            return bad(
+                "run",
+                "duration",
+                format!("{d} is not a positive number of seconds"),
+            );
+        }
+        if let Some(w) = r
+            .workers
+            .filter(|w| !(1..=crate::defaults::MAX_WORKERS).contains(w))
+        {
+            return bad(
+                "run",
+                "workers",
+                format!("{w} is not in 1..={}", crate::defaults::MAX_WORKERS),
+            );
+        }
+        if let Some(c) = &r.max_concurrency
+            && let Some(c) = c
+                .to_vec()
+                .into_iter()
+                .find(|c| !(1..=i64::from(u32::MAX)).contains(c))
+        {
+            return bad(
+                "run",
+                "max_concurrency",
+                format!("{c} is not a whole number of at least 1"),
+            );
+        }
+        if let Some(s) = &r.concurrency_range
+            && let Err(e) = concurrency_range(s)
+        {
+            return bad("run", "concurrency_range", format!("{s:?}: {e}"));
+        }
+        if r.num_prompts == Some(0) {
+            return bad("run", "num_prompts", "must be at least 1".into());
+        }
+        if let Some(rate) = r
+            .request_rates
+            .iter()
+            .flatten()
+            .find(|r| !(r.is_finite() && **r > 0.0))
+        {
+            return bad(
+                "run",
+                "request_rates",
+                format!("{rate} is not a positive rate"),
+            );
+        }
+        for (key, v) in [
+            ("max_failure_rate", r.max_failure_rate),
+            ("trace_sample", r.trace_sample),
+        ] {
+            if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+                return bad("run", key, format!("{v} is not a ratio between 0 and 1"));
+            }
+        }
+        for (name, _) in t.headers.iter().flatten() {
+            if name.trim().is_empty() {
+                return bad("target", "headers", "a header has an empty name".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The concurrencies of the sweep, duplicates dropped (a point swept twice would only
+    /// measure the same thing again under the same label).
+    pub fn concurrencies(&self) -> Vec<u32> {
+        let all: Vec<u32> = match (&self.run.concurrency_range, &self.run.max_concurrency) {
+            (Some(r), _) => concurrency_range(r).unwrap_or_default(),
+            (None, Some(c)) => c
+                .to_vec()
+                .into_iter()
+                .filter_map(|c| u32::try_from(c).ok())
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        all.into_iter().filter(|c| seen.insert(*c)).collect()
+    }
+}
+
+fn merge_maps<V>(
+    base: Option<impl IntoIterator<Item = (String, V)>>,
+    over: Option<impl IntoIterator<Item = (String, V)>>,
+) -> Option<BTreeMap<String, V>> {
+    if base.is_none() && over.is_none() {
+        return None;
+    }
+    let mut m: BTreeMap<String, V> = base.into_iter().flatten().collect();
+    m.extend(over.into_iter().flatten());
+    Some(m)
+}
+
+/// `START:END:xF` (multiply) or `START:END:+N` (add), END included when reached.
+pub fn concurrency_range(s: &str) -> Result<Vec<u32>, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [start, end, step] = parts[..] else {
+        return Err("expected START:END:STEP, e.g. 4:1024:x2 or 8:64:+8".into());
+    };
+    let num = |v: &str, what: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("{what} {v:?} is not a whole number"))
+    };
+    let (start, end) = (num(start, "START")?, num(end, "END")?);
+    if start == 0 || end < start {
+        return Err(format!("need 1 <= START <= END, got {start}:{end}"));
+    }
+    let (mul, n) = match step.strip_prefix('x') {
+        Some(f) => (true, num(f, "factor")?),
+        None => (false, num(step.strip_prefix('+').unwrap_or(step), "step")?),
+    };
+    if mul && n < 2 {
+        return Err("the factor must be at least 2".into());
+    }
+    if !mul && n == 0 {
+        return Err("the step must be at least 1".into());
+    }
+    let mut out = Vec::new();
+    let mut c = u64::from(start);
+    while c <= u64::from(end) {
+        out.push(c as u32);
+        c = if mul {
+            c * u64::from(n)
+        } else {
+            c + u64::from(n)
+        };
+        if out.len() > 1000 {
+            return Err("more than 1000 points is too many for one sweep".into());
+        }
+    }
+    Ok(out)
+}
