@@ -601,8 +601,8 @@ pub struct ServerSecurity {
     /// The CA that signs the other side's certificates (PEM).
     #[arg(long, env = "RACKLOAD_TLS_CA", value_name = "PEM")]
     pub tls_ca: Option<String>,
-    /// Allow plaintext without a token off loopback (anyone who reaches the fabric could
-    /// aim the workers).
+    /// Allow plaintext off loopback: without a token anyone who reaches the fabric could
+    /// aim the workers, and a token travels in clear. Use TLS on untrusted networks.
     #[arg(long)]
     pub insecure: bool,
 }
@@ -646,7 +646,7 @@ pub struct ClientSecurity {
     /// The CA that signed the coordinator's certificate (PEM).
     #[arg(long, env = "RACKLOAD_TLS_CA", value_name = "PEM")]
     pub fabric_tls_ca: Option<String>,
-    /// Allow plaintext without a token to a coordinator off loopback.
+    /// Allow plaintext to a coordinator off loopback (a token then travels in clear).
     #[arg(long)]
     pub fabric_insecure: bool,
 }

@@ -5,8 +5,9 @@
 //! its own CA signed) or a shared bearer token (`authorization: Bearer …` on every call,
 //! checked in constant time). With a token alone, the coordinator also proves it knows the
 //! token: the worker's hello carries a random nonce and the welcome answers it with an
-//! HMAC-SHA256 keyed by the token, checked before the worker accepts any plan. Plaintext
-//! without a token is allowed only on loopback unless the operator says `--insecure`.
+//! HMAC-SHA256 keyed by the token, checked before the worker accepts any plan. Plaintext is
+//! allowed only on loopback unless the operator says `--insecure`: off loopback, an open
+//! fabric could be aimed by anyone, and a token would cross the network in clear.
 
 use std::net::IpAddr;
 
@@ -107,7 +108,7 @@ impl TlsFiles {
 pub struct ClientAuth {
     pub token: Option<String>,
     pub tls: TlsFiles,
-    /// Allow plaintext without a token to a coordinator off loopback.
+    /// Allow plaintext (with or without a token) to a coordinator off loopback.
     pub insecure: bool,
 }
 
@@ -119,7 +120,8 @@ fn host_is_loopback(host: &str) -> bool {
 
 impl ClientAuth {
     /// A channel endpoint for `url` under these credentials. Refuses, before any packet is
-    /// sent, plaintext without a token to a coordinator off loopback (unless `insecure`),
+    /// sent, plaintext to a coordinator off loopback (unless `insecure`): a token would
+    /// cross the network in clear, and without one anyone could aim the fabric;
     /// `https://` without a CA, and TLS files on an `http://` URL.
     pub fn endpoint(&self, url: &str) -> Result<tonic::transport::Endpoint, AuthError> {
         let uri: http::Uri = url
@@ -138,11 +140,14 @@ impl ClientAuth {
                     "TLS files were given but {url} is http://; use https://"
                 )));
             }
-            (Some("http"), None)
-                if self.token.is_none() && !self.insecure && !host_is_loopback(host) =>
-            {
+            (Some("http"), None) if !self.insecure && !host_is_loopback(host) => {
+                let why = if self.token.is_some() {
+                    "the token would cross the network in clear"
+                } else {
+                    "without a token anyone could aim the fabric"
+                };
                 return Err(AuthError::Settings(format!(
-                    "refusing plaintext without a token to {url} (not loopback): use https:// with --tls-ca/--tls-cert/--tls-key, a --token (or RACKLOAD_TOKEN), or --insecure"
+                    "refusing plaintext to {url} (not loopback): {why}. Use https:// with --tls-ca/--tls-cert/--tls-key, or say --insecure"
                 )));
             }
             (Some("http" | "https"), _) => {}
@@ -262,18 +267,24 @@ pub fn nonce() -> Vec<u8> {
     n
 }
 
-/// Refuses to listen in plaintext without a token off loopback (unless `insecure`).
+/// Refuses to listen in plaintext off loopback (unless `insecure`): without a token anyone
+/// who reaches it could aim the workers, and with one the token would travel in clear.
 pub fn check_listen(
     addr: std::net::SocketAddr,
     tls: bool,
     token: bool,
     insecure: bool,
 ) -> Result<(), AuthError> {
-    if tls || token || insecure || addr.ip().is_loopback() {
+    if tls || insecure || addr.ip().is_loopback() {
         return Ok(());
     }
+    let why = if token {
+        "the token would cross the network in clear"
+    } else {
+        "anyone who reaches it could aim the workers"
+    };
     Err(AuthError::Settings(format!(
-        "refusing to serve the fabric on {addr} in plaintext without a token: anyone who reaches it could aim the workers. Give --token (or RACKLOAD_TOKEN), --tls-cert/--tls-key/--tls-ca, or --insecure"
+        "refusing to serve the fabric on {addr} in plaintext: {why}. Give --tls-cert/--tls-key/--tls-ca, or say --insecure"
     )))
 }
 
@@ -322,7 +333,20 @@ mod tests {
             token: Some("t".into()),
             ..ClientAuth::default()
         };
-        assert!(token.endpoint("http://10.0.0.5:7400").is_ok());
+        let e = token
+            .endpoint("http://10.0.0.5:7400")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("in clear") && e.contains("--insecure")),
+            "a token alone never travels in plaintext off loopback"
+        );
+        assert!(token.endpoint("http://127.0.0.1:7400").is_ok());
+        let token_insecure = ClientAuth {
+            insecure: true,
+            ..token
+        };
+        assert!(token_insecure.endpoint("http://10.0.0.5:7400").is_ok());
         let insecure = ClientAuth {
             insecure: true,
             ..ClientAuth::default()
@@ -335,7 +359,8 @@ mod tests {
         let ip = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
         assert!(check_listen(ip("127.0.0.1:7400"), false, false, false).is_ok());
         assert!(check_listen(ip("0.0.0.0:7400"), false, false, false).is_err());
-        assert!(check_listen(ip("0.0.0.0:7400"), false, true, false).is_ok());
+        assert!(check_listen(ip("0.0.0.0:7400"), false, true, false).is_err());
+        assert!(check_listen(ip("0.0.0.0:7400"), true, true, false).is_ok());
         assert!(check_listen(ip("0.0.0.0:7400"), false, false, true).is_ok());
     }
 }

@@ -74,6 +74,8 @@ pub struct SimStats {
     pub served: AtomicU64,
     /// Accepted and not yet finished or abandoned by the client.
     pub in_flight: AtomicU64,
+    /// The most requests ever in flight at once (a client's concurrency, seen from here).
+    pub peak_in_flight: AtomicU64,
     /// Token events handed to connections (streamed) or returned (whole responses).
     pub tokens: AtomicU64,
     /// Generation requests that came over HTTP/2 (h2c or h2 over TLS).
@@ -87,6 +89,7 @@ struct StatsView {
     received: u64,
     served: u64,
     in_flight: u64,
+    peak_in_flight: u64,
     tokens: u64,
     http2: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,7 +202,11 @@ struct InFlight(Arc<Shared>, Option<crate::trace::ServerSpan>);
 impl InFlight {
     fn new(shared: Arc<Shared>) -> InFlight {
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
-        shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let now = shared.stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        shared
+            .stats
+            .peak_in_flight
+            .fetch_max(now, Ordering::Relaxed);
         InFlight(shared, None)
     }
     fn served(&self) {
@@ -358,6 +365,7 @@ async fn stats(State(Front { s, .. }): State<Front>) -> Response {
         received: s.stats.received.load(Ordering::Relaxed),
         served: s.stats.served.load(Ordering::Relaxed),
         in_flight: s.stats.in_flight.load(Ordering::Relaxed),
+        peak_in_flight: s.stats.peak_in_flight.load(Ordering::Relaxed),
         tokens: s.stats.tokens.load(Ordering::Relaxed),
         http2: s.stats.http2.load(Ordering::Relaxed),
         timing: s.timing.as_ref().map(Timing::view),

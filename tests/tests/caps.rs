@@ -1,6 +1,7 @@
 //! A worker is aimed only where its operator allows: a plan for a target outside its
-//! `--allow-target` list, or above its `--max-inflight`, is refused with a message that
-//! reaches the CLI, and not one request is sent.
+//! `--allow-target` list, or above its `--max-inflight` or `--max-rate`, is refused with a
+//! message that reaches the CLI, and not one request is sent; a plan that sets no cap runs
+//! under the worker's.
 
 #![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
 
@@ -68,4 +69,93 @@ fn plans_outside_the_allowlist_or_over_the_caps_are_refused() {
     let (code, stderr) = run(&tag, &coord2, &sim_url, "4");
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(count(&get_json(&sim_url, "/stats")["received"]), 8);
+}
+
+/// An open loop without `--max-concurrency` used to be accepted with "concurrency 0" and
+/// then ran with no cap at all; it now runs under the worker's `--max-inflight`.
+#[test]
+fn an_uncapped_open_loop_runs_under_the_workers_inflight_cap() {
+    let tag = new_tag("inflight");
+    // 100 ms a request at 200 req/s: about 20 in flight without a cap.
+    let (_sim, sim_url) = start_sim(&tag, &["--ttft-ms", "60", "--itl-ms", "10"]);
+    let (_c, coord) = start_coordinator(&tag);
+    let _w = start_worker_with(&tag, &coord, "capped", &["--max-inflight", "3"]);
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--coordinator",
+        &coord,
+        "--workers",
+        "1",
+        "--base-url",
+        &sim_url,
+    ])
+    .args([
+        "--request-rate",
+        "200",
+        "--num-prompts",
+        "60",
+        "--random-output-len",
+        "4",
+    ])
+    .args(["--random-range-ratio", "1", "--results-dir"])
+    .arg(results.path());
+    let out = run_with_timeout(cmd, 90.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stats = get_json(&sim_url, "/stats");
+    assert_eq!(count(&stats["served"]), 60, "{stats}");
+    let peak = count(&stats["peak_in_flight"]);
+    assert!((1..=3).contains(&peak), "the worker held its cap: {stats}");
+}
+
+/// Trace replay has no nominal rate, so `--max-rate` used to be skipped for it; now the
+/// busiest second of the shard's schedule is held against the cap.
+#[test]
+fn trace_replay_over_the_rate_cap_is_refused() {
+    let tag = new_tag("tracecap");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("burst.jsonl");
+    // 4 requests a second, then a burst of 30 inside 300 ms: 32 in its busiest second.
+    let mut lines = String::new();
+    for i in 0..20 {
+        lines.push_str(&format!(
+            "{{\"timestamp\": {}, \"input_length\": 8, \"output_length\": 2}}\n",
+            i * 250
+        ));
+    }
+    for i in 0..30 {
+        lines.push_str(&format!(
+            "{{\"timestamp\": {}, \"input_length\": 8, \"output_length\": 2}}\n",
+            5000 + i * 10
+        ));
+    }
+    std::fs::write(&trace, lines).expect("write trace");
+    let (_sim, sim_url) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let (_c, coord) = start_coordinator(&tag);
+    let _w = start_worker_with(&tag, &coord, "paced", &["--max-rate", "10"]);
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--coordinator",
+        &coord,
+        "--workers",
+        "1",
+        "--base-url",
+        &sim_url,
+    ])
+    .args(["--dataset-name", "trace", "--dataset-path"])
+    .arg(&trace)
+    .arg("--results-dir")
+    .arg(results.path());
+    let out = run_with_timeout(cmd, 60.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-rate") && stderr.contains("32 requests within one second"),
+        "{stderr}"
+    );
+    assert_eq!(count(&get_json(&sim_url, "/stats")["received"]), 0);
 }

@@ -32,6 +32,57 @@ fn class(point: &Value, name: &str) -> u64 {
     point["failed_by_class"][name].as_u64().unwrap_or(0)
 }
 
+/// `--max-failure-rate 0` means "no failure at all": before the rate travelled with
+/// presence, proto3 read 0 as unset and the coordinator turned it back into 5%.
+#[test]
+fn a_zero_failure_gate_fails_a_point_with_any_failed_request() {
+    let tag = new_tag("gate0");
+    let (_sim, url) = start_sim(
+        &tag,
+        &[
+            "--ttft-ms",
+            "1",
+            "--itl-ms",
+            "1",
+            "--faults",
+            "500=0.03",
+            "--fault-seed",
+            "7",
+        ],
+    );
+    let f = start_fabric(&tag, 1);
+    let args = |rate: &'static str| {
+        [
+            "--base-url",
+            url.as_str(),
+            "--max-concurrency",
+            "8",
+            "--num-prompts",
+            "200",
+            "--warmup",
+            "0",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "8",
+            "--max-failure-rate",
+            rate,
+        ]
+    };
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, _, run) = run_on(&tag, &f, &args("0"), results.path());
+    let p = &run["points"][0];
+    let failed = count(&p["failed"]);
+    assert!(failed > 0 && failed < 20, "3% of 200 fail: {p}");
+    assert!(!ok, "any failure is over a gate of 0");
+    assert_eq!(p["gate"], "fail", "{p}");
+    assert_eq!(run["spec"]["max_failure_rate"], 0.0);
+    // The same kind of failures under a gate of 20% pass.
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, _, run) = run_on(&tag, &f, &args("0.2"), results.path());
+    assert!(ok, "{}", run["points"][0]);
+}
+
 #[test]
 fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
     let tag = new_tag("faults");

@@ -177,7 +177,7 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
         in_ns(
             &ns("co"),
             &tag,
-            &["coordinator", "--listen", "198.18.0.1:7400"],
+            &["coordinator", "--listen", "198.18.0.1:7400", "--insecure"],
         ),
     );
     let coord = "http://198.18.0.1:7400";
@@ -197,6 +197,7 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
                         w,
                         "--connect-wait",
                         "20",
+                        "--insecure",
                     ],
                 ),
             )
@@ -209,6 +210,7 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
         &tag,
         &[
             "run",
+            "--fabric-insecure",
             "--coordinator",
             coord,
             "--base-url",

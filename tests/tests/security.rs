@@ -247,8 +247,10 @@ fn mutual_tls_admits_only_certificates_of_its_own_ca() {
     assert_eq!(mode & 0o077, 0, "key mode {mode:o}");
 }
 
+/// Plaintext off loopback is refused with or without a token: a token alone used to be
+/// accepted, and then crossed the network in clear.
 #[test]
-fn plaintext_without_a_token_is_refused_off_loopback() {
+fn plaintext_is_refused_off_loopback_even_with_a_token() {
     let tag = new_tag("plaintext");
     let out = run_with_timeout(
         {
@@ -270,6 +272,24 @@ fn plaintext_without_a_token_is_refused_off_loopback() {
         "{}",
         stderr(&out)
     );
+    // A token does not make plaintext safe: it would travel in clear.
+    let out = run_with_timeout(
+        {
+            let mut c = rackload(&tag);
+            c.args(["coordinator", "--listen", "0.0.0.0:0"])
+                .env("RACKLOAD_TOKEN", "plain-token");
+            c
+        },
+        20.0,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("in clear"), "{}", stderr(&out));
+    let mut w = worker_command(&tag, "http://192.0.2.10:7400", "w", &[]);
+    w.env("RACKLOAD_TOKEN", "plain-token")
+        .stderr(Stdio::piped());
+    let out = run_with_timeout(w, 20.0);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("in clear"), "{}", stderr(&out));
     // Explicitly insecure, it listens.
     let (_c, url) = start_server(
         &tag,
