@@ -76,7 +76,8 @@ fn the_coordinator_refuses_unset_fields_instead_of_defaulting_them() {
     let mut run = resolved(RawRun::default());
     run.target.base_urls = vec!["http://127.0.0.1:9".into()];
     let good = run.to_proto();
-    let cases: Vec<(&str, Box<dyn Fn(&mut rackload_proto::v1::RunSpec)>)> = vec![
+    type Spoil = Box<dyn Fn(&mut rackload_proto::v1::RunSpec)>;
+    let cases: Vec<(&str, Spoil)> = vec![
         ("max_failure_rate", Box::new(|s| s.max_failure_rate = None)),
         ("trace_sample", Box::new(|s| s.trace_sample = None)),
         ("on_worker_loss", Box::new(|s| s.on_worker_loss = 0)),
