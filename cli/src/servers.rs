@@ -67,7 +67,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         token: sec.token.clone(),
         tls,
     };
-    let listener = bind_as(scheme, args.listen).await?;
+    // Metrics first: once the fabric's address is announced, everything answers.
     let metrics = match args.metrics_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -78,6 +78,7 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let listener = bind_as(scheme, args.listen).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = rackload_coordinator::serve(listener, metrics, config, async {
         let _ = rx.await;

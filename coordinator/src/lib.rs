@@ -66,7 +66,7 @@ pub async fn serve(
                     (
                         [(
                             axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
+                            rackload_telemetry::exposition::CONTENT_TYPE,
                         )],
                         text,
                     )

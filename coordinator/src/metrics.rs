@@ -3,11 +3,16 @@
 //! and TTFT/TPOT/ITL/E2EL histograms; workers connected and lost. Point figures are
 //! replaced each second from the point's merge (and a last time from the final merge, so
 //! that the totals equal the run's results); histograms are the merged HdrHistograms cut
-//! at fixed bucket bounds, in seconds. The last [`RUNS_KEPT`] runs are shown.
+//! at fixed bucket bounds, in seconds. The last [`RUNS_KEPT`] runs are shown. The text is
+//! written by `prometheus-client` from a collector that reads this state at each scrape.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use rackload_telemetry::exposition::{self, Labels, Value, family, single};
 
 use rackload_proto::histogram::LatencySet;
 use rackload_proto::v1::{Counters, Metric};
@@ -72,7 +77,7 @@ struct RunLive {
     finished: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inner {
     runs: VecDeque<RunLive>,
     runs_started: u64,
@@ -172,180 +177,182 @@ impl Live {
         }
     }
 
-    /// The Prometheus text exposition (format 0.0.4).
+    /// The exposition (OpenMetrics text, by `prometheus-client`).
     pub fn render(&self, registry: &Registry) -> String {
         let Ok(inner) = self.inner.lock() else {
             return String::new();
         };
-        let mut out = String::with_capacity(16 * 1024);
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
-        family(
-            &mut out,
+        exposition::render(View {
+            inner: inner.clone(),
+            connected: registry.len() as u64,
+            idle: registry.idle_count() as u64,
+        })
+    }
+}
+
+/// A scrape's copy of the live state (a collector owns what it writes).
+struct View {
+    inner: Inner,
+    connected: u64,
+    idle: u64,
+}
+
+impl fmt::Debug for View {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("View").finish_non_exhaustive()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The counters of a point, with their family names (`_total` is added) and help.
+const COUNTERS: [CounterFamily; 5] = [
+    ("rackload_requests_sent", "Measured requests sent.", |c| {
+        c.sent
+    }),
+    (
+        "rackload_requests_completed",
+        "Measured requests that streamed to their end.",
+        |c| c.completed,
+    ),
+    (
+        "rackload_input_tokens",
+        "Prompt tokens of completed requests.",
+        |c| c.input_tokens,
+    ),
+    (
+        "rackload_output_tokens",
+        "Output tokens of completed requests.",
+        |c| c.output_tokens,
+    ),
+    (
+        "rackload_late_starts",
+        "Open-loop requests sent more than 5 ms behind schedule.",
+        |c| c.late_starts,
+    ),
+];
+
+impl View {
+    fn fabric(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let i = &self.inner;
+        single(
+            enc,
             "rackload_workers_connected",
-            "gauge",
             "Workers with a live session.",
-        );
-        let _ = writeln!(out, "rackload_workers_connected {}", registry.len());
-        family(
-            &mut out,
+            Value::Gauge(self.connected as f64),
+        )?;
+        single(
+            enc,
             "rackload_workers_idle",
-            "gauge",
             "Connected workers not held by a run.",
-        );
-        let _ = writeln!(out, "rackload_workers_idle {}", registry.idle_count());
-        family(
-            &mut out,
-            "rackload_worker_sessions_ended_total",
-            "counter",
+            Value::Gauge(self.idle as f64),
+        )?;
+        single(
+            enc,
+            "rackload_worker_sessions_ended",
             "Worker sessions that ended (closed, broken or silent).",
-        );
-        let _ = writeln!(
-            out,
-            "rackload_worker_sessions_ended_total {}",
-            inner.worker_sessions_ended
-        );
-        family(
-            &mut out,
-            "rackload_runs_started_total",
-            "counter",
+            Value::Counter(i.worker_sessions_ended),
+        )?;
+        single(
+            enc,
+            "rackload_runs_started",
             "Runs accepted.",
-        );
-        let _ = writeln!(out, "rackload_runs_started_total {}", inner.runs_started);
-
+            Value::Counter(i.runs_started),
+        )?;
+        let run = |r: &RunLive| labels(&[("run", &r.run_id)]);
         family(
-            &mut out,
+            enc,
             "rackload_run_active",
-            "gauge",
             "1 while the run is going, 0 once it ended.",
-        );
-        for r in &inner.runs {
-            let _ = writeln!(
-                out,
-                "rackload_run_active{{run=\"{}\"}} {}",
-                escape(&r.run_id),
-                u8::from(!r.finished)
-            );
-        }
+            i.runs
+                .iter()
+                .map(|r| (run(r), Value::Gauge(f64::from(u8::from(!r.finished))))),
+        )?;
         family(
-            &mut out,
-            "rackload_workers_lost_total",
-            "counter",
+            enc,
+            "rackload_workers_lost",
             "Workers lost in the middle of a point of the run.",
-        );
-        for r in &inner.runs {
-            let _ = writeln!(
-                out,
-                "rackload_workers_lost_total{{run=\"{}\"}} {}",
-                escape(&r.run_id),
-                r.workers_lost
-            );
-        }
+            i.runs
+                .iter()
+                .map(|r| (run(r), Value::Counter(r.workers_lost))),
+        )
+    }
 
-        let points: Vec<(String, &PointLive)> = inner
+    fn points(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let points: Vec<(Labels, &PointLive)> = self
+            .inner
             .runs
             .iter()
             .flat_map(|r| {
-                r.points.iter().map(move |p| {
-                    (
-                        format!(
-                            "run=\"{}\",point=\"{}\"",
-                            escape(&r.run_id),
-                            escape(&p.label)
-                        ),
-                        p,
-                    )
-                })
+                r.points
+                    .iter()
+                    .map(move |p| (labels(&[("run", &r.run_id), ("point", &p.label)]), p))
             })
             .collect();
-        let counters: [CounterFamily; 5] = [
-            (
-                "rackload_requests_sent_total",
-                "Measured requests sent.",
-                |c| c.sent,
-            ),
-            (
-                "rackload_requests_completed_total",
-                "Measured requests that streamed to their end.",
-                |c| c.completed,
-            ),
-            (
-                "rackload_input_tokens_total",
-                "Prompt tokens of completed requests.",
-                |c| c.input_tokens,
-            ),
-            (
-                "rackload_output_tokens_total",
-                "Output tokens of completed requests.",
-                |c| c.output_tokens,
-            ),
-            (
-                "rackload_late_starts_total",
-                "Open-loop requests sent more than 5 ms behind schedule.",
-                |c| c.late_starts,
-            ),
-        ];
-        for (name, help, get) in counters {
-            family(&mut out, name, "counter", help);
-            for (labels, p) in &points {
-                let _ = writeln!(out, "{name}{{{labels}}} {}", get(&p.counters));
-            }
+        for (name, help, get) in COUNTERS {
+            family(
+                enc,
+                name,
+                help,
+                points
+                    .iter()
+                    .map(|(l, p)| (l.clone(), Value::Counter(get(&p.counters)))),
+            )?;
         }
         family(
-            &mut out,
-            "rackload_requests_failed_total",
-            "counter",
+            enc,
+            "rackload_requests_failed",
             "Measured requests that failed, by error class.",
-        );
-        for (labels, p) in &points {
-            for (class, n) in &p.counters.failed_by_class {
-                let _ = writeln!(
-                    out,
-                    "rackload_requests_failed_total{{{labels},class=\"{}\"}} {n}",
-                    escape(class)
-                );
-            }
-        }
+            points.iter().flat_map(|(l, p)| {
+                p.counters.failed_by_class.iter().map(move |(class, n)| {
+                    let mut l = l.clone();
+                    l.push(("class".to_owned(), class.clone()));
+                    (l, Value::Counter(*n))
+                })
+            }),
+        )?;
         family(
-            &mut out,
+            enc,
             "rackload_requests_in_flight",
-            "gauge",
             "Requests in flight on the point's workers (last report).",
-        );
-        for (labels, p) in &points {
-            let _ = writeln!(
-                out,
-                "rackload_requests_in_flight{{{labels}}} {}",
-                p.in_flight
-            );
-        }
+            points
+                .iter()
+                .map(|(l, p)| (l.clone(), Value::Gauge(p.in_flight as f64))),
+        )?;
         for (k, (_, name, help)) in LATENCIES.iter().enumerate() {
-            family(&mut out, name, "histogram", help);
-            for (labels, p) in &points {
-                let b = &p.lat[k];
-                for (bound, n) in BUCKETS.iter().zip(b.le) {
-                    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
-                }
-                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", b.count);
-                let _ = writeln!(out, "{name}_sum{{{labels}}} {}", b.sum);
-                let _ = writeln!(out, "{name}_count{{{labels}}} {}", b.count);
-            }
+            family(
+                enc,
+                name,
+                help,
+                points.iter().map(|(l, p)| {
+                    let b = &p.lat[k];
+                    let value = Value::Histogram {
+                        buckets: exposition::buckets_from_cumulative(&BUCKETS, &b.le, b.count),
+                        count: b.count,
+                        sum: b.sum,
+                    };
+                    (l.clone(), value)
+                }),
+            )?;
         }
-        out
+        Ok(())
+    }
+}
+
+impl Collector for View {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
+        self.fabric(&mut enc)?;
+        self.points(&mut enc)
     }
 }
 
 /// A counter family: name, help, and how to read it from a point's counters.
 type CounterFamily = (&'static str, &'static str, fn(&Counters) -> u64);
-
-/// A label value with `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 #[cfg(test)]
 mod tests {
@@ -373,10 +380,10 @@ mod tests {
             format!("rackload_requests_completed_total{{{l}}} 5"),
             format!("rackload_output_tokens_total{{{l}}} 50"),
             format!("rackload_requests_failed_total{{{l},class=\"http_5xx\"}} 1"),
-            format!("rackload_ttft_seconds_bucket{{{l},le=\"0.0005\"}} 1"),
-            format!("rackload_ttft_seconds_bucket{{{l},le=\"0.001\"}} 2"),
-            format!("rackload_ttft_seconds_bucket{{{l},le=\"0.05\"}} 4"),
-            format!("rackload_ttft_seconds_bucket{{{l},le=\"+Inf\"}} 5"),
+            format!("rackload_ttft_seconds_bucket{{le=\"0.0005\",{l}}} 1"),
+            format!("rackload_ttft_seconds_bucket{{le=\"0.001\",{l}}} 2"),
+            format!("rackload_ttft_seconds_bucket{{le=\"0.05\",{l}}} 4"),
+            format!("rackload_ttft_seconds_bucket{{le=\"+Inf\",{l}}} 5"),
             format!("rackload_ttft_seconds_count{{{l}}} 5"),
             "rackload_run_active{run=\"r1\"} 1".to_owned(),
         ] {

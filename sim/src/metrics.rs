@@ -1,10 +1,15 @@
 //! `GET /metrics`: Prometheus text with vLLM's metric names, so a dashboard built for vLLM
 //! reads the sim — queue depths and KV-cache use of the batch model, token counters, and
 //! TTFT and inter-token histograms with vLLM's buckets — plus the sim's own counters.
+//! Written by `prometheus-client` from one scrape's figures; the token path only bumps
+//! atomics.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use rackload_telemetry::exposition::{self, Labels, Value, family};
 
 use crate::batch::Replica;
 use crate::server::{SimConfig, SimStats};
@@ -51,18 +56,22 @@ impl PromHistogram {
         );
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut acc = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            acc += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {acc}");
-        }
+    /// The histogram now, as an exposition value (per-bucket counts, `+Inf` last).
+    fn value(&self) -> Value {
+        let mut buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .map(|(&b, c)| (b, c.load(Ordering::Relaxed)))
+            .collect();
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        let within: u64 = buckets.iter().map(|b| b.1).sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(within)));
+        Value::Histogram {
+            buckets,
+            count,
+            sum: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
     }
 }
 
@@ -93,30 +102,27 @@ impl Metrics {
     }
 }
 
-fn gauge(
-    out: &mut String,
-    kind: &str,
-    name: &str,
-    help: &str,
-    labels: &str,
-    v: impl std::fmt::Display,
-) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{{labels}}} {v}"
-    );
+/// One scrape's figures (a collector owns what it writes).
+#[derive(Debug)]
+struct Page {
+    labels: Labels,
+    families: Vec<(&'static str, &'static str, Value)>,
+}
+
+impl Collector for Page {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> std::fmt::Result {
+        for (name, help, value) in &self.families {
+            family(&mut enc, name, help, [(self.labels.clone(), value.clone())])?;
+        }
+        Ok(())
+    }
 }
 
 /// The whole `/metrics` page for `replicas` (all of the sim's, or one on its own port).
 pub fn render(config: &SimConfig, stats: &SimStats, m: &Metrics, replicas: &[Replica]) -> String {
-    let mut out = String::new();
-    let labels = format!(
-        "model_name={}",
-        serde_json::Value::String(config.model.clone())
-    );
-    let l = labels.as_str();
     let sum = |f: fn(&Replica) -> u64| replicas.iter().map(f).sum::<u64>();
-    let in_flight = stats.in_flight.load(Ordering::Relaxed);
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let in_flight = load(&stats.in_flight);
     let (running, waiting) = if replicas.is_empty() {
         (in_flight, 0)
     } else {
@@ -131,100 +137,73 @@ pub fn render(config: &SimConfig, stats: &SimStats, m: &Metrics, replicas: &[Rep
     } else {
         0.0
     };
-    gauge(
-        &mut out,
-        "gauge",
-        "vllm:num_requests_running",
-        "Number of requests in model execution batches.",
-        l,
-        running,
-    );
-    gauge(
-        &mut out,
-        "gauge",
-        "vllm:num_requests_waiting",
-        "Number of requests waiting to be processed.",
-        l,
-        waiting,
-    );
-    gauge(
-        &mut out,
-        "gauge",
-        "vllm:kv_cache_usage_perc",
-        "KV-cache usage. 1 means 100 percent usage.",
-        l,
-        kv_usage,
-    );
-    let prompt = stats.prompt_tokens.load(Ordering::Relaxed);
-    let generated = stats.tokens.load(Ordering::Relaxed);
-    gauge(
-        &mut out,
-        "counter",
-        "vllm:prompt_tokens_total",
-        "Number of prefill tokens processed.",
-        l,
-        prompt,
-    );
-    gauge(
-        &mut out,
-        "counter",
-        "vllm:generation_tokens_total",
-        "Number of generation tokens processed.",
-        l,
-        generated,
-    );
-    gauge(
-        &mut out,
-        "counter",
-        "vllm:num_preemptions_total",
-        "Cumulative number of preemption from the engine.",
-        l,
-        sum(|r| r.stats.preemptions.load(Ordering::Relaxed)),
-    );
-    m.ttft.render(
-        &mut out,
-        "vllm:time_to_first_token_seconds",
-        "Histogram of time to first token in seconds.",
-        l,
-    );
-    m.itl.render(
-        &mut out,
-        "vllm:inter_token_latency_seconds",
-        "Histogram of inter-token latency in seconds.",
-        l,
-    );
-    gauge(
-        &mut out,
-        "counter",
-        "rackload_sim_requests_received_total",
-        "Requests accepted.",
-        l,
-        stats.received.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut out,
-        "counter",
-        "rackload_sim_requests_served_total",
-        "Responses finished.",
-        l,
-        stats.served.load(Ordering::Relaxed),
-    );
-    gauge(
-        &mut out,
-        "gauge",
-        "rackload_sim_requests_in_flight",
-        "Requests accepted and not finished.",
-        l,
-        in_flight,
-    );
     let gpus = config.profile.as_ref().map_or(0, |p| p.gpus_per_replica) * replicas.len() as u32;
-    gauge(
-        &mut out,
-        "gauge",
-        "rackload_sim_gpus",
-        "GPUs the simulated replicas stand for.",
-        l,
-        gpus,
-    );
-    out
+    let gauge = |v: u64| Value::Gauge(v as f64);
+    // vLLM's names (counters get their `_total` from the encoder), then the sim's own.
+    let families = vec![
+        (
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            gauge(running),
+        ),
+        (
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            gauge(waiting),
+        ),
+        (
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            Value::Gauge(kv_usage),
+        ),
+        (
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed.",
+            Value::Counter(load(&stats.prompt_tokens)),
+        ),
+        (
+            "vllm:generation_tokens",
+            "Number of generation tokens processed.",
+            Value::Counter(load(&stats.tokens)),
+        ),
+        (
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            Value::Counter(sum(|r| r.stats.preemptions.load(Ordering::Relaxed))),
+        ),
+        (
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            m.ttft.value(),
+        ),
+        (
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            m.itl.value(),
+        ),
+        (
+            "rackload_sim_requests_received",
+            "Requests accepted.",
+            Value::Counter(load(&stats.received)),
+        ),
+        (
+            "rackload_sim_requests_served",
+            "Responses finished.",
+            Value::Counter(load(&stats.served)),
+        ),
+        (
+            "rackload_sim_requests_in_flight",
+            "Requests accepted and not finished.",
+            gauge(in_flight),
+        ),
+        (
+            "rackload_sim_gpus",
+            "GPUs the simulated replicas stand for.",
+            gauge(u64::from(gpus)),
+        ),
+    ];
+    exposition::render(Page {
+        labels: vec![("model_name".to_owned(), config.model.clone())],
+        families,
+    })
 }

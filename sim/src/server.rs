@@ -395,7 +395,10 @@ async fn chat(State(f): State<Front>, req: axum::extract::Request) -> Response {
 
 async fn metrics(State(f): State<Front>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            rackload_telemetry::exposition::CONTENT_TYPE,
+        )],
         crate::metrics::render(&f.s.config, &f.s.stats, &f.s.metrics, f.replicas()),
     )
         .into_response()

@@ -11,6 +11,7 @@
 
 mod context;
 mod export;
+pub mod exposition;
 mod sampling;
 
 use std::sync::atomic::{AtomicBool, Ordering};
