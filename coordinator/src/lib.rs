@@ -53,6 +53,27 @@ pub async fn serve(
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_incoming(TcpListenerStream::new(listener), metrics, config, shutdown).await
+}
+
+/// [`serve`] over any stream of connections: TCP in production, in-memory pipes in the
+/// run loop's tests.
+pub async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    metrics: Option<tokio::net::TcpListener>,
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let registry = Arc::new(Registry::default());
     let runs = Arc::new(control::Runs::default());
     let live = Arc::new(metrics::Live::default());
@@ -105,6 +126,6 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

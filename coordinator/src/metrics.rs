@@ -385,7 +385,7 @@ mod tests {
             format!("rackload_ttft_seconds_bucket{{le=\"0.05\",{l}}} 4"),
             format!("rackload_ttft_seconds_bucket{{le=\"+Inf\",{l}}} 5"),
             format!("rackload_ttft_seconds_count{{{l}}} 5"),
-            "rackload_run_active{run=\"r1\"} 1".to_owned(),
+            "rackload_run_active{run=\"r1\"} 1.0".to_owned(),
         ] {
             assert!(
                 text.lines().any(|line| line == want),
@@ -395,7 +395,7 @@ mod tests {
         live.run_finished("r1");
         assert!(
             live.render(&Registry::default())
-                .contains("rackload_run_active{run=\"r1\"} 0")
+                .contains("rackload_run_active{run=\"r1\"} 0.0")
         );
     }
 

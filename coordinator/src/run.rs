@@ -278,37 +278,104 @@ async fn run_point(run: &mut Run, index: u32, point: &Point) -> Result<PointResu
     result
 }
 
+/// The workers of a point and what each was given.
+struct Active {
+    index: u32,
+    run_id: String,
+    /// Each worker with its concurrency (0: an open loop without a cap).
+    workers: Vec<(Claimed, u32)>,
+    stripes: Vec<Stripe>,
+}
+
+impl Active {
+    fn stop(&self, abort: bool, reason: &str) -> CMsg {
+        CMsg::Stop(Stop {
+            run_id: self.run_id.clone(),
+            point_index: self.index,
+            reason: reason.to_owned(),
+            abort,
+        })
+    }
+
+    async fn stop_all(&self, abort: bool, reason: &str) {
+        send_all(&self.workers, self.stop(abort, reason)).await;
+    }
+}
+
+/// How the barrier ended short of a start.
+enum Unready {
+    /// The run ends.
+    End(Outcome),
+    /// A worker was lost before the start: plan the point again without it.
+    Replan,
+}
+
 async fn run_point_in(
     run: &mut Run,
     index: u32,
     point: &Point,
     traceparent: String,
 ) -> Result<PointResult, Outcome> {
-    // The plan is a pure function of the point and the workers' capacities (cores).
-    let capacities: Vec<u32> = run.workers.iter().map(|w| w.hello.cores).collect();
-    let shards = plan_point(point, &capacities);
-    let active: Vec<(Claimed, u32)> = shards
-        .iter()
-        .map(|s| (run.workers[s.worker].clone(), s.concurrency.unwrap_or(0)))
-        .collect();
-    let stripes: Vec<Stripe> = shards.iter().map(|s| s.stripe).collect();
-    let stop_msg = |abort: bool, reason: &str| {
-        CMsg::Stop(Stop {
+    let active = send_plans(run, index, point, &traceparent).await;
+    let acked = match barrier(run, point, &active).await {
+        Ok(acked) => acked,
+        Err(Unready::End(outcome)) => return Err(outcome),
+        Err(Unready::Replan) => return Box::pin(run_point(run, index, point)).await,
+    };
+    // One start instant for all, a little in the future.
+    let start_unix_nanos = unix_nanos() + START_DELAY.as_nanos() as i64;
+    send_all(
+        &active.workers,
+        CMsg::Start(Start {
             run_id: run.run_id.clone(),
             point_index: index,
-            reason: reason.to_owned(),
-            abort,
-        })
-    };
+            start_unix_nanos,
+        }),
+    )
+    .await;
+    let started = point_started(&active, point, &acked, start_unix_nanos);
+    if !run.emit(Event::PointStarted(started)).await {
+        active.stop_all(true, "client went away").await;
+        return Err(Outcome::Aborted("client went away".into()));
+    }
+    tracing::info!(run = %run.run_id, point = %point.label, workers = active.workers.len(), "point started");
+    let mut merge = collect(run, point, &active).await?;
+    // Workers that did not report within the grace of a loss-abort count as lost too.
+    let silent: Vec<String> = merge
+        .workers
+        .iter()
+        .filter(|(_, w)| !w.done)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in silent {
+        merge.lose(&id);
+    }
+    merge
+        .result(index, point, start_unix_nanos, run.spec.max_failure_rate)
+        .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
+}
 
-    // Plans out, then the barrier: every worker checks the target and acknowledges.
-    for (k, ((w, _), shard)) in active.iter().zip(&shards).enumerate() {
+/// Plans the point over the run's workers (a pure function of the point and their
+/// capacities) and sends each its shard.
+async fn send_plans(run: &Run, index: u32, point: &Point, traceparent: &str) -> Active {
+    let capacities: Vec<u32> = run.workers.iter().map(|w| w.hello.cores).collect();
+    let shards = plan_point(point, &capacities);
+    let active = Active {
+        index,
+        run_id: run.run_id.clone(),
+        workers: shards
+            .iter()
+            .map(|s| (run.workers[s.worker].clone(), s.concurrency.unwrap_or(0)))
+            .collect(),
+        stripes: shards.iter().map(|s| s.stripe).collect(),
+    };
+    for (k, ((w, _), shard)) in active.workers.iter().zip(&shards).enumerate() {
         let plan = ShardPlan {
             run_id: run.run_id.clone(),
             point_index: index,
             point_label: point.label.clone(),
             shard_index: k as u32,
-            shard_count: active.len() as u32,
+            shard_count: active.workers.len() as u32,
             concurrency: shard.concurrency,
             target: run.wire.target.clone(),
             workload: run.wire.workload.clone(),
@@ -317,7 +384,7 @@ async fn run_point_in(
             warmup: point.warmup,
             request_rate: point.request_rate,
             duration_s: point.duration.map(|d| d.as_secs_f64()),
-            traceparent: traceparent.clone(),
+            traceparent: traceparent.to_owned(),
             trace_sample: run.spec.trace_sample,
         };
         let _ = w
@@ -327,76 +394,85 @@ async fn run_point_in(
             }))
             .await;
     }
-    let mut acked: Vec<Option<(i64, i64)>> = vec![None; active.len()];
+    active
+}
+
+/// The barrier: every worker checks the target and acknowledges its plan (with its
+/// clock offset and round trip) before any starts.
+async fn barrier(
+    run: &mut Run,
+    point: &Point,
+    active: &Active,
+) -> Result<Vec<Option<(i64, i64)>>, Unready> {
+    let workers = &active.workers;
+    let mut acked: Vec<Option<(i64, i64)>> = vec![None; workers.len()];
     let ack_deadline = Instant::now() + ACK_TIMEOUT;
     while acked.iter().any(Option::is_none) {
         let ev = tokio::select! {
             ev = run.inbox.recv() => ev,
             () = tokio::time::sleep_until(ack_deadline) => {
-                let missing: Vec<&str> = active.iter().zip(&acked).filter(|(_, a)| a.is_none()).map(|((w, _), _)| w.id.as_str()).collect();
-                send_all(&active, stop_msg(true, "barrier timed out")).await;
-                return Err(Outcome::Failed(format!("point {}: no plan acknowledgement from {} within {} s", point.label, missing.join(", "), ACK_TIMEOUT.as_secs())));
+                let missing: Vec<&str> = workers.iter().zip(&acked).filter(|(_, a)| a.is_none()).map(|((w, _), _)| w.id.as_str()).collect();
+                active.stop_all(true, "barrier timed out").await;
+                return Err(Unready::End(Outcome::Failed(format!("point {}: no plan acknowledgement from {} within {} s", point.label, missing.join(", "), ACK_TIMEOUT.as_secs()))));
             }
             _ = run.abort.changed() => None,
         };
         if run.aborted() {
-            send_all(&active, stop_msg(true, "run aborted")).await;
-            return Err(Outcome::Aborted("aborted by the client".into()));
+            active.stop_all(true, "run aborted").await;
+            return Err(Unready::End(Outcome::Aborted(
+                "aborted by the client".into(),
+            )));
         }
         match ev {
             Some(WorkerEvent::Ack(id, ack))
-                if ack.run_id == run.run_id && ack.point_index == index =>
+                if ack.run_id == run.run_id && ack.point_index == active.index =>
             {
                 if !ack.ok {
-                    send_all(&active, stop_msg(true, "a worker refused its plan")).await;
-                    return Err(Outcome::Failed(format!(
+                    active.stop_all(true, "a worker refused its plan").await;
+                    return Err(Unready::End(Outcome::Failed(format!(
                         "worker {id} refused point {}: {}",
                         point.label, ack.error
-                    )));
+                    ))));
                 }
-                if let Some(k) = active.iter().position(|(w, _)| w.id == id) {
+                if let Some(k) = workers.iter().position(|(w, _)| w.id == id) {
                     acked[k] = Some((ack.clock_offset_nanos, ack.clock_rtt_nanos));
                 }
             }
-            Some(WorkerEvent::Lost(id, reason)) if active.iter().any(|(w, _)| w.id == id) => {
-                // Lost before the start: try the point again without it.
-                send_all(
-                    &active,
-                    stop_msg(true, "a worker was lost before the start"),
-                )
-                .await;
+            Some(WorkerEvent::Lost(id, reason)) if workers.iter().any(|(w, _)| w.id == id) => {
+                active
+                    .stop_all(true, "a worker was lost before the start")
+                    .await;
                 tracing::warn!(run = %run.run_id, worker = %id, "lost before point {} started: {reason}", point.label);
                 run.refresh_workers();
                 if run.workers.is_empty() {
-                    return Err(Outcome::Failed(format!(
+                    return Err(Unready::End(Outcome::Failed(format!(
                         "worker {id} was lost before point {} started and none is left: {reason}",
                         point.label
-                    )));
+                    ))));
                 }
-                return Box::pin(run_point(run, index, point)).await;
+                return Err(Unready::Replan);
             }
             _ => {}
         }
     }
+    Ok(acked)
+}
 
-    // One start instant for all.
-    let start_unix_nanos = unix_nanos() + START_DELAY.as_nanos() as i64;
-    send_all(
-        &active,
-        CMsg::Start(Start {
-            run_id: run.run_id.clone(),
-            point_index: index,
-            start_unix_nanos,
-        }),
-    )
-    .await;
-    let started = PointStarted {
-        point_index: index,
+/// The event announcing a started point: each worker's share and clock.
+fn point_started(
+    active: &Active,
+    point: &Point,
+    acked: &[Option<(i64, i64)>],
+    start_unix_nanos: i64,
+) -> PointStarted {
+    PointStarted {
+        point_index: active.index,
         label: point.label.clone(),
         shares: active
+            .workers
             .iter()
-            .zip(&stripes)
-            .zip(&acked)
+            .zip(&active.stripes)
+            .zip(acked)
             .map(|(((w, share), stripe), ack)| {
                 let (offset, rtt) = ack.unwrap_or((0, -1));
                 // Measured requests of this stripe: its indices at or past the warmup.
@@ -415,14 +491,14 @@ async fn run_point_in(
             })
             .collect(),
         start_unix_nanos,
-    };
-    if !run.emit(Event::PointStarted(started)).await {
-        send_all(&active, stop_msg(true, "client went away")).await;
-        return Err(Outcome::Aborted("client went away".into()));
     }
-    tracing::info!(run = %run.run_id, point = %point.label, workers = active.len(), "point started");
+}
 
-    let mut merge = PointMerge::new(active.iter().map(|(w, s)| (w.id.clone(), *s)));
+/// Merges the workers' reports until every one sent its final report (or was lost),
+/// emitting progress each second; ends early when the client or a loss aborts the run.
+async fn collect(run: &mut Run, point: &Point, active: &Active) -> Result<PointMerge, Outcome> {
+    let index = active.index;
+    let mut merge = PointMerge::new(active.workers.iter().map(|(w, s)| (w.id.clone(), *s)));
     let started_at = Instant::now() + START_DELAY;
     let mut tick =
         tokio::time::interval_at(started_at + Duration::from_secs(1), Duration::from_secs(1));
@@ -442,7 +518,7 @@ async fn run_point_in(
                             run.live.worker_lost(&run.run_id);
                             tracing::warn!(run = %run.run_id, worker = %id, "lost during point {}: {reason}", point.label);
                             if run.abort_on_loss() {
-                                send_all(&active, stop_msg(true, "a worker was lost")).await;
+                                active.stop_all(true, "a worker was lost").await;
                                 abort_deadline.get_or_insert(Instant::now() + ABORT_GRACE);
                             }
                         }
@@ -451,32 +527,20 @@ async fn run_point_in(
                     _ => Ok(()),
                 };
                 if let Err(e) = merged {
-                    send_all(&active, stop_msg(true, "bad report")).await;
+                    active.stop_all(true, "bad report").await;
                     return Err(Outcome::Failed(format!("point {}: {e}", point.label)));
                 }
             }
             _ = tick.tick() => {
-                run.live.point(&run.run_id, &point.label, &merge.counters, merge.in_flight(), &merge.lat);
-                let ttft = merge.lat.get(METRICS[0]);
-                let q = |p: f64| ttft.filter(|h| !h.is_empty()).map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0);
-                let progress = Progress {
-                    point_index: index,
-                    elapsed_s: started_at.elapsed().as_secs_f64(),
-                    counters: Some(merge.counters.clone()),
-                    expected_requests: point.num_prompts,
-                    in_flight: merge.in_flight(),
-                    ttft_p50_ms: q(0.5),
-                    ttft_p99_ms: q(0.99),
-                };
-                if !run.emit(Event::Progress(progress)).await && !client_abort {
-                    send_all(&active, stop_msg(true, "client went away")).await;
+                if !progress(run, point, index, &merge, started_at).await && !client_abort {
+                    active.stop_all(true, "client went away").await;
                     abort_deadline = Some(Instant::now() + ABORT_GRACE);
                     client_abort = true;
                 }
             }
             changed = run.abort.changed(), if !client_abort => {
                 if changed.is_err() || *run.abort.borrow() {
-                    send_all(&active, stop_msg(true, "run aborted")).await;
+                    active.stop_all(true, "run aborted").await;
                     abort_deadline = Some(Instant::now() + ABORT_GRACE);
                     client_abort = true;
                 }
@@ -498,17 +562,38 @@ async fn run_point_in(
             point.label, merge.counters.completed
         )));
     }
-    // Workers that did not report within the grace of a loss-abort count as lost too.
-    let silent: Vec<String> = merge
-        .workers
-        .iter()
-        .filter(|(_, w)| !w.done)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in silent {
-        merge.lose(&id);
-    }
-    merge
-        .result(index, point, start_unix_nanos, run.spec.max_failure_rate)
-        .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
+    Ok(merge)
+}
+
+/// Shows the merge on `/metrics` and sends the client its progress; false when the
+/// client is gone.
+async fn progress(
+    run: &Run,
+    point: &Point,
+    index: u32,
+    merge: &PointMerge,
+    started_at: Instant,
+) -> bool {
+    run.live.point(
+        &run.run_id,
+        &point.label,
+        &merge.counters,
+        merge.in_flight(),
+        &merge.lat,
+    );
+    let ttft = merge.lat.get(METRICS[0]);
+    let q = |p: f64| {
+        ttft.filter(|h| !h.is_empty())
+            .map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0)
+    };
+    let progress = Progress {
+        point_index: index,
+        elapsed_s: started_at.elapsed().as_secs_f64(),
+        counters: Some(merge.counters.clone()),
+        expected_requests: point.num_prompts,
+        in_flight: merge.in_flight(),
+        ttft_p50_ms: q(0.5),
+        ttft_p99_ms: q(0.99),
+    };
+    run.emit(Event::Progress(progress)).await
 }
