@@ -81,17 +81,12 @@ where
         let (registry, live) = (registry.clone(), live.clone());
         let app = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(move || {
-                let text = live.render(&registry);
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            rackload_telemetry::exposition::CONTENT_TYPE,
-                        )],
-                        text,
-                    )
-                }
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
+                let accept = headers
+                    .get(axum::http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let (kind, text) = live.exposition(&registry, accept);
+                async move { ([(axum::http::header::CONTENT_TYPE, kind)], text) }
             }),
         );
         tokio::spawn(async move {

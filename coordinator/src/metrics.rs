@@ -177,16 +177,26 @@ impl Live {
         }
     }
 
-    /// The exposition (OpenMetrics text, by `prometheus-client`).
-    pub fn render(&self, registry: &Registry) -> String {
-        let Ok(inner) = self.inner.lock() else {
-            return String::new();
+    /// The exposition in the format the scraper's `Accept` asks for (OpenMetrics, else
+    /// the classic text): its content type and text, written by `prometheus-client`.
+    pub fn exposition(&self, registry: &Registry, accept: Option<&str>) -> (&'static str, String) {
+        let inner = match self.inner.lock() {
+            Ok(inner) => inner.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         };
-        exposition::render(View {
-            inner: inner.clone(),
-            connected: registry.len() as u64,
-            idle: registry.idle_count() as u64,
-        })
+        exposition::negotiate(
+            accept,
+            View {
+                inner,
+                connected: registry.len() as u64,
+                idle: registry.idle_count() as u64,
+            },
+        )
+    }
+
+    /// The classic text exposition.
+    pub fn render(&self, registry: &Registry) -> String {
+        self.exposition(registry, None).1
     }
 }
 
@@ -386,6 +396,7 @@ mod tests {
             format!("rackload_ttft_seconds_bucket{{le=\"+Inf\",{l}}} 5"),
             format!("rackload_ttft_seconds_count{{{l}}} 5"),
             "rackload_run_active{run=\"r1\"} 1.0".to_owned(),
+            "# TYPE rackload_requests_completed_total counter".to_owned(),
         ] {
             assert!(
                 text.lines().any(|line| line == want),

@@ -118,8 +118,15 @@ impl Collector for Page {
     }
 }
 
-/// The whole `/metrics` page for `replicas` (all of the sim's, or one on its own port).
-pub fn render(config: &SimConfig, stats: &SimStats, m: &Metrics, replicas: &[Replica]) -> String {
+/// The whole `/metrics` page for `replicas` (all of the sim's, or one on its own port), in
+/// the format `accept` asks for: its content type and text.
+pub fn render(
+    accept: Option<&str>,
+    config: &SimConfig,
+    stats: &SimStats,
+    m: &Metrics,
+    replicas: &[Replica],
+) -> (&'static str, String) {
     let sum = |f: fn(&Replica) -> u64| replicas.iter().map(f).sum::<u64>();
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let in_flight = load(&stats.in_flight);
@@ -202,8 +209,11 @@ pub fn render(config: &SimConfig, stats: &SimStats, m: &Metrics, replicas: &[Rep
             gauge(u64::from(gpus)),
         ),
     ];
-    exposition::render(Page {
-        labels: vec![("model_name".to_owned(), config.model.clone())],
-        families,
-    })
+    exposition::negotiate(
+        accept,
+        Page {
+            labels: vec![("model_name".to_owned(), config.model.clone())],
+            families,
+        },
+    )
 }

@@ -393,15 +393,11 @@ async fn chat(State(f): State<Front>, req: axum::extract::Request) -> Response {
     receive(f, Api::Chat, req).await
 }
 
-async fn metrics(State(f): State<Front>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            rackload_telemetry::exposition::CONTENT_TYPE,
-        )],
-        crate::metrics::render(&f.s.config, &f.s.stats, &f.s.metrics, f.replicas()),
-    )
-        .into_response()
+async fn metrics(State(f): State<Front>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (kind, text) =
+        crate::metrics::render(accept, &f.s.config, &f.s.stats, &f.s.metrics, f.replicas());
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 /// Largest request body read (a 1 M-token prompt as token ids fits).

@@ -12,6 +12,57 @@ use prometheus_client::registry::Registry;
 
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The `Content-Type` of [`classic`]'s text (Prometheus text format 0.0.4).
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition a scraper asked for by its `Accept` header: OpenMetrics when it names
+/// it (Prometheus does), else the classic text format, which every older tool and
+/// `promtool check metrics` read. Returns the content type and the text.
+pub fn negotiate(accept: Option<&str>, collector: impl Collector) -> (&'static str, String) {
+    let text = render(collector);
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        (CONTENT_TYPE, text)
+    } else {
+        (CLASSIC_CONTENT_TYPE, classic(&text))
+    }
+}
+
+/// OpenMetrics text as the classic format: a counter family is named with its `_total`
+/// (OpenMetrics names the family without it), and there is no `# EOF`. Samples are
+/// unchanged.
+pub fn classic(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            help = Some(line);
+            continue;
+        }
+        if let Some(t) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = t.split_once(' ').unwrap_or((t, ""));
+            let name = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if let Some(h) = help.take() {
+                let text = h
+                    .strip_prefix("# HELP ")
+                    .and_then(|r| r.split_once(' '))
+                    .map_or("", |(_, text)| text);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
 
 /// Label pairs of one series.
 pub type Labels = Vec<(String, String)>;
@@ -151,5 +202,18 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == want), "{want} missing in\n{text}");
         }
+        let old = classic(&text);
+        for want in [
+            "# HELP x_requests_total Requests.",
+            "# TYPE x_requests_total counter",
+            "x_requests_total 3",
+            "# TYPE x_latency_seconds histogram",
+        ] {
+            assert!(old.lines().any(|l| l == want), "{want} missing in\n{old}");
+        }
+        assert!(!old.contains("# EOF"));
+        let (kind, _) = negotiate(Some("application/openmetrics-text;version=1.0.0"), Two);
+        assert_eq!(kind, CONTENT_TYPE);
+        assert_eq!(negotiate(None, Two).0, CLASSIC_CONTENT_TYPE);
     }
 }

@@ -191,13 +191,22 @@ pub fn wait_until(secs: f64, what: &str, mut f: impl FnMut() -> bool) {
 
 /// GET `path` from `base` (an `http://host:port` URL): the body as text.
 pub fn get_text(base: &str, path: &str) -> String {
+    get_text_with(base, path, &[])
+}
+
+/// GET `path` from `base` with extra request headers: the body as text.
+pub fn get_text_with(base: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let addr = base.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )
     .expect("write");
     let mut resp = String::new();
