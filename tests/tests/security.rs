@@ -187,21 +187,27 @@ fn mutual_tls_admits_only_certificates_of_its_own_ca() {
     assert!(url.starts_with("https://"), "{url}");
 
     // A worker from another CA neither trusts the coordinator nor is trusted by it.
-    for (cert_dir, ca_dir, why) in [
+    // A certificate the worker itself rejects is fatal: it stops at once instead of
+    // retrying for its minute of --connect-wait (the 30 s timeout below would catch that).
+    // A coordinator that rejects the worker's certificate just drops the connection, which
+    // looks like any other failure to connect: the worker retries until --connect-wait.
+    for (cert_dir, ca_dir, wait, why) in [
         (
             theirs.path(),
             theirs.path(),
+            "60",
             "the coordinator's certificate is not from its CA",
         ),
         (
             theirs.path(),
             ours.path(),
+            "3",
             "its own certificate is not from the coordinator's CA",
         ),
     ] {
         let mut extra = tls_args(cert_dir, "worker");
         extra[5] = ca_dir.join("ca.pem").display().to_string();
-        extra.extend(["--connect-wait".into(), "3".into()]);
+        extra.extend(["--connect-wait".into(), wait.into()]);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut bad = worker_command(&tag, &url, "w-other-ca", &extra);
         bad.stderr(Stdio::piped());

@@ -102,15 +102,36 @@ fn tls_hint(config: &WorkerConfig, reason: String) -> String {
     }
 }
 
-/// Whether a failure to connect is about identity (certificates, tokens), which waiting
-/// will not fix.
-fn is_identity_failure(reason: &str) -> bool {
-    let r = reason.to_ascii_lowercase();
-    r.contains("certificate")
-        || r.contains("unknownca")
-        || r.contains("unknown ca")
-        || r.contains("alert")
-        || r.contains("token")
+/// Whether a failure to connect is about identity — a certificate refused on either side
+/// (rustls's own error kinds, or a TLS alert from the peer) — which waiting will not fix.
+/// Decided by walking the error's source chain, never by reading its text.
+fn is_identity_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return is_identity_tls(tls);
+        }
+        // io::Error::source() skips the error it wraps: look at it directly.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && is_identity_failure(inner)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+fn is_identity_tls(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::AlertReceived(_)
+            | rustls::Error::InvalidCertRevocationList(_)
+    )
 }
 
 /// This machine's name, for the worker's default id and its hello.
@@ -244,7 +265,7 @@ async fn session(
         .keep_alive_timeout(Duration::from_secs(3));
     let channel = endpoint.connect().await.map_err(|e| {
         let reason = crate::target::openai::error_chain(&e);
-        if is_identity_failure(&reason) {
+        if is_identity_failure(&e) {
             WorkerError::Untrusted {
                 url: url.clone(),
                 reason: format!("TLS: {reason}"),
@@ -281,7 +302,11 @@ async fn session(
         .session(ReceiverStream::new(rx))
         .await
         .map_err(|s| {
-            if s.code() == tonic::Code::Unauthenticated || is_identity_failure(s.message()) {
+            if matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ) || is_identity_failure(&s)
+            {
                 WorkerError::Untrusted {
                     url: url.clone(),
                     reason: format!("refused this worker: {}", s.message()),
@@ -802,15 +827,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn process_cpu_time_is_read_and_grows() {
+    fn process_cpu_time_is_read_and_grows_with_work() {
         let a = process_cpu_seconds().expect("Linux /proc/self/stat");
+        // Burn CPU until the counter shows 50 ms more (it ticks every 10 ms), or give up
+        // after 10 s of wall time: a counter that does not move fails.
+        let wall = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..30_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        let mut b = a;
+        while b - a < 0.05 && wall.elapsed() < Duration::from_secs(10) {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+            b = process_cpu_seconds().expect("again");
         }
-        std::hint::black_box(x);
-        let b = process_cpu_seconds().expect("again");
-        assert!(b >= a && b > 0.0, "{a} {b}");
+        assert!(
+            b - a >= 0.05,
+            "CPU time did not grow with work: {a} then {b}"
+        );
+    }
+
+    #[test]
+    fn identity_failures_are_known_by_their_kind_not_their_text() {
+        use rustls::{CertificateError, Error as Tls};
+        #[derive(Debug, thiserror::Error)]
+        #[error("connect failed")]
+        struct Wrapper(#[source] std::io::Error);
+        let bad_cert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert!(is_identity_failure(&Wrapper(bad_cert)));
+        let alert = Tls::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        assert!(is_identity_failure(&alert));
+        // A refused connection is worth retrying, whatever words its message holds.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "token bucket alert: certificate store busy",
+        );
+        assert!(!is_identity_failure(&Wrapper(refused)));
+        assert!(!is_identity_failure(&tonic::Status::unavailable("token")));
     }
 
     #[test]
