@@ -180,6 +180,11 @@ pub fn start_coordinator(tag: &str) -> (Proc, String) {
     )
 }
 
+/// Lets `secs` × patience of wall time pass (for "nothing happens meanwhile" checks).
+pub fn pause(secs: f64) {
+    std::thread::sleep(Duration::from_secs_f64(secs * patience()));
+}
+
 /// Waits until `f` holds, for `secs` × patience; panics with `what` otherwise.
 pub fn wait_until(secs: f64, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs_f64(secs * patience());
@@ -342,14 +347,15 @@ pub fn run_json(results: &std::path::Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).ok()?).ok()
 }
 
-/// The shared Qwen2.5 tokenizer (../shared/data), or None — with the reason printed —
-/// when this machine does not have it.
-pub fn shared_tokenizer() -> Option<PathBuf> {
+/// The shared Qwen2.5 tokenizer (../shared/data). Its absence fails the test loudly: CI
+/// lays shared/ beside the checkout, and a test that passed without its data would say
+/// nothing.
+pub fn shared_tokenizer() -> PathBuf {
     let p = manifest_dir().join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
+    assert!(
+        p.exists(),
+        "{} is absent: the tests read ../shared/data beside the checkout (see its README)",
+        p.display()
+    );
+    p
 }

@@ -192,22 +192,27 @@ fn embedded_run_writes_results_and_leaves_no_process() {
     assert_no_processes_left(&tag);
 }
 
+/// Ctrl-C in the middle of a sweep: the run is aborted, every child is reaped, and the
+/// points that finished before it are on disk — in run.json and their own point files.
 #[test]
 fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     let tag = new_tag("e2e-ctrl-c");
     let results = tempfile::tempdir().expect("tempdir");
     let mut cmd = rackload(&tag);
-    // Long enough that it is surely still running when interrupted.
+    // Two points: 20 requests at 50 req/s (under a second), then 20 at 1 req/s, surely
+    // still running when interrupted.
     cmd.args([
         "run",
-        "--max-concurrency",
-        "4",
+        "--request-rate",
+        "50,1",
         "--num-prompts",
-        "4000",
+        "20",
         "--random-output-len",
-        "512",
-        "--sim-itl-ms",
+        "8",
+        "--sim-ttft-ms",
         "5",
+        "--sim-itl-ms",
+        "1",
         "--results-dir",
     ]);
     cmd.arg(results.path());
@@ -217,12 +222,14 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    wait_until(30.0, "the run to start and write run.json", || {
+    let point_file = || {
         std::fs::read_dir(results.path())
-            .map(|d| d.flatten().any(|e| e.path().join("run.json").exists()))
-            .unwrap_or(false)
-    });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("points/r50.json"))
+            .find(|p| p.exists())
+    };
+    wait_until(60.0, "the first point's file", || point_file().is_some());
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .status()
@@ -249,6 +256,15 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let run = run_json(results.path()).expect("run.json parses");
     assert_eq!(run["status"], "aborted", "{stderr}");
+    let points = run["points"].as_array().expect("points");
+    assert_eq!(points.len(), 1, "the finished point only: {points:?}");
+    assert_eq!(points[0]["label"], "r50");
+    assert_eq!(count(&points[0]["completed"]), 20);
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(point_file().expect("point file")).expect("read"),
+    )
+    .expect("the point file parses");
+    assert_eq!(count(&file["completed"]), 20, "{file}");
     assert_no_processes_left(&tag);
 }
 

@@ -116,7 +116,7 @@ fn killing_a_worker_mid_point_degrades_the_point_and_later_points_use_the_rest()
     });
     // Past the first 1-second report, w2 dies with requests in flight. (The coordinator
     // knows a worker's counts as of its last report.)
-    std::thread::sleep(Duration::from_millis(1500));
+    pause(1.5);
     let victim = workers.remove(1);
     drop(victim);
     let code = wait_exit(&mut cli, 90.0);
@@ -217,7 +217,7 @@ fn killing_the_coordinator_stops_every_workers_load_within_the_lease() {
     wait_until(30.0, "load in flight", || {
         count(&get_json(&sim, "/stats")["in_flight"]) >= 2
     });
-    std::thread::sleep(Duration::from_millis(500));
+    pause(0.5);
     drop(coord_proc); // SIGKILL
     let killed = std::time::Instant::now();
     // Nothing new is sent once the workers know, and in-flight requests end within the
@@ -227,7 +227,7 @@ fn killing_the_coordinator_stops_every_workers_load_within_the_lease() {
     });
     let stopped_after = killed.elapsed();
     let received = count(&get_json(&sim, "/stats")["received"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    pause(1.5);
     assert_eq!(
         count(&get_json(&sim, "/stats")["received"]),
         received,

@@ -1,5 +1,5 @@
 //! ShareGPT and trace loading on small committed fixtures: lengths checked against the
-//! real Qwen2.5 tokenizer from ../shared/data (skipped with a printed reason when absent),
+//! real Qwen2.5 tokenizer from ../shared/data (a test fails loudly when it is absent),
 //! vLLM's filters applied and counted, and clear errors for malformed files.
 
 use std::path::{Path, PathBuf};
@@ -24,15 +24,16 @@ fn fixture(name: &str) -> PathBuf {
     manifest_dir().join("tests/fixtures").join(name)
 }
 
-/// The shared Qwen2.5 tokenizer, or None (with the reason printed) when it is not here.
-fn qwen() -> Option<PathBuf> {
+/// The shared Qwen2.5 tokenizer. Its absence fails the test loudly: CI lays shared/
+/// beside the checkout.
+fn qwen() -> PathBuf {
     let p = manifest_dir().join("../../shared/data/tokenizer/qwen2.5/tokenizer.json");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: {} is absent", p.display());
-        None
-    }
+    assert!(
+        p.exists(),
+        "{} is absent: the tests read ../shared/data beside the checkout",
+        p.display()
+    );
+    p
 }
 
 fn pairs() -> Vec<(String, String)> {
@@ -55,7 +56,7 @@ fn pairs() -> Vec<(String, String)> {
 
 #[test]
 fn sharegpt_lengths_match_the_real_tokenizer_and_filters_are_counted() {
-    let Some(path) = qwen() else { return };
+    let path = qwen();
     let tok = LoadedTokenizer::load(&path).expect("tokenizer loads");
     let reference = tokenizers::Tokenizer::from_file(&path).expect("tokenizer");
     let count = |s: &str| reference.encode(s, false).expect("encode").len() as u32;
@@ -232,7 +233,7 @@ fn malformed_traces_name_the_line() {
 
 #[test]
 fn synthesised_prompts_have_exactly_the_requested_tokens() {
-    let Some(path) = qwen() else { return };
+    let path = qwen();
     let reference = tokenizers::Tokenizer::from_file(&path).expect("tokenizer");
     let cfg = WorkloadConfig {
         tokenizer: Some(path),
