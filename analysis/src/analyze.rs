@@ -95,7 +95,7 @@ pub struct Analysis {
 }
 
 /// A group's frontier points as (interactivity, `y`) knots, in increasing interactivity.
-pub fn frontier_knots(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<Xy> {
+pub(crate) fn frontier_knots(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Vec<Xy> {
     points
         .iter()
         .filter(|p| p.on_frontier)

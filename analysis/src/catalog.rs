@@ -68,7 +68,7 @@ impl Catalog {
     }
 
     /// The embedded catalog with `path`'s systems replacing or joining it.
-    pub fn with_file(path: &Path) -> Result<Catalog, CatalogError> {
+    pub(crate) fn with_file(path: &Path) -> Result<Catalog, CatalogError> {
         let file = |reason: String| CatalogError::File {
             path: path.display().to_string(),
             reason,

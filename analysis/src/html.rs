@@ -48,7 +48,11 @@ fn f(v: &Value, digits: usize) -> String {
 }
 
 /// The run's frontier analysis, when its system and GPUs are known.
-pub fn run_analysis(run_json: &Path, tier: &str, catalog: &Catalog) -> Result<Analysis, String> {
+pub(crate) fn run_analysis(
+    run_json: &Path,
+    tier: &str,
+    catalog: &Catalog,
+) -> Result<Analysis, String> {
     let points = inputs::read(run_json).map_err(|e| e.to_string())?;
     if points.is_empty() {
         return Err("no measured point".into());

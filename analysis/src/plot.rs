@@ -58,7 +58,7 @@ pub fn frontier_chart(analysis: &Analysis, path: &Path) -> Result<(), PlotError>
 }
 
 /// The same chart as an SVG document in a string (for inlining in a report).
-pub fn frontier_svg(analysis: &Analysis) -> Result<String, PlotError> {
+pub(crate) fn frontier_svg(analysis: &Analysis) -> Result<String, PlotError> {
     register_fonts();
     let mut svg = String::new();
     {

@@ -14,7 +14,7 @@ use crate::summary::PointSummary;
 use rackload_proto::time::{compact_stamp, rfc3339, unix_nanos};
 
 /// Bumped on any incompatible change to `run.json`.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -33,7 +33,7 @@ pub enum ResultsError {
 }
 
 /// Writes `bytes` to `path` through a temp file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     let io = |source| ResultsError::Io {
         path: path.to_owned(),
         source,

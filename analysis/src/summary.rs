@@ -8,7 +8,7 @@ use rackload_proto::v1::{Metric, PointResult};
 use serde_json::{Map, Value, json};
 
 /// The metrics reported, with their key names, in vLLM's order.
-pub const REPORTED: [(Metric, &str); 4] = [
+pub(crate) const REPORTED: [(Metric, &str); 4] = [
     (Metric::Ttft, "ttft"),
     (Metric::Tpot, "tpot"),
     (Metric::Itl, "itl"),
@@ -17,14 +17,14 @@ pub const REPORTED: [(Metric, &str); 4] = [
 
 /// Open-loop metrics, reported when recorded: how late sends were against their schedule,
 /// and latencies measured from the intended send instant (coordinated-omission corrected).
-pub const OPEN_LOOP: [(Metric, &str); 3] = [
+pub(crate) const OPEN_LOOP: [(Metric, &str); 3] = [
     (Metric::ScheduleLag, "schedule_lag"),
     (Metric::TtftIntended, "ttft_from_intended"),
     (Metric::E2elIntended, "e2el_from_intended"),
 ];
 
 /// Percentiles reported besides the median, with vLLM's key spelling.
-pub const PERCENTILES: [(f64, &str); 3] = [(0.90, "p90"), (0.99, "p99"), (0.999, "p99.9")];
+pub(crate) const PERCENTILES: [(f64, &str); 3] = [(0.90, "p90"), (0.99, "p99"), (0.999, "p99.9")];
 
 /// Summary statistics of one metric, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -121,7 +121,7 @@ impl<'a> PointSummary<'a> {
     }
 
     /// `mean_ttft_ms`, `median_ttft_ms`, `std_ttft_ms`, `p90_ttft_ms`, … for every metric.
-    pub fn latency_keys(&self, out: &mut Map<String, Value>) {
+    pub(crate) fn latency_keys(&self, out: &mut Map<String, Value>) {
         for (metric, name) in REPORTED {
             let s = self.stats(metric);
             out.insert(format!("mean_{name}_ms"), json!(round3(s.mean)));
@@ -260,7 +260,7 @@ impl<'a> PointSummary<'a> {
     }
 
     /// The point as vLLM bench serve writes its result file.
-    pub fn vllm_json(&self, date: &str, endpoint: &str, model: &str) -> Value {
+    pub(crate) fn vllm_json(&self, date: &str, endpoint: &str, model: &str) -> Value {
         let p = self.point;
         let mut o = Map::new();
         o.insert("date".into(), json!(date));

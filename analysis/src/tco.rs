@@ -73,7 +73,7 @@ pub struct RackFigures {
 }
 
 /// $ per million tokens at `tput` tokens/s per GPU and `dollars_per_gpu_hour`.
-pub fn cost_per_mtok(dollars_per_gpu_hour: f64, tput_per_gpu: f64) -> f64 {
+pub(crate) fn cost_per_mtok(dollars_per_gpu_hour: f64, tput_per_gpu: f64) -> f64 {
     if tput_per_gpu > 0.0 {
         dollars_per_gpu_hour / (tput_per_gpu * 3600.0 / 1e6)
     } else {
@@ -82,7 +82,7 @@ pub fn cost_per_mtok(dollars_per_gpu_hour: f64, tput_per_gpu: f64) -> f64 {
 }
 
 /// Tokens per second per provisioned MW.
-pub fn tok_per_s_per_mw(tput_per_gpu: f64, kw_per_gpu: f64) -> f64 {
+pub(crate) fn tok_per_s_per_mw(tput_per_gpu: f64, kw_per_gpu: f64) -> f64 {
     tput_per_gpu * 1000.0 / kw_per_gpu
 }
 

@@ -19,7 +19,7 @@ use crate::registry::{Registry, WorkerEvent};
 use rackload_proto::time::unix_nanos;
 
 /// A worker silent for this long is declared lost.
-pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub(crate) const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub struct FabricService {
     registry: Arc<Registry>,

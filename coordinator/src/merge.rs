@@ -26,7 +26,7 @@ pub struct WorkerPart {
 
 impl WorkerPart {
     /// Requests sent and not finished.
-    pub fn unfinished(&self) -> u64 {
+    pub(crate) fn unfinished(&self) -> u64 {
         let c = &self.counters;
         c.sent.saturating_sub(c.completed + c.failed())
     }
@@ -102,7 +102,7 @@ impl PointMerge {
 
     /// Marks `worker` lost: what it had in flight is lost, and nothing more is expected
     /// from it. Returns false when it is not (or no longer) part of the point.
-    pub fn lose(&mut self, worker: &str) -> bool {
+    pub(crate) fn lose(&mut self, worker: &str) -> bool {
         match self.workers.get_mut(worker) {
             Some(part) if !part.done => {
                 part.done = true;
@@ -113,7 +113,7 @@ impl PointMerge {
         }
     }
 
-    pub fn all_done(&self) -> bool {
+    pub(crate) fn all_done(&self) -> bool {
         self.workers.values().all(|w| w.done)
     }
 

@@ -20,7 +20,7 @@ use rackload_proto::v1::{Counters, Metric};
 use crate::Registry;
 
 /// Runs kept on `/metrics` (older ones are forgotten).
-pub const RUNS_KEPT: usize = 16;
+pub(crate) const RUNS_KEPT: usize = 16;
 
 /// Histogram bucket upper bounds, seconds.
 const BUCKETS: [f64; 19] = [
@@ -121,7 +121,7 @@ impl Live {
     }
 
     /// A run started.
-    pub fn run_started(&self, run_id: &str) {
+    pub(crate) fn run_started(&self, run_id: &str) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -138,7 +138,7 @@ impl Live {
     }
 
     /// A run ended (its figures stay until newer runs push them out).
-    pub fn run_finished(&self, run_id: &str) {
+    pub(crate) fn run_finished(&self, run_id: &str) {
         self.with_run(run_id, |r| r.finished = true);
     }
 
@@ -166,12 +166,12 @@ impl Live {
     }
 
     /// A worker was lost in the middle of one of `run_id`'s points.
-    pub fn worker_lost(&self, run_id: &str) {
+    pub(crate) fn worker_lost(&self, run_id: &str) {
         self.with_run(run_id, |r| r.workers_lost += 1);
     }
 
     /// A worker's session ended (for whatever reason).
-    pub fn session_ended(&self) {
+    pub(crate) fn session_ended(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.worker_sessions_ended += 1;
         }

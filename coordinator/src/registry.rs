@@ -53,7 +53,12 @@ impl Registry {
     }
 
     /// Adds a worker; refuses a second session under an id that is connected.
-    pub fn register(&self, hello: Hello, peer: String, outbox: Outbox) -> Result<u64, String> {
+    pub(crate) fn register(
+        &self,
+        hello: Hello,
+        peer: String,
+        outbox: Outbox,
+    ) -> Result<u64, String> {
         let mut w = self.lock();
         if w.contains_key(&hello.worker_id) {
             return Err(format!(
@@ -86,18 +91,14 @@ impl Registry {
         None
     }
 
-    pub fn inbox_of(&self, id: &str) -> Option<mpsc::Sender<WorkerEvent>> {
+    pub(crate) fn inbox_of(&self, id: &str) -> Option<mpsc::Sender<WorkerEvent>> {
         self.lock()
             .get(id)
             .and_then(|e| e.held_by.as_ref().map(|(_, i)| i.clone()))
     }
 
-    pub fn outbox_of(&self, id: &str) -> Option<Outbox> {
-        self.lock().get(id).map(|e| e.outbox.clone())
-    }
-
     /// Idle workers (not held by a run).
-    pub fn idle_count(&self) -> usize {
+    pub(crate) fn idle_count(&self) -> usize {
         self.lock().values().filter(|e| e.held_by.is_none()).count()
     }
 
@@ -110,7 +111,12 @@ impl Registry {
     }
 
     /// Claims up to `n` idle workers (in id order) for `run_id`.
-    pub fn claim(&self, n: usize, run_id: &str, inbox: &mpsc::Sender<WorkerEvent>) -> Vec<Claimed> {
+    pub(crate) fn claim(
+        &self,
+        n: usize,
+        run_id: &str,
+        inbox: &mpsc::Sender<WorkerEvent>,
+    ) -> Vec<Claimed> {
         let mut w = self.lock();
         let mut out = Vec::new();
         for (id, e) in w.iter_mut() {
@@ -131,7 +137,7 @@ impl Registry {
     }
 
     /// True while the session `session` of worker `id` is connected and held by `run_id`.
-    pub fn is_held_by(&self, id: &str, session: u64, run_id: &str) -> bool {
+    pub(crate) fn is_held_by(&self, id: &str, session: u64, run_id: &str) -> bool {
         self.lock().get(id).is_some_and(|e| {
             e.session == session && e.held_by.as_ref().is_some_and(|(r, _)| r == run_id)
         })

@@ -30,11 +30,11 @@ use crate::registry::{Claimed, Registry, WorkerEvent};
 use rackload_proto::time::unix_nanos;
 
 /// How far in the future the common start instant is set, once every worker acked.
-pub const START_DELAY: Duration = Duration::from_millis(300);
+pub(crate) const START_DELAY: Duration = Duration::from_millis(300);
 /// How long workers have to acknowledge a plan (they check the target first).
-pub const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 /// A `Stop` for this point index stops the run's shard whatever its point.
-pub const ANY_POINT: u32 = u32::MAX;
+pub(crate) const ANY_POINT: u32 = u32::MAX;
 
 /// How long an aborted point waits for final reports.
 const ABORT_GRACE: Duration = Duration::from_secs(3);
@@ -96,7 +96,7 @@ impl Run {
 
 /// Runs `spec` under `run_id`, streaming events to `events` until the run ends.
 #[allow(clippy::too_many_arguments)]
-pub async fn execute(
+pub(crate) async fn execute(
     registry: Arc<Registry>,
     run_id: String,
     spec: ResolvedRun,

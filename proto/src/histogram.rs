@@ -8,9 +8,9 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use crate::v1::{Metric, MetricHistogram};
 
 /// Highest trackable latency: one hour, in microseconds.
-pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+pub(crate) const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Significant digits kept.
-pub const SIGFIG: u8 = 3;
+pub(crate) const SIGFIG: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistogramError {
@@ -23,7 +23,7 @@ pub enum HistogramError {
 }
 
 /// An empty latency histogram (µs), auto-resizing so that no value is lost.
-pub fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     let mut h =
         Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGFIG).expect("constant bounds are valid");
     h.auto(true);
@@ -61,7 +61,7 @@ const V2_HEADER: usize = 40;
 /// histogram: the coordinator merges thousands of reports a second, and a full-range
 /// latency histogram is ~360 KiB of counters to allocate and zero per decode. Returns
 /// `Ok(false)` when the bytes are not plain V2 (the caller decodes them the slow way).
-pub fn merge_v2_into(bytes: &[u8], into: &mut Histogram<u64>) -> Result<bool, String> {
+pub(crate) fn merge_v2_into(bytes: &[u8], into: &mut Histogram<u64>) -> Result<bool, String> {
     let be32 = |at: usize| {
         bytes
             .get(at..at + 4)
@@ -152,7 +152,7 @@ pub const METRICS: [Metric; 7] = [
 const ALWAYS_SENT: usize = 4;
 
 /// Position of `metric` in [`METRICS`].
-pub fn metric_slot(metric: Metric) -> Option<usize> {
+pub(crate) fn metric_slot(metric: Metric) -> Option<usize> {
     METRICS.iter().position(|&m| m == metric)
 }
 

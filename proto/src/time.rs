@@ -10,7 +10,7 @@ pub fn unix_nanos() -> i64 {
 }
 
 /// (year, month, day, hour, minute, second) in UTC of a unix time in seconds.
-pub fn civil(unix_s: i64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn civil(unix_s: i64) -> (i64, u32, u32, u32, u32, u32) {
     // Howard Hinnant's days-to-civil algorithm.
     let days = unix_s.div_euclid(86_400);
     let secs = unix_s.rem_euclid(86_400) as u32;

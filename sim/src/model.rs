@@ -12,7 +12,7 @@ pub struct FixedLatency {
 
 impl FixedLatency {
     /// Offset from the request's arrival at which token `k` (0-based) is emitted.
-    pub fn token_offset(&self, k: u32) -> Duration {
+    pub(crate) fn token_offset(&self, k: u32) -> Duration {
         self.ttft + self.itl * k
     }
 }

@@ -12,7 +12,7 @@ pub enum Api {
 
 /// A parsed generation request.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GenRequest {
+pub(crate) struct GenRequest {
     pub api: Api,
     pub model: String,
     pub prompt_tokens: u32,
@@ -23,9 +23,9 @@ pub struct GenRequest {
 }
 
 /// Default `max_tokens` when a request gives none (OpenAI's default for completions).
-pub const DEFAULT_MAX_TOKENS_COMPLETIONS: u32 = 16;
+pub(crate) const DEFAULT_MAX_TOKENS_COMPLETIONS: u32 = 16;
 /// Default for chat, where OpenAI means "until the context is full".
-pub const DEFAULT_MAX_TOKENS_CHAT: u32 = 1024;
+pub(crate) const DEFAULT_MAX_TOKENS_CHAT: u32 = 1024;
 
 /// Counts prompt tokens: token-id arrays by length, text by whitespace-separated words.
 fn count_prompt(v: &Value) -> Result<u32, String> {
@@ -125,13 +125,13 @@ impl GenRequest {
 /// Words the sim "generates", one token each.
 const WORDS: &[&str] = &[" the", " of", " and", " to", " in", " is", " that", " for"];
 
-pub fn token_text(k: u32) -> &'static str {
+pub(crate) fn token_text(k: u32) -> &'static str {
     WORDS[k as usize % WORDS.len()]
 }
 
 /// Builds the SSE events of one response. Strings are formatted, not serialized, on this
 /// path: every interpolated value is a number or a pre-escaped JSON string.
-pub struct ChunkWriter {
+pub(crate) struct ChunkWriter {
     api: Api,
     id: String,
     created: u64,
@@ -161,12 +161,18 @@ impl ChunkWriter {
     }
 
     /// The SSE event of token `k`; `finish` is set on the last one.
-    pub fn token_event(&self, k: u32, first: bool, finish: Option<&str>) -> String {
+    pub(crate) fn token_event(&self, k: u32, first: bool, finish: Option<&str>) -> String {
         self.tokens_event(k, 1, first, finish)
     }
 
     /// One SSE event carrying tokens `k..k + count` (a stream interval of `count`).
-    pub fn tokens_event(&self, k: u32, count: u32, first: bool, finish: Option<&str>) -> String {
+    pub(crate) fn tokens_event(
+        &self,
+        k: u32,
+        count: u32,
+        first: bool,
+        finish: Option<&str>,
+    ) -> String {
         let finish = finish.map_or("null".to_owned(), |f| format!("\"{f}\""));
         let text: String = (k..k + count.max(1)).map(token_text).collect();
         match self.api {
@@ -184,7 +190,7 @@ impl ChunkWriter {
         }
     }
 
-    pub fn usage_event(&self, prompt: u32, completion: u32) -> String {
+    pub(crate) fn usage_event(&self, prompt: u32, completion: u32) -> String {
         let object = match self.api {
             Api::Completions => "text_completion",
             Api::Chat => "chat.completion.chunk",
@@ -197,7 +203,7 @@ impl ChunkWriter {
     }
 
     /// A whole non-streaming response body.
-    pub fn full_response(&self, prompt: u32, completion: u32, finish: &str) -> String {
+    pub(crate) fn full_response(&self, prompt: u32, completion: u32, finish: &str) -> String {
         let text: String = (0..completion).map(token_text).collect();
         let text = Value::String(text).to_string();
         match self.api {
@@ -222,10 +228,10 @@ fn usage_json(prompt: u32, completion: u32) -> String {
     )
 }
 
-pub const DONE_EVENT: &str = "data: [DONE]\n\n";
+pub(crate) const DONE_EVENT: &str = "data: [DONE]\n\n";
 
 /// An OpenAI-style error body.
-pub fn error_body(message: &str, kind: &str, code: u16) -> String {
+pub(crate) fn error_body(message: &str, kind: &str, code: u16) -> String {
     serde_json::json!({
         "error": {"message": message, "type": kind, "param": null, "code": code}
     })

@@ -99,7 +99,7 @@ fn p(
 }
 
 /// The built-in profiles.
-pub fn built_in() -> Vec<Profile> {
+pub(crate) fn built_in() -> Vec<Profile> {
     vec![
         // gpt-oss-120b (5.1 B active, MXFP4) on one B200 (8 TB/s, 180 GB): ~100 GB left
         // for KV at ~25 KB/token (36 layers, 8 KV heads × 64, fp8, half the layers
@@ -213,7 +213,7 @@ impl Profile {
 
     /// Duration of a step over `seqs` sequences reading `kv_tokens` of cache and
     /// prefilling `prefill_tokens`, in seconds.
-    pub fn step_seconds(&self, seqs: usize, kv_tokens: u64, prefill_tokens: u64) -> f64 {
+    pub(crate) fn step_seconds(&self, seqs: usize, kv_tokens: u64, prefill_tokens: u64) -> f64 {
         (self.step_fixed_us + self.step_per_seq_us * seqs as f64) * 1e-6
             + self.step_per_kv_token_ns * kv_tokens as f64 * 1e-9
             + prefill_tokens as f64 / self.prefill_tokens_per_s

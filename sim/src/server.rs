@@ -99,7 +99,7 @@ struct StatsView {
 /// The server's own view of its token timing (with `stamp`): from a request's arrival to
 /// its first token event, and between consecutive events, as handed to the connection.
 #[derive(Debug)]
-pub struct Timing {
+pub(crate) struct Timing {
     hists: Mutex<(Histogram<u64>, Histogram<u64>)>,
 }
 
@@ -821,7 +821,7 @@ fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
 
 /// Events per write in fast mode: one `write()` per event costs the sim's kernel ~6 µs,
 /// so a firehose must pack them (DESIGN.md §9).
-pub const FAST_EVENTS_PER_FRAME: u32 = 64;
+pub(crate) const FAST_EVENTS_PER_FRAME: u32 = 64;
 
 /// Fast mode: no model delays; the events, built once per request, are copied into frames
 /// of up to [`FAST_EVENTS_PER_FRAME`].

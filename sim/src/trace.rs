@@ -10,11 +10,11 @@ use rackload_telemetry::opentelemetry::trace::{Span as _, SpanKind, Tracer as _}
 use rackload_telemetry::opentelemetry::{KeyValue, global::BoxedSpan};
 
 /// traceparents kept for `/traceparents`.
-pub const KEPT: usize = 100_000;
+pub(crate) const KEPT: usize = 100_000;
 
 /// The traceparents received, in arrival order (the first [`KEPT`]).
 #[derive(Debug, Default)]
-pub struct Received {
+pub(crate) struct Received {
     list: Mutex<Vec<String>>,
 }
 
@@ -33,7 +33,7 @@ impl Received {
 }
 
 /// A server span, ended when dropped (the response finished or was abandoned).
-pub struct ServerSpan(BoxedSpan);
+pub(crate) struct ServerSpan(BoxedSpan);
 
 impl ServerSpan {
     /// Starts the server span of a request that arrived at `arrival` with `traceparent`;

@@ -8,41 +8,41 @@ use rackload_proto::v1::{Endpoint, HttpVersion, LoadBalance, OnWorkerLoss};
 /// Worker processes a run uses (`--workers`).
 pub const WORKERS: u32 = 2;
 /// Most workers one run may ask for.
-pub const MAX_WORKERS: u32 = 10_000;
+pub(crate) const MAX_WORKERS: u32 = 10_000;
 /// How long the coordinator waits for the run's workers to connect (`--worker-wait`).
-pub const WORKER_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WORKER_WAIT: Duration = Duration::from_secs(30);
 /// A point whose failed share is above this fails its gate (InferenceX's 5%).
 pub const MAX_FAILURE_RATE: f64 = 0.05;
 /// Rest between points (`--cooldown`).
-pub const COOLDOWN: Duration = Duration::ZERO;
-pub const ON_WORKER_LOSS: OnWorkerLoss = OnWorkerLoss::Continue;
+pub(crate) const COOLDOWN: Duration = Duration::ZERO;
+pub(crate) const ON_WORKER_LOSS: OnWorkerLoss = OnWorkerLoss::Continue;
 
 pub const ENDPOINT: Endpoint = Endpoint::Completions;
 pub const HTTP: HttpVersion = HttpVersion::Auto;
-pub const LB: LoadBalance = LoadBalance::RoundRobin;
+pub(crate) const LB: LoadBalance = LoadBalance::RoundRobin;
 /// Whole-request timeout (`--request-timeout`; 0 = none).
 pub const REQUEST_TIMEOUT: Option<Duration> = Some(Duration::from_secs(600));
 /// Opening a connection, TLS included (`--connect-timeout`; 0 = none).
 pub const CONNECT_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 /// From the send to the first bytes (`--first-byte-timeout`; 0 = none).
-pub const FIRST_BYTE_TIMEOUT: Option<Duration> = None;
+pub(crate) const FIRST_BYTE_TIMEOUT: Option<Duration> = None;
 /// Longest silence inside a stream (`--idle-timeout`; 0 = none).
-pub const IDLE_TIMEOUT: Option<Duration> = None;
+pub(crate) const IDLE_TIMEOUT: Option<Duration> = None;
 
 /// Closed-loop concurrency when none is given.
 pub const CONCURRENCY: u32 = 16;
 /// Concurrencies of `rackload run` on the embedded batch-model sim when no load is given.
 pub const SIM_SWEEP: [u32; 4] = [1, 8, 32, 128];
 /// Measured requests of an open-loop point when no count is given (vLLM's 1000).
-pub const OPEN_NUM_PROMPTS: u64 = 1000;
+pub(crate) const OPEN_NUM_PROMPTS: u64 = 1000;
 /// Measured requests of a closed-loop point per stream (InferenceX's 10·C).
-pub const CLOSED_PROMPTS_PER_STREAM: u64 = 10;
+pub(crate) const CLOSED_PROMPTS_PER_STREAM: u64 = 10;
 /// Warmup requests of a closed-loop point per stream (InferenceX's 2·C).
-pub const CLOSED_WARMUP_PER_STREAM: u64 = 2;
+pub(crate) const CLOSED_WARMUP_PER_STREAM: u64 = 2;
 /// A closed-loop stream sends at most this many requests a second (0.1 ms each, faster
 /// than any real server answers); it sizes a point that only a duration bounds, so that
 /// the duration, not the count, ends it.
-pub const CLOSED_CEILING_PER_STREAM_S: f64 = 10_000.0;
+pub(crate) const CLOSED_CEILING_PER_STREAM_S: f64 = 10_000.0;
 
 /// Where results go (`--results-dir`).
 pub const RESULTS_DIR: &str = "results";

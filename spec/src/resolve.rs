@@ -160,7 +160,7 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
 
 /// Requests a point sends when not told: the whole trace, 10·C for a closed loop
 /// (InferenceX), 1000 for an open loop (vLLM).
-pub fn default_num_prompts(arrival: &Arrival, concurrency: u32) -> Option<u64> {
+pub(crate) fn default_num_prompts(arrival: &Arrival, concurrency: u32) -> Option<u64> {
     match arrival {
         Arrival::Trace { .. } => None,
         Arrival::Closed => Some(d::CLOSED_PROMPTS_PER_STREAM * u64::from(concurrency)),

@@ -111,7 +111,7 @@ impl Point {
     }
 
     /// Measured and warmup requests together.
-    pub fn total_requests(&self) -> u64 {
+    pub(crate) fn total_requests(&self) -> u64 {
         self.num_prompts.saturating_add(self.warmup)
     }
 }
@@ -229,7 +229,7 @@ impl ResolvedRun {
     }
 
     /// Measured and warmup requests of every point.
-    pub fn planned_requests(&self) -> u64 {
+    pub(crate) fn planned_requests(&self) -> u64 {
         self.points
             .iter()
             .map(Point::total_requests)

@@ -9,7 +9,7 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 /// The `traceparent` of `cx`'s span (None when it has no valid span).
-pub fn traceparent_of(cx: &Context) -> Option<String> {
+pub(crate) fn traceparent_of(cx: &Context) -> Option<String> {
     if !cx.span().span_context().is_valid() {
         return None;
     }

@@ -16,11 +16,11 @@ use crate::{Otlp, Protocol, TelemetryError};
 
 /// Span counts of one process.
 #[derive(Clone, Debug, Default)]
-pub struct ExportCounts(Arc<[AtomicU64; 2]>);
+pub(crate) struct ExportCounts(Arc<[AtomicU64; 2]>);
 
 impl ExportCounts {
     /// (ended, exported, dropped or failed).
-    pub fn snapshot(&self) -> (u64, u64, u64) {
+    pub(crate) fn snapshot(&self) -> (u64, u64, u64) {
         let ended = self.0[0].load(Ordering::Relaxed);
         let exported = self.0[1].load(Ordering::Relaxed);
         (ended, exported, ended.saturating_sub(exported))

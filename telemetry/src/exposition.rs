@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The `Content-Type` of [`classic`]'s text (Prometheus text format 0.0.4).
-pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The exposition a scraper asked for by its `Accept` header: OpenMetrics when it names
 /// it (Prometheus does), else the classic text format, which every older tool and

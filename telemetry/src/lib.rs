@@ -26,12 +26,11 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub use context::{
-    context_from_traceparent, context_of_span, set_remote_parent, traceparent_of,
-    traceparent_of_span,
+    context_from_traceparent, context_of_span, set_remote_parent, traceparent_of_span,
 };
-pub use export::ExportCounts;
+use export::ExportCounts;
 pub use opentelemetry;
-pub use sampling::{RequestSampler, configured_ratio, default_ratio, sample_ratio};
+pub use sampling::{RequestSampler, configured_ratio, default_ratio};
 
 /// Errors in the telemetry settings (all user input).
 #[derive(Debug, thiserror::Error)]
@@ -163,13 +162,6 @@ impl std::fmt::Debug for Telemetry {
         f.debug_struct("Telemetry")
             .field("tracing", &self.provider.is_some())
             .finish()
-    }
-}
-
-impl Telemetry {
-    /// Spans ended, exported and dropped so far (None when tracing is off).
-    pub fn counts(&self) -> Option<&ExportCounts> {
-        self.provider.as_ref().map(|(_, c)| c)
     }
 }
 

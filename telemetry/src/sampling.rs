@@ -7,18 +7,11 @@ use crate::TelemetryError;
 
 /// The share of requests traced when neither the flag nor the environment says and the
 /// run's size is not known (a worker given a plan without a ratio).
-pub const DEFAULT_RATIO: f64 = 0.01;
+pub(crate) const DEFAULT_RATIO: f64 = 0.01;
 
 /// The default keeps about this many request spans per run: a small run is traced whole,
 /// a large one at no less than [`DEFAULT_RATIO`].
-pub const SPAN_BUDGET: u64 = 1000;
-
-/// The request sampling ratio: `--trace-sample` (wins), else `OTEL_TRACES_SAMPLER`
-/// (`always_on` 1, `always_off` 0, `[parentbased_]traceidratio` its
-/// `OTEL_TRACES_SAMPLER_ARG`), else 1%.
-pub fn sample_ratio(flag: Option<f64>) -> Result<f64, TelemetryError> {
-    Ok(configured_ratio(flag)?.unwrap_or(DEFAULT_RATIO))
-}
+pub(crate) const SPAN_BUDGET: u64 = 1000;
 
 /// The default ratio for a run that plans `requests` requests (warmup included): every
 /// request up to [`SPAN_BUDGET`], then the budget's share of them, never below
@@ -153,10 +146,10 @@ mod tests {
 
     #[test]
     fn a_flag_outside_zero_to_one_is_refused() {
-        assert!(sample_ratio(Some(1.5)).is_err());
-        assert!(sample_ratio(Some(-0.1)).is_err());
-        assert_eq!(sample_ratio(Some(0.25)).ok(), Some(0.25));
-        assert!(sample_ratio(Some(f64::NAN)).is_err());
+        assert!(configured_ratio(Some(1.5)).is_err());
+        assert!(configured_ratio(Some(-0.1)).is_err());
+        assert_eq!(configured_ratio(Some(0.25)).ok(), Some(Some(0.25)));
+        assert!(configured_ratio(Some(f64::NAN)).is_err());
     }
 
     #[test]

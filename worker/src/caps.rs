@@ -56,7 +56,7 @@ pub fn rate(workload: &WorkloadSpec, stripe: &Stripe, cap: f64) -> Result<(), St
 
 /// The most offsets (sorted, seconds) inside any half-open window of one second, and
 /// where that window starts.
-pub fn peak_in_one_second(sorted: &[f64]) -> (usize, f64) {
+pub(crate) fn peak_in_one_second(sorted: &[f64]) -> (usize, f64) {
     let (mut best, mut at, mut lo) = (0, 0.0, 0);
     for (hi, &t) in sorted.iter().enumerate() {
         while t - sorted[lo] >= 1.0 {

@@ -45,7 +45,7 @@ impl ErrorClass {
         }
     }
 
-    pub fn from_status(status: u16) -> ErrorClass {
+    pub(crate) fn from_status(status: u16) -> ErrorClass {
         if status >= 500 {
             ErrorClass::Http5xx
         } else {
@@ -55,7 +55,7 @@ impl ErrorClass {
 
     /// Classifies a transport error by the first cause in its chain that says what it
     /// was; `fallback` when none does.
-    pub fn classify(err: &(dyn StdError + 'static), fallback: ErrorClass) -> ErrorClass {
+    pub(crate) fn classify(err: &(dyn StdError + 'static), fallback: ErrorClass) -> ErrorClass {
         // A TLS failure surfaces as a connect error wrapping an io error wrapping a
         // rustls error: the deepest cause decides.
         let mut cur: Option<&(dyn StdError + 'static)> = Some(err);

@@ -2,7 +2,7 @@
 //! raises its soft limit to the hard one at start, and refuses a plan that could not fit.
 
 /// Sockets kept free for everything besides the streams (gRPC, logs, resolver, files).
-pub const SPARE_FILES: u64 = 64;
+pub(crate) const SPARE_FILES: u64 = 64;
 
 #[allow(unsafe_code)]
 fn get() -> Option<libc::rlimit> {
@@ -15,7 +15,7 @@ fn get() -> Option<libc::rlimit> {
 }
 
 /// The current soft limit on open files (None where it cannot be read).
-pub fn open_files() -> Option<u64> {
+pub(crate) fn open_files() -> Option<u64> {
     get().map(|l| l.rlim_cur)
 }
 
@@ -37,7 +37,7 @@ pub fn raise_open_files() -> Option<u64> {
 }
 
 /// Why `streams` concurrent streams cannot fit under the open-file limit, if they cannot.
-pub fn check_streams(streams: u64) -> Result<(), String> {
+pub(crate) fn check_streams(streams: u64) -> Result<(), String> {
     match open_files() {
         Some(limit) if streams + SPARE_FILES > limit => Err(format!(
             "plan asks for {streams} concurrent streams; this worker may open only {limit} files \

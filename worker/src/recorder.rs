@@ -16,7 +16,7 @@ use crate::error::ErrorClass;
 use crate::target::{Completed, Failed};
 
 /// A send this much later than its schedule is a late start (open loop).
-pub const LATE_START_US: u64 = 5_000;
+pub(crate) const LATE_START_US: u64 = 5_000;
 
 /// Counters and histograms of one view (all endpoints, or one).
 #[derive(Debug, Default)]
@@ -135,7 +135,10 @@ impl Snapshot {
     }
 
     /// Per-endpoint wire reports for endpoints named `urls`.
-    pub fn endpoint_reports(&self, urls: &[String]) -> Result<Vec<EndpointReport>, HistogramError> {
+    pub(crate) fn endpoint_reports(
+        &self,
+        urls: &[String],
+    ) -> Result<Vec<EndpointReport>, HistogramError> {
         self.endpoints
             .iter()
             .zip(urls)
@@ -200,7 +203,7 @@ impl Recorder {
     }
 
     /// A warmup request finished (completed or failed); it is measured nowhere.
-    pub fn warmup_done(&self) {
+    pub(crate) fn warmup_done(&self) {
         self.lock().all.warmup_done += 1;
     }
 

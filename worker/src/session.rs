@@ -683,7 +683,7 @@ fn verdict(
 
 /// CPU time (user + system) this process has used, from /proc/self/stat (Linux; clock
 /// ticks of 1/100 s, the kernel's USER_HZ). None elsewhere.
-pub fn process_cpu_seconds() -> Option<f64> {
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')')?.1;

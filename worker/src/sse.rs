@@ -27,7 +27,7 @@ impl SseParser {
     }
 
     /// Feeds `input`; calls `on_event` for every event it completes.
-    pub fn feed(&mut self, input: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+    pub(crate) fn feed(&mut self, input: &[u8], mut on_event: impl FnMut(Event<'_>)) {
         let mut rest = input;
         while let Some(nl) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(nl);

@@ -175,7 +175,7 @@ impl RequestTracer {
 }
 
 /// The span context a shard's request spans hang under.
-pub fn shard_context(span: &tracing::Span) -> Context {
+pub(crate) fn shard_context(span: &tracing::Span) -> Context {
     let cx = rackload_telemetry::context_of_span(span);
     if cx.span().span_context().is_valid() {
         cx

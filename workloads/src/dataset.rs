@@ -306,7 +306,7 @@ pub fn load_trace(path: &Path) -> Result<Dataset, WorkloadError> {
 impl Dataset {
     /// Timestamp of request i in a trace replayed in a loop: each pass adds the trace's
     /// span plus one mean gap.
-    pub fn timestamp_ms(&self, i: u64) -> Option<f64> {
+    pub(crate) fn timestamp_ms(&self, i: u64) -> Option<f64> {
         let n = self.entries.len() as u64;
         if n == 0 {
             return None;

@@ -119,7 +119,13 @@ impl PromptSpec {
     }
 
     /// A prompt of exactly `len` tokens (in the vocabulary's tokenizer).
-    pub fn synthesize(&self, len: u32, seed: u64, block_seeds: &[u64], block: u32) -> Prompt {
+    pub(crate) fn synthesize(
+        &self,
+        len: u32,
+        seed: u64,
+        block_seeds: &[u64],
+        block: u32,
+    ) -> Prompt {
         let idx = self.word_indices(len, seed, block_seeds, block);
         match self.format {
             PromptFormat::TokenIds if !self.vocab.ids.is_empty() => Prompt::TokenIds(
@@ -139,11 +145,6 @@ impl PromptSpec {
     }
 }
 
-/// Tokens the sim counts for a text prompt: whitespace-separated words.
-pub fn approx_tokens(text: &str) -> usize {
-    text.split_whitespace().count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +156,7 @@ mod tests {
             let Prompt::Text(p) = spec.synthesize(len, 42, &[], 512) else {
                 panic!("text")
             };
-            assert_eq!(approx_tokens(&p), len as usize);
+            assert_eq!(p.split_whitespace().count(), len as usize);
             assert_eq!(Prompt::Text(p), spec.synthesize(len, 42, &[], 512));
         }
         assert_ne!(

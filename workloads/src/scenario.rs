@@ -127,7 +127,7 @@ macro_rules! merge {
 }
 
 /// Words taken from a tokenizer for exact-length prompts.
-pub const TOKENIZER_VOCAB_WORDS: usize = 4096;
+pub(crate) const TOKENIZER_VOCAB_WORDS: usize = 4096;
 
 impl WorkloadConfig {
     /// `self` where it says something, else `base`.

@@ -93,7 +93,7 @@ pub struct RequestSpec {
 }
 
 /// Block size of Mooncake trace hash ids, in tokens.
-pub const HASH_BLOCK_TOKENS: u32 = 512;
+pub(crate) const HASH_BLOCK_TOKENS: u32 = 512;
 
 impl WorkloadSpec {
     /// A random-lengths workload (closed loop, built-in prompt words).

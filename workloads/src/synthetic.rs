@@ -29,7 +29,7 @@ pub const OUTPUT_QUANTILES: [u32; 41] = [
 ];
 
 /// vLLM's bound on prompt + output.
-pub const MAX_TOTAL: u32 = 2048;
+pub(crate) const MAX_TOTAL: u32 = 2048;
 
 fn inverse_cdf(table: &[u32], u: f64) -> u32 {
     let pos = u.clamp(0.0, 1.0) * (table.len() - 1) as f64;

@@ -48,7 +48,7 @@ impl LoadedTokenizer {
 
     /// Up to `max` lowercase ASCII words that this tokenizer encodes, with a leading space,
     /// as exactly one token — in id order, so the most frequent merges come first.
-    pub fn single_token_words(&self, max: usize) -> Vec<(String, u32)> {
+    pub(crate) fn single_token_words(&self, max: usize) -> Vec<(String, u32)> {
         let mut cands: Vec<(u32, String)> = self
             .inner
             .get_vocab(false)
