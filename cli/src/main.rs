@@ -1,6 +1,8 @@
 //! `rackload`: the one binary. Parses the command line, sets up logging and the runtime,
-//! and hands off to the libraries. Exit codes: 0 the run completed, 2 it could not run or
-//! was aborted (bad input included); a failed request is data, not an exit code.
+//! and hands off to the libraries. Exit codes: 0 the run completed and every point passed
+//! its failure gate; 1 it completed but a point's failed share was over
+//! `--max-failure-rate`; 2 it could not run or was aborted (bad input included). A failed
+//! request is data, not an exit code.
 
 mod args;
 mod certs;

@@ -1,7 +1,12 @@
-//! `rackload sim`: a simulated OpenAI-compatible inference server, so the whole fabric
-//! runs on one laptop. Today it paces every stream with a fixed TTFT and inter-token
-//! delay ([`model::FixedLatency`]); a batch-aware model plugs in behind the same
-//! [`model`] seam. It counts what it saw at `GET /stats`.
+//! `rackload sim`: a simulated OpenAI-compatible inference rack, so the whole fabric runs
+//! on one laptop. Streams are paced either by a fixed TTFT and inter-token delay
+//! ([`model::FixedLatency`]) or by a continuous-batching model of a GPU serving a model
+//! ([`batch`], with hardware [`profile`]s and several replicas behind one port or one
+//! port each); [`faults`] injects errors, resets and stalls; a fast mode writes several
+//! events per syscall. It serves `/v1/completions`, `/v1/chat/completions` and
+//! `/v1/models` ([`openai`]), vLLM-named `/metrics` ([`metrics`]), what it saw at
+//! `/stats`, and the `traceparent`s it received at `/traceparents` with server spans
+//! ([`trace`]).
 
 pub mod batch;
 pub mod faults;
