@@ -13,7 +13,7 @@ use rackload_analysis::results::RunRecord;
 use rackload_analysis::summary::PointSummary;
 use rackload_proto::v1::control_client::ControlClient;
 use rackload_proto::v1::run_event::Event;
-use rackload_proto::v1::{AbortRunRequest, PointResult, RunStatus};
+use rackload_proto::v1::{AbortRunRequest, PointResult, RunFinished, RunStatus};
 use rackload_spec::{Context, RawRun, Resolved, ResolvedRun};
 use rackload_workloads::Lengths;
 use serde_json::json;
@@ -106,60 +106,105 @@ async fn run_with(
         );
     }
     if embedded_sim {
-        let mut sim_args: Vec<String> = ["sim", "--listen", "127.0.0.1:0", "--model", SIM_MODEL]
-            .map(str::to_owned)
-            .to_vec();
-        if args.sim_ttft_ms.is_some() || args.sim_itl_ms.is_some() {
-            let (ttft, itl) = (args.sim_ttft_ms.unwrap_or(50), args.sim_itl_ms.unwrap_or(2));
-            sim_args.extend([
-                "--ttft-ms".into(),
-                ttft.to_string(),
-                "--itl-ms".into(),
-                itl.to_string(),
-            ]);
-            environment["sim"] = json!({"ttft_ms": ttft, "itl_ms": itl, "model": SIM_MODEL});
-        } else {
-            let name = args
-                .sim_profile
-                .clone()
-                .unwrap_or_else(|| rackload_sim::profile::DEFAULT.to_owned());
-            let profile = rackload_sim::Profile::load(&name)
-                .map_err(|e| anyhow::anyhow!("--sim-profile: {e}"))?;
-            let replicas = args.sim_replicas.unwrap_or(1);
-            sim_args.extend([
-                "--profile".into(),
-                name,
-                "--replicas".into(),
-                replicas.to_string(),
-            ]);
-            environment["sim"] = json!({
-                "model": SIM_MODEL,
-                "profile": profile,
-                "replicas": replicas,
-                "gpus": profile.gpus_per_replica * replicas,
-            });
-        }
-        let refs: Vec<&str> = sim_args.iter().map(String::as_str).collect();
-        let url = children.start_server("sim", &refs).await?;
+        let url = start_sim(args, children, &mut environment).await?;
         target.base_urls.push(url);
+        if target.model.is_empty() {
+            target.model = SIM_MODEL.to_owned();
+        }
     }
     if target.model.is_empty() {
-        target.model = if embedded_sim {
-            SIM_MODEL.to_owned()
-        } else {
-            let base = &target.base_urls[0];
-            let models = rackload_worker::target::openai::list_models(base, &target.to_proto())
-                .await
-                .with_context(|| {
-                    format!("cannot learn the model name from {base} (give --model)")
-                })?;
-            models
-                .into_iter()
-                .next()
-                .with_context(|| format!("{base}/v1/models lists no model (give --model)"))?
-        };
+        target.model = learn_model(target).await?;
     }
-    let (coordinator_url, auth) = match &args.coordinator {
+    let (coordinator_url, auth) =
+        start_fabric(args, children, resolved.workers, &mut environment).await?;
+    if let Some(system) = &args.system {
+        Catalog::embedded()
+            .system(system)
+            .map_err(|e| anyhow::anyhow!("--system: {e}"))?;
+        environment["system"] = json!(system);
+    }
+    if let Some(gpus) = args.gpus {
+        environment["gpus"] = json!(gpus);
+    }
+    let client = connect(&coordinator_url, &auth).await?;
+    let follow = Follow {
+        run: &resolved,
+        spec: resolved.to_proto(),
+        results_dir,
+        environment,
+        coordinator_url,
+    };
+    let (finished, mut record, points) = follow.events(client).await?;
+    conclude(&resolved, finished, record.as_mut(), &points, children)
+}
+
+/// Starts the embedded sim (fixed latencies, or a batch-model profile) and records what
+/// it stands for; returns its URL.
+async fn start_sim(
+    args: &RunArgs,
+    children: &mut Children,
+    environment: &mut serde_json::Value,
+) -> anyhow::Result<String> {
+    use rackload_spec::defaults::{SIM_ITL_MS, SIM_REPLICAS, SIM_TTFT_MS};
+    let mut sim_args: Vec<String> = ["sim", "--listen", "127.0.0.1:0", "--model", SIM_MODEL]
+        .map(str::to_owned)
+        .to_vec();
+    if args.sim_ttft_ms.is_some() || args.sim_itl_ms.is_some() {
+        let ttft = args.sim_ttft_ms.unwrap_or(SIM_TTFT_MS);
+        let itl = args.sim_itl_ms.unwrap_or(SIM_ITL_MS);
+        sim_args.extend([
+            "--ttft-ms".into(),
+            ttft.to_string(),
+            "--itl-ms".into(),
+            itl.to_string(),
+        ]);
+        environment["sim"] = json!({"ttft_ms": ttft, "itl_ms": itl, "model": SIM_MODEL});
+    } else {
+        let name = args
+            .sim_profile
+            .as_deref()
+            .unwrap_or(rackload_sim::profile::DEFAULT);
+        let profile =
+            rackload_sim::Profile::load(name).map_err(|e| anyhow::anyhow!("--sim-profile: {e}"))?;
+        let replicas = args.sim_replicas.unwrap_or(SIM_REPLICAS);
+        sim_args.extend([
+            "--profile".into(),
+            name.to_owned(),
+            "--replicas".into(),
+            replicas.to_string(),
+        ]);
+        environment["sim"] = json!({
+            "model": SIM_MODEL,
+            "profile": profile,
+            "replicas": replicas,
+            "gpus": profile.gpus_per_replica * replicas,
+        });
+    }
+    let refs: Vec<&str> = sim_args.iter().map(String::as_str).collect();
+    children.start_server("sim", &refs).await
+}
+
+/// The first model the target lists at `/v1/models`.
+async fn learn_model(target: &rackload_spec::Target) -> anyhow::Result<String> {
+    let base = &target.base_urls[0];
+    let models = rackload_worker::target::openai::list_models(base, &target.to_proto())
+        .await
+        .with_context(|| format!("cannot learn the model name from {base} (give --model)"))?;
+    models
+        .into_iter()
+        .next()
+        .with_context(|| format!("{base}/v1/models lists no model (give --model)"))
+}
+
+/// The coordinator to submit to: the one given, or an embedded one with `workers` local
+/// workers on loopback. Returns its URL and the credentials to reach it.
+async fn start_fabric(
+    args: &RunArgs,
+    children: &mut Children,
+    workers: u32,
+    environment: &mut serde_json::Value,
+) -> anyhow::Result<(String, rackload_proto::auth::ClientAuth)> {
+    let (url, auth) = match &args.coordinator {
         Some(url) => {
             environment["mode"] = json!("coordinator");
             (url.clone(), args.security.client())
@@ -172,70 +217,107 @@ async fn run_with(
                 coordinator.extend(["--metrics-listen", m.as_str()]);
             }
             let url = children.start_server("coordinator", &coordinator).await?;
-            for k in 1..=resolved.workers {
+            for k in 1..=workers {
                 let id = format!("worker-{k}");
                 children.start(&id, &["worker", "--coordinator", &url, "--id", &id])?;
             }
             (url, rackload_proto::auth::ClientAuth::default())
         }
     };
-    environment["coordinator"] = json!(coordinator_url);
-    if let Some(system) = &args.system {
-        Catalog::embedded()
-            .system(system)
-            .map_err(|e| anyhow::anyhow!("--system: {e}"))?;
-        environment["system"] = json!(system);
-    }
-    if let Some(gpus) = args.gpus {
-        environment["gpus"] = json!(gpus);
-    }
-    let spec = resolved.to_proto();
+    environment["coordinator"] = json!(url);
+    Ok((url, auth))
+}
 
-    let mut client = connect(&coordinator_url, &auth).await?;
-    let mut stream = client
-        .submit_run(spec.clone())
-        .await
-        .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?
-        .into_inner();
+/// A submitted run followed to its end: results written as points finish, progress and
+/// summaries shown, Ctrl-C turned into an abort.
+struct Follow<'a> {
+    run: &'a ResolvedRun,
+    spec: rackload_proto::v1::RunSpec,
+    results_dir: std::path::PathBuf,
+    environment: serde_json::Value,
+    coordinator_url: String,
+}
 
-    let mut record: Option<RunRecord> = None;
-    let mut finished_points: Vec<PointResult> = Vec::new();
-    let mut bar: Option<PointProgress> = None;
-    let mut aborting = false;
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    let finished = loop {
-        let msg = tokio::select! {
-            m = stream.message() => m,
-            _ = &mut ctrl_c, if !aborting => {
-                aborting = true;
-                eprintln!("interrupted: aborting the run");
-                match &record {
-                    Some(r) => {
-                        let req = AbortRunRequest { run_id: r.run_id().to_owned() };
-                        let _ = tokio::time::timeout(Duration::from_secs(5), client.abort_run(req)).await;
+/// How the run ended, its results on disk, and its finished points.
+type Followed = (RunFinished, Option<RunRecord>, Vec<PointResult>);
+
+impl Follow<'_> {
+    async fn events(self, mut client: Control) -> anyhow::Result<Followed> {
+        let mut stream = client
+            .submit_run(self.spec.clone())
+            .await
+            .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?
+            .into_inner();
+        let mut record: Option<RunRecord> = None;
+        let mut points: Vec<PointResult> = Vec::new();
+        let mut bar: Option<PointProgress> = None;
+        let mut aborting = false;
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let finished = loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = &mut ctrl_c, if !aborting => {
+                    aborting = true;
+                    eprintln!("interrupted: aborting the run");
+                    match &record {
+                        Some(r) => {
+                            let req = AbortRunRequest { run_id: r.run_id().to_owned() };
+                            let _ = tokio::time::timeout(Duration::from_secs(5), client.abort_run(req)).await;
+                        }
+                        // Not accepted yet: dropping the stream aborts it on the coordinator.
+                        None => bail!("interrupted before the run started"),
                     }
-                    // Not accepted yet: dropping the stream aborts it on the coordinator.
-                    None => bail!("interrupted before the run started"),
+                    continue;
                 }
-                continue;
+            };
+            let event = match msg {
+                Ok(Some(ev)) => ev.event,
+                Ok(None) => break None,
+                Err(s) => {
+                    if let Some(r) = record.as_mut() {
+                        let _ =
+                            r.finish("failed", &format!("lost the coordinator: {}", s.message()));
+                    }
+                    bail!(
+                        "lost the coordinator at {}: {}",
+                        self.coordinator_url,
+                        s.message()
+                    );
+                }
+            };
+            match event {
+                Some(Event::Finished(f)) => break Some(f),
+                Some(e) => self.on_event(e, &mut record, &mut bar, &mut points)?,
+                None => {}
             }
         };
-        let event = match msg {
-            Ok(Some(ev)) => ev.event,
-            Ok(None) => break None,
-            Err(s) => {
-                if let Some(r) = record.as_mut() {
-                    let _ = r.finish("failed", &format!("lost the coordinator: {}", s.message()));
-                }
-                bail!("lost the coordinator at {coordinator_url}: {}", s.message());
-            }
-        };
+        if let Some(b) = bar.take() {
+            b.finish();
+        }
+        let finished =
+            finished.context("the coordinator ended the run without saying how it finished")?;
+        Ok((finished, record, points))
+    }
+
+    /// One event of the run (but its end).
+    fn on_event(
+        &self,
+        event: Event,
+        record: &mut Option<RunRecord>,
+        bar: &mut Option<PointProgress>,
+        points: &mut Vec<PointResult>,
+    ) -> anyhow::Result<()> {
         match event {
-            Some(Event::Accepted(a)) => {
-                let r = RunRecord::create(&results_dir, &a.run_id, &spec, environment.clone())
-                    .with_context(|| {
-                        format!("cannot write results under {}", results_dir.display())
-                    })?;
+            Event::Accepted(a) => {
+                let r = RunRecord::create(
+                    &self.results_dir,
+                    &a.run_id,
+                    &self.spec,
+                    self.environment.clone(),
+                )
+                .with_context(|| {
+                    format!("cannot write results under {}", self.results_dir.display())
+                })?;
                 let shown: Vec<&str> = a.worker_ids.iter().take(8).map(String::as_str).collect();
                 let more = a.worker_ids.len().saturating_sub(shown.len());
                 let more = if more > 0 {
@@ -244,26 +326,27 @@ async fn run_with(
                     String::new()
                 };
                 eprintln!("run {} on workers {}{more}", a.run_id, shown.join(", "));
-                record = Some(r);
+                *record = Some(r);
             }
-            Some(Event::PointStarted(p)) => {
+            Event::PointStarted(p) => {
                 if let Some(r) = record.as_mut() {
                     r.point_started(&p);
                 }
                 let expected = p.shares.iter().map(|s| s.requests).sum();
-                let duration = resolved
+                let duration = self
+                    .run
                     .points
                     .get(p.point_index as usize)
                     .and_then(|s| s.duration)
                     .map_or(0.0, |d| d.as_secs_f64());
-                bar = Some(PointProgress::new(&p.label, expected, duration));
+                *bar = Some(PointProgress::new(&p.label, expected, duration));
             }
-            Some(Event::Progress(p)) => {
+            Event::Progress(p) => {
                 if let Some(b) = bar.as_mut() {
                     b.update(&p);
                 }
             }
-            Some(Event::PointResult(p)) => {
+            Event::PointResult(p) => {
                 if let Some(b) = bar.take() {
                     b.finish();
                 }
@@ -281,25 +364,30 @@ async fn run_with(
                         p.lost
                     );
                 }
-                finished_points.push(p);
+                points.push(p);
             }
-            Some(Event::Finished(f)) => break Some(f),
-            None => {}
+            Event::Finished(_) => {}
         }
-    };
-    if let Some(b) = bar.take() {
-        b.finish();
+        Ok(())
     }
-    let Some(f) = finished else {
-        bail!("the coordinator ended the run without saying how it finished");
-    };
+}
+
+/// Writes the run's end and its report, shows the sweep, and decides the exit code: 1 when
+/// a point failed its gate, an error when the run did not complete.
+fn conclude(
+    run: &ResolvedRun,
+    f: RunFinished,
+    record: Option<&mut RunRecord>,
+    points: &[PointResult],
+    children: &mut Children,
+) -> anyhow::Result<ExitCode> {
     let status = RunStatus::try_from(f.status).unwrap_or(RunStatus::Unspecified);
     let status_word = match status {
         RunStatus::Completed => "completed",
         RunStatus::Aborted => "aborted",
         _ => "failed",
     };
-    if let Some(r) = record.as_mut() {
+    if let Some(r) = record {
         r.finish(status_word, &f.message)?;
         eprintln!("results: {}", r.dir().join("run.json").display());
         // The report is a view of run.json: failing to write it loses nothing.
@@ -308,10 +396,10 @@ async fn run_with(
             Err(e) => eprintln!("warning: no report: {e:#}"),
         }
     }
-    if finished_points.len() > 1 {
-        eprint!("{}", sweep_table(&finished_points));
+    if points.len() > 1 {
+        eprint!("{}", sweep_table(points));
     }
-    let gate_failures: Vec<String> = finished_points
+    let gate_failures: Vec<String> = points
         .iter()
         .filter(|p| p.gate_failed)
         .map(|p| {
@@ -328,7 +416,7 @@ async fn run_with(
         RunStatus::Completed if !gate_failures.is_empty() => {
             eprintln!(
                 "error: points over the failure gate ({:.0}% max): {}",
-                resolved.max_failure_rate * 100.0,
+                run.max_failure_rate * 100.0,
                 gate_failures.join(", ")
             );
             Ok(ExitCode::from(1))

@@ -44,6 +44,13 @@ pub(crate) const CLOSED_WARMUP_PER_STREAM: u64 = 2;
 /// the duration, not the count, ends it.
 pub(crate) const CLOSED_CEILING_PER_STREAM_S: f64 = 10_000.0;
 
+/// The embedded sim: its replicas when no fixed latency is given (`--sim-replicas`; the
+/// profile's default is the sim's own), and the fixed latencies when only one of
+/// `--sim-ttft-ms` / `--sim-itl-ms` is.
+pub const SIM_REPLICAS: u32 = 1;
+pub const SIM_TTFT_MS: u64 = 50;
+pub const SIM_ITL_MS: u64 = 2;
+
 /// Where results go (`--results-dir`).
 pub const RESULTS_DIR: &str = "results";
 /// A standing coordinator aborts any run still going after this long.
