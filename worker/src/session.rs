@@ -11,8 +11,8 @@ use rackload_proto::v1::coordinator_message::Msg as CMsg;
 use rackload_proto::v1::fabric_client::FabricClient;
 use rackload_proto::v1::worker_message::Msg as WMsg;
 use rackload_proto::v1::{
-    ClockPing, ClockPong, Counters, Heartbeat, Hello, PlanAck, Report, ShardPlan, Start,
-    WorkerMessage,
+    ClockPing, ClockPong, CoordinatorMessage, Counters, Heartbeat, Hello, PlanAck, Report,
+    ShardPlan, Start, Stop, WorkerMessage,
 };
 use rackload_proto::{BUILD_VERSION, PROTOCOL_VERSION};
 use rackload_workloads::WorkloadSpec;
@@ -249,6 +249,52 @@ async fn session(
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ever_connected: &mut bool,
 ) -> Result<(), WorkerError> {
+    let (mut inbound, tx, nonce) = dial(config).await?;
+    let heartbeat = spawn_heartbeat(tx.clone());
+    let mut state = Session {
+        config,
+        tx,
+        nonce,
+        clock: ClockEstimate::default(),
+        prepared: None,
+        running: None,
+        welcomed: false,
+    };
+    let lost = |reason: String| WorkerError::Lost {
+        url: config.coordinator.clone(),
+        reason,
+    };
+    let result = loop {
+        let msg = tokio::select! {
+            () = shutdown.as_mut() => break Ok(()),
+            msg = inbound.message() => msg,
+        };
+        let msg = match msg {
+            Ok(Some(m)) => m,
+            Ok(None) => break Err(lost("the coordinator closed the session".into())),
+            Err(status) => break Err(lost(status.message().to_owned())),
+        };
+        if let Err(e) = state.on_message(msg, ever_connected).await {
+            break Err(e);
+        }
+    };
+    heartbeat.abort();
+    release(state.running, result.is_ok(), config.lease).await;
+    result
+}
+
+/// Dials the coordinator, says hello (with a nonce it must answer when a token is
+/// shared), opens the session and sends the clock pings.
+async fn dial(
+    config: &WorkerConfig,
+) -> Result<
+    (
+        tonic::Streaming<CoordinatorMessage>,
+        mpsc::Sender<WorkerMessage>,
+        Vec<u8>,
+    ),
+    WorkerError,
+> {
     let url = config.coordinator.clone();
     let bad = |e: rackload_proto::auth::AuthError| WorkerError::BadUrl {
         url: url.clone(),
@@ -294,11 +340,7 @@ async fn session(
     let _ = tx.try_send(WorkerMessage {
         msg: Some(WMsg::Hello(hello)),
     });
-    let lost = |reason: String| WorkerError::Lost {
-        url: url.clone(),
-        reason,
-    };
-    let mut inbound = client
+    let inbound = client
         .session(ReceiverStream::new(rx))
         .await
         .map_err(|s| {
@@ -327,158 +369,171 @@ async fn session(
             })),
         });
     }
-    // Liveness apart from the load: a heartbeat every second whatever the shard is doing.
-    let heartbeat = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(HEARTBEAT_EVERY);
-            loop {
-                every.tick().await;
-                let hb = Heartbeat {
-                    unix_nanos: unix_nanos(),
-                };
-                if tx
-                    .send(WorkerMessage {
-                        msg: Some(WMsg::Heartbeat(hb)),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        })
-    };
+    Ok((inbound, tx, nonce))
+}
 
-    let mut clock = ClockEstimate::default();
-    let mut prepared: Option<Prepared> = None;
-    let mut running: Option<Running> = None;
-    let mut welcomed = false;
-    let result = loop {
-        let msg = tokio::select! {
-            () = shutdown.as_mut() => break Ok(()),
-            msg = inbound.message() => msg,
-        };
-        let msg = match msg {
-            Ok(Some(m)) => m,
-            Ok(None) => break Err(lost("the coordinator closed the session".into())),
-            Err(status) => break Err(lost(status.message().to_owned())),
-        };
+/// Liveness apart from the load: a heartbeat every second whatever the shard is doing.
+fn spawn_heartbeat(tx: mpsc::Sender<WorkerMessage>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            every.tick().await;
+            let hb = Heartbeat {
+                unix_nanos: unix_nanos(),
+            };
+            if tx
+                .send(WorkerMessage {
+                    msg: Some(WMsg::Heartbeat(hb)),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// A live session's state: what the coordinator said and what this worker holds.
+struct Session<'a> {
+    config: &'a WorkerConfig,
+    tx: mpsc::Sender<WorkerMessage>,
+    nonce: Vec<u8>,
+    clock: ClockEstimate,
+    prepared: Option<Prepared>,
+    running: Option<Running>,
+    welcomed: bool,
+}
+
+impl Session<'_> {
+    /// Acts on one message; an error ends the session.
+    async fn on_message(
+        &mut self,
+        msg: CoordinatorMessage,
+        ever_connected: &mut bool,
+    ) -> Result<(), WorkerError> {
+        let url = &self.config.coordinator;
         match msg.msg {
             Some(CMsg::Welcome(w)) => {
                 // With a token, the coordinator proves it knows it before this worker
                 // takes a single plan from it.
-                if let Some(token) = &config.auth.token
-                    && !rackload_proto::auth::verify_proof(token, &nonce, &w.proof)
+                if let Some(token) = &self.config.auth.token
+                    && !rackload_proto::auth::verify_proof(token, &self.nonce, &w.proof)
                 {
-                    break Err(WorkerError::Untrusted {
+                    return Err(WorkerError::Untrusted {
                         url: url.clone(),
                         reason: "it could not prove it knows the token; not taking plans from it"
                             .into(),
                     });
                 }
-                welcomed = true;
+                self.welcomed = true;
                 *ever_connected = true;
                 tracing::info!(coordinator = %url, version = %w.coordinator_version, "registered");
             }
-            Some(CMsg::Assign(_)) if !welcomed => {
-                break Err(WorkerError::Untrusted {
+            Some(CMsg::Assign(_)) if !self.welcomed => {
+                return Err(WorkerError::Untrusted {
                     url: url.clone(),
                     reason: "sent a plan before welcoming this worker".into(),
                 });
             }
             Some(CMsg::Refused(r)) => {
-                break Err(WorkerError::Refused {
+                return Err(WorkerError::Refused {
                     url: url.clone(),
-                    id: config.id.clone(),
+                    id: self.config.id.clone(),
                     reason: r.reason,
                 });
             }
-            Some(CMsg::Pong(p)) => clock.update(&p, unix_nanos()),
+            Some(CMsg::Pong(p)) => self.clock.update(&p, unix_nanos()),
             Some(CMsg::Assign(plan)) => {
-                let (ack, ready) = prepare(plan, config, clock).await;
-                prepared = ready;
-                if tx
-                    .send(WorkerMessage {
-                        msg: Some(WMsg::PlanAck(ack)),
-                    })
-                    .await
-                    .is_err()
-                {
-                    break Err(lost("session closed".into()));
-                }
-            }
-            Some(CMsg::Start(start)) => {
-                let Some(prep) = prepared.take() else {
-                    tracing::warn!(run = %start.run_id, "start for a plan this worker does not hold");
-                    continue;
+                let (ack, ready) = prepare(plan, self.config, self.clock).await;
+                self.prepared = ready;
+                let ack = WorkerMessage {
+                    msg: Some(WMsg::PlanAck(ack)),
                 };
-                if prep.plan.run_id != start.run_id || prep.plan.point_index != start.point_index {
-                    tracing::warn!(run = %start.run_id, "start does not match the accepted plan");
-                    continue;
-                }
-                if let Some(old) = running.take() {
-                    let _ = old.stop.send(StopMode::Abort);
-                }
-                running = Some(spawn_shard(
-                    prep,
-                    &start,
-                    clock,
-                    config.max_duration,
-                    tx.clone(),
-                ));
-            }
-            Some(CMsg::Stop(stop)) => {
-                if let Some(r) = &running
-                    && r.run_id == stop.run_id
-                    && (r.point_index == stop.point_index || stop.point_index == u32::MAX)
-                {
-                    let mode = if stop.abort {
-                        StopMode::Abort
-                    } else {
-                        StopMode::Drain
-                    };
-                    tracing::info!(run = %stop.run_id, reason = %stop.reason, "stop: {mode:?}");
-                    let _ = r.stop.send(mode);
-                }
-                if prepared
-                    .as_ref()
-                    .is_some_and(|p| p.plan.run_id == stop.run_id)
-                {
-                    prepared = None;
+                if self.tx.send(ack).await.is_err() {
+                    return Err(WorkerError::Lost {
+                        url: url.clone(),
+                        reason: "session closed".into(),
+                    });
                 }
             }
+            Some(CMsg::Start(start)) => self.start(&start),
+            Some(CMsg::Stop(stop)) => self.stop(&stop),
             None => {}
         }
-        if running.as_ref().is_some_and(|r| r.task.is_finished()) {
-            running = None;
+        if self.running.as_ref().is_some_and(|r| r.task.is_finished()) {
+            self.running = None;
         }
-    };
-    heartbeat.abort();
-    // Dead-man switch: without a coordinator nothing new is sent, and what is in flight
-    // is cancelled when the lease runs out (at once on shutdown).
-    if let Some(r) = running {
-        let grace = if result.is_ok() {
-            Duration::ZERO
-        } else {
-            config.lease
+        Ok(())
+    }
+
+    /// Starts the accepted plan the start names (a start for any other is ignored).
+    fn start(&mut self, start: &Start) {
+        let Some(prep) = self.prepared.take() else {
+            tracing::warn!(run = %start.run_id, "start for a plan this worker does not hold");
+            return;
         };
-        let _ = r.stop.send(if grace.is_zero() {
-            StopMode::Abort
-        } else {
-            StopMode::Drain
-        });
-        let mut task = r.task;
-        if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(
-                "lease of {:.0} s over: cancelling requests still in flight",
-                grace.as_secs_f64()
-            );
-            let _ = r.stop.send(StopMode::Abort);
-            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        if prep.plan.run_id != start.run_id || prep.plan.point_index != start.point_index {
+            tracing::warn!(run = %start.run_id, "start does not match the accepted plan");
+            return;
+        }
+        if let Some(old) = self.running.take() {
+            let _ = old.stop.send(StopMode::Abort);
+        }
+        self.running = Some(spawn_shard(
+            prep,
+            start,
+            self.clock,
+            self.config.max_duration,
+            self.tx.clone(),
+        ));
+    }
+
+    /// Drains or aborts the running shard the stop names, and drops a plan of its run.
+    fn stop(&mut self, stop: &Stop) {
+        if let Some(r) = &self.running
+            && r.run_id == stop.run_id
+            && (r.point_index == stop.point_index || stop.point_index == u32::MAX)
+        {
+            let mode = if stop.abort {
+                StopMode::Abort
+            } else {
+                StopMode::Drain
+            };
+            tracing::info!(run = %stop.run_id, reason = %stop.reason, "stop: {mode:?}");
+            let _ = r.stop.send(mode);
+        }
+        if self
+            .prepared
+            .as_ref()
+            .is_some_and(|p| p.plan.run_id == stop.run_id)
+        {
+            self.prepared = None;
         }
     }
-    result
+}
+
+/// Dead-man switch: without a coordinator nothing new is sent, and what is in flight is
+/// cancelled when the lease runs out (at once on shutdown).
+async fn release(running: Option<Running>, shutdown: bool, lease: Duration) {
+    let Some(r) = running else {
+        return;
+    };
+    let grace = if shutdown { Duration::ZERO } else { lease };
+    let _ = r.stop.send(if grace.is_zero() {
+        StopMode::Abort
+    } else {
+        StopMode::Drain
+    });
+    let mut task = r.task;
+    if tokio::time::timeout(grace, &mut task).await.is_err() {
+        tracing::warn!(
+            "lease of {:.0} s over: cancelling requests still in flight",
+            grace.as_secs_f64()
+        );
+        let _ = r.stop.send(StopMode::Abort);
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
 }
 
 /// Validates a plan against this worker's caps and checks the target; returns the ack
