@@ -176,6 +176,8 @@ struct Prepared {
     workload: Arc<WorkloadSpec>,
     /// The in-flight cap the shard runs under (the plan's, else the worker's).
     concurrency: Option<u32>,
+    /// Time between interval reports (the plan's).
+    report_interval: Duration,
 }
 
 struct Running {
@@ -566,15 +568,24 @@ async fn prepare(
         if let Some(c) = concurrency {
             crate::limits::check_streams(u64::from(c))?;
         }
+        let report_interval = Duration::try_from_secs_f64(plan.report_interval_s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "report interval {} s is not a positive number of seconds",
+                    plan.report_interval_s
+                )
+            })?;
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
         crate::allow::check(&config.allow_targets, &target_spec.base_urls).await?;
         let target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
         target.preflight().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>((workload, target, concurrency))
+        Ok::<_, String>((workload, target, concurrency, report_interval))
     };
     match checked.await {
-        Ok((workload, target, concurrency)) => {
+        Ok((workload, target, concurrency, report_interval)) => {
             ack.ok = true;
             (
                 ack,
@@ -583,6 +594,7 @@ async fn prepare(
                     target: Arc::new(target),
                     workload: Arc::new(workload),
                     concurrency,
+                    report_interval,
                 }),
             )
         }
@@ -768,19 +780,56 @@ async fn run_shard(
     tx: mpsc::Sender<WorkerMessage>,
     mut stop: watch::Receiver<StopMode>,
 ) {
-    let plan = &prep.plan;
     let recorder = Arc::new(Recorder::new(prep.target.urls().len()));
-    let urls = prep.target.urls();
     tokio::select! {
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
-    let cpu_at_start = process_cpu_seconds();
-    let deadline = plan
-        .duration_s
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .map(|d| start_at + d);
-    let load = Shard {
+    let mut reporter = Reporter::new(&prep, start_at);
+    let load = shard_load(&prep, start_at);
+    let (target, rec) = (prep.target.clone(), recorder.clone());
+    let load_stop = stop.clone();
+    // The load runs on its own runtime: a worker busy with requests delays its own
+    // requests, never its heartbeats and reports (which stay on this one).
+    let mut load_task = load_runtime()
+        .spawn(async move { load.run(target, rec, load_stop, start_at).await }.in_current_span());
+    let every = prep.report_interval;
+    let mut ticker = tokio::time::interval_at(start_at + every, every);
+    loop {
+        tokio::select! {
+            _ = &mut load_task => break,
+            _ = ticker.tick() => {
+                let r = reporter.report(nanos_since(start_at, Instant::now()), recorder.take());
+                // A full channel means the coordinator reads slowly; waiting here delays
+                // only reports, never requests. A closed one means the session is gone:
+                // the load still ends as the stop signal says (drain, then abort).
+                let _ = tx.send(WorkerMessage { msg: Some(WMsg::Interval(r)) }).await;
+            }
+        }
+    }
+    let snap = recorder.take();
+    let end = snap.last_end.unwrap_or_else(Instant::now);
+    let r = reporter.report(nanos_since(start_at, end), snap);
+    let total = &reporter.total;
+    tracing::info!(
+        run = %prep.plan.run_id,
+        point = prep.plan.point_index,
+        sent = total.sent,
+        completed = total.completed,
+        failed = total.failed(),
+        "shard finished"
+    );
+    let _ = tx
+        .send(WorkerMessage {
+            msg: Some(WMsg::Final(r)),
+        })
+        .await;
+}
+
+/// The load a prepared plan sends from `start_at`.
+fn shard_load(prep: &Prepared, start_at: Instant) -> Shard {
+    let plan = &prep.plan;
+    Shard {
         workload: prep.workload.clone(),
         stripe: plan
             .stripe
@@ -794,87 +843,84 @@ async fn run_shard(
             }),
         concurrency: prep.concurrency.unwrap_or(0),
         warmup: plan.warmup,
-        deadline,
+        deadline: plan
+            .duration_s
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(|d| start_at + d),
         span: tracing::Span::current(),
         tracer: request_tracer(plan, &prep.target),
-    };
-    let (target, rec) = (prep.target.clone(), recorder.clone());
-    let load_stop = stop.clone();
-    // The load runs on its own runtime: a worker busy with requests delays its own
-    // requests, never its heartbeats and reports (which stay on this one).
-    let mut load_task = load_runtime()
-        .spawn(async move { load.run(target, rec, load_stop, start_at).await }.in_current_span());
-    let every = Duration::try_from_secs_f64(plan.report_interval_s)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_secs(1));
-    let mut ticker = tokio::time::interval_at(start_at + every, every);
-    let mut seq = 0u64;
-    let mut total = Counters::default();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut health = Health::new(cores, cpu_at_start, start_at);
-    let mut report = |seq: u64, elapsed: i64, snap: Snapshot, total: &mut Counters| {
+    }
+}
+
+/// Turns each interval's snapshot into a report: counters, histograms (overall and per
+/// endpoint), requests in flight, CPU used and the client-health verdict.
+struct Reporter {
+    run_id: String,
+    point_index: u32,
+    urls: Vec<String>,
+    start_at: Instant,
+    cpu_at_start: Option<f64>,
+    health: Health,
+    seq: u64,
+    /// Everything reported so far.
+    total: Counters,
+}
+
+impl Reporter {
+    fn new(prep: &Prepared, start_at: Instant) -> Reporter {
+        let cpu_at_start = process_cpu_seconds();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Reporter {
+            run_id: prep.plan.run_id.clone(),
+            point_index: prep.plan.point_index,
+            urls: prep.target.urls(),
+            start_at,
+            cpu_at_start,
+            health: Health::new(cores, cpu_at_start, start_at),
+            seq: 0,
+            total: Counters::default(),
+        }
+    }
+
+    fn report(&mut self, elapsed: i64, snap: Snapshot) -> Report {
         let counters = snap.counters();
-        total.add(&counters);
-        let in_flight = total.sent.saturating_sub(total.completed + total.failed());
+        self.total.add(&counters);
+        let t = &self.total;
+        let in_flight = t.sent.saturating_sub(t.completed + t.failed());
         let histograms = snap.all.lat.to_wire().unwrap_or_else(|e| {
             tracing::error!("cannot encode histograms: {e}");
             Vec::new()
         });
-        let endpoints = snap.endpoint_reports(&urls).unwrap_or_else(|e| {
+        let endpoints = snap.endpoint_reports(&self.urls).unwrap_or_else(|e| {
             tracing::error!("cannot encode endpoint histograms: {e}");
             Vec::new()
         });
-        let saturation = health.interval(&snap);
+        let saturation = self.health.interval(&snap);
         if let Some(why) = &saturation {
-            tracing::warn!(run = %plan.run_id, point = plan.point_index, "client saturated: {why}");
+            tracing::warn!(run = %self.run_id, point = self.point_index, "client saturated: {why}");
         }
+        let seq = self.seq;
+        self.seq += 1;
         Report {
             endpoints,
             client_saturated: saturation.is_some(),
             saturation_reason: saturation.unwrap_or_default(),
-            run_id: plan.run_id.clone(),
-            point_index: plan.point_index,
+            run_id: self.run_id.clone(),
+            point_index: self.point_index,
             seq,
             elapsed_nanos: elapsed,
             counters: Some(counters),
             histograms,
             in_flight,
-            window_start_nanos: snap.first_send.map_or(-1, |t| nanos_since(start_at, t)),
-            cpu_seconds: cpu_at_start
+            window_start_nanos: snap
+                .first_send
+                .map_or(-1, |t| nanos_since(self.start_at, t)),
+            cpu_seconds: self
+                .cpu_at_start
                 .zip(process_cpu_seconds())
                 .map_or(0.0, |(a, b)| (b - a).max(0.0)),
         }
-    };
-    loop {
-        tokio::select! {
-            _ = &mut load_task => break,
-            _ = ticker.tick() => {
-                let r = report(seq, nanos_since(start_at, Instant::now()), recorder.take(), &mut total);
-                seq += 1;
-                // A full channel means the coordinator reads slowly; waiting here delays
-                // only reports, never requests. A closed one means the session is gone:
-                // the load still ends as the stop signal says (drain, then abort).
-                let _ = tx.send(WorkerMessage { msg: Some(WMsg::Interval(r)) }).await;
-            }
-        }
     }
-    let snap = recorder.take();
-    let end = snap.last_end.unwrap_or_else(Instant::now);
-    let r = report(seq, nanos_since(start_at, end), snap, &mut total);
-    tracing::info!(
-        run = %plan.run_id,
-        point = plan.point_index,
-        sent = total.sent,
-        completed = total.completed,
-        failed = total.failed(),
-        "shard finished"
-    );
-    let _ = tx
-        .send(WorkerMessage {
-            msg: Some(WMsg::Final(r)),
-        })
-        .await;
 }
 
 #[cfg(test)]
