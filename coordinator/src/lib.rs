@@ -101,9 +101,7 @@ where
     }
     let token = config.token.clone();
     server
-        .layer(tonic::service::InterceptorLayer::new(
-            rackload_proto::auth::RequireToken::new(token.as_deref()),
-        ))
+        .layer(rackload_proto::auth::RequireToken::new(token.as_deref()))
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(3)))

@@ -194,7 +194,7 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
-/// Server interceptor: every call must carry the token (when one is set).
+/// Every call must carry the token (when one is set): a tower layer on the server.
 #[derive(Clone)]
 pub struct RequireToken(Option<hmac::Key>);
 
@@ -215,14 +215,14 @@ impl RequireToken {
     }
 }
 
-impl tonic::service::Interceptor for RequireToken {
-    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+impl RequireToken {
+    /// Checks the `authorization` header of a call; the status says why it is refused.
+    pub fn check(&self, headers: &http::HeaderMap) -> Result<(), Status> {
         let Some(key) = &self.0 else {
-            return Ok(req);
+            return Ok(());
         };
-        let presented = req
-            .metadata()
-            .get("authorization")
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         // Compare MACs of a fixed message keyed by each token: constant time, and the
@@ -232,13 +232,58 @@ impl tonic::service::Interceptor for RequireToken {
             hmac::verify(&key_of(p), b"rackload-token-check", want.as_ref()).is_ok()
         });
         if ok {
-            Ok(req)
+            Ok(())
         } else if presented.is_none() {
             Err(Status::unauthenticated(
                 "this coordinator requires a token: give --token or RACKLOAD_TOKEN",
             ))
         } else {
             Err(Status::unauthenticated("wrong token"))
+        }
+    }
+}
+
+/// The token check as a tower layer on the gRPC server: a call without the right token
+/// is answered `unauthenticated` before any service sees it.
+impl<S> tower::Layer<S> for RequireToken {
+    type Service = RequireTokenService<S>;
+    fn layer(&self, inner: S) -> RequireTokenService<S> {
+        RequireTokenService {
+            check: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// A service behind [`RequireToken`].
+#[derive(Clone, Debug)]
+pub struct RequireTokenService<S> {
+    check: RequireToken,
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for RequireTokenService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::Either<S::Future, std::future::Ready<Result<S::Response, S::Error>>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self.check.check(req.headers()) {
+            Ok(()) => futures_util::future::Either::Left(self.inner.call(req)),
+            Err(status) => {
+                futures_util::future::Either::Right(std::future::ready(Ok(status.into_http())))
+            }
         }
     }
 }
@@ -291,24 +336,22 @@ pub fn check_listen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic::service::Interceptor as _;
 
-    fn call(check: &mut RequireToken, header: Option<&str>) -> Result<(), Status> {
-        let mut req = Request::new(());
+    fn call(check: &RequireToken, header: Option<&str>) -> Result<(), Status> {
+        let mut headers = http::HeaderMap::new();
         if let Some(h) = header {
-            req.metadata_mut()
-                .insert("authorization", h.parse().expect("ascii"));
+            headers.insert(http::header::AUTHORIZATION, h.parse().expect("ascii"));
         }
-        check.call(req).map(|_| ())
+        check.check(&headers)
     }
 
     #[test]
     fn tokens_are_checked_and_the_proof_binds_token_and_nonce() {
-        let mut check = RequireToken::new(Some("s3cret"));
-        assert!(call(&mut check, Some("Bearer s3cret")).is_ok());
-        assert!(call(&mut check, Some("Bearer s3cre")).is_err());
-        assert!(call(&mut check, None).is_err());
-        assert!(call(&mut RequireToken::new(None), None).is_ok());
+        let check = RequireToken::new(Some("s3cret"));
+        assert!(call(&check, Some("Bearer s3cret")).is_ok());
+        assert!(call(&check, Some("Bearer s3cre")).is_err());
+        assert!(call(&check, None).is_err());
+        assert!(call(&RequireToken::new(None), None).is_ok());
         let n = nonce();
         assert_eq!(n.len(), 32);
         assert_ne!(n, nonce());
