@@ -159,3 +159,50 @@ fn trace_replay_over_the_rate_cap_is_refused() {
     );
     assert_eq!(count(&get_json(&sim_url, "/stats")["received"]), 0);
 }
+
+/// A closed loop has no nominal rate, so `--max-rate` could not be checked in its plan and
+/// used not to hold at all; the worker now holds it while the load runs (tower's rate
+/// limit, one budget for the shard).
+#[test]
+fn a_closed_loop_runs_under_the_workers_rate_cap() {
+    let tag = new_tag("ratecap");
+    let (_sim, sim_url) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let (_c, coord) = start_coordinator(&tag);
+    let _w = start_worker_with(&tag, &coord, "paced", &["--max-rate", "20"]);
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--coordinator",
+        &coord,
+        "--workers",
+        "1",
+        "--base-url",
+        &sim_url,
+    ])
+    .args([
+        "--max-concurrency",
+        "8",
+        "--num-prompts",
+        "60",
+        "--warmup",
+        "0",
+    ])
+    .args([
+        "--random-output-len",
+        "4",
+        "--random-range-ratio",
+        "1",
+        "--results-dir",
+    ])
+    .arg(results.path());
+    let out = run_with_timeout(cmd, 60.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let run = run_json(results.path()).expect("run.json");
+    let p = &run["points"][0];
+    assert_eq!(count(&p["completed"]), 60, "{p}");
+    // 20 a second: the 60 requests need three one-second windows, whatever the server.
+    let d = p["duration_s"].as_f64().expect("duration");
+    assert!(d >= 1.9, "60 requests in {d} s is over 20 req/s");
+}

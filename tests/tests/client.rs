@@ -272,6 +272,19 @@ fn requests_spread_over_several_endpoints_with_results_for_each() {
     let slow_n = count(&get_json(&slow_url, "/stats")["received"]) - 40;
     assert_eq!(fast_n + slow_n, 80);
     assert!(fast_n > 2 * slow_n, "fast {fast_n}, slow {slow_n}");
+
+    // Power of two choices (tower's balancer over pending requests): with two frontends
+    // both are compared each time, so the fast one takes more too.
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = common.to_vec();
+    args.extend(["--lb", "p2c"]);
+    let (ok, _, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok, "{}", run["points"][0]);
+    assert_eq!(run["spec"]["target"]["lb"], "p2c");
+    let fast_p = count(&get_json(&fast_url, "/stats")["received"]) - 40 - fast_n;
+    let slow_p = count(&get_json(&slow_url, "/stats")["received"]) - 40 - slow_n;
+    assert_eq!(fast_p + slow_p, 80);
+    assert!(fast_p > 2 * slow_p, "fast {fast_p}, slow {slow_p}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod allow;
 pub mod caps;
 pub mod error;
 pub mod limits;
+pub mod middleware;
 pub mod recorder;
 pub mod schedule;
 pub mod session;

@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rackload_workloads::{Stripe, WorkloadSpec};
-use tokio::sync::{Semaphore, watch};
+use http::HeaderValue;
+use rackload_workloads::prompt::Prompt;
+use rackload_workloads::{RequestSpec, Stripe, WorkloadSpec};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{Service as _, ServiceBuilder, ServiceExt as _};
 
+use crate::middleware::{Call, SendService};
 use crate::recorder::Recorder;
-use crate::target::OpenAiTarget;
 use crate::target::openai::micros;
+use crate::target::{Completed, Failed, OpenAiTarget};
 use crate::trace::RequestTracer;
 
 /// How a running shard should end.
@@ -44,6 +49,8 @@ pub struct Shard {
     pub span: tracing::Span,
     /// Makes the spans of sampled requests (None: tracing is off).
     pub tracer: Option<Arc<RequestTracer>>,
+    /// The worker's `--max-rate`, held while the shard runs.
+    pub max_rate: Option<f64>,
 }
 
 /// Failures logged per shard before the rest are only counted.
@@ -53,6 +60,8 @@ const LOGGED_FAILURES: u64 = 5;
 struct Sender {
     workload: Arc<WorkloadSpec>,
     target: Arc<OpenAiTarget>,
+    /// The tower stack every request goes through (timeout, balancer, rate cap).
+    stack: SendService,
     recorder: Arc<Recorder>,
     warmup: u64,
     /// Failures so far (the first few are logged).
@@ -78,7 +87,7 @@ impl Sender {
         // One sample per chunk after the first: room for all, so no token reallocates.
         itl.reserve(req.output_len as usize);
         if index < self.warmup {
-            let _ = target.send(&req, &prompt, itl, None).await;
+            let _ = self.send(req, prompt, itl, None).await;
             recorder.warmup_done();
             return;
         }
@@ -87,7 +96,8 @@ impl Sender {
         recorder.sent(now, lag_us);
         let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
         let traceparent = span.as_ref().map(|s| s.traceparent.clone());
-        match target.send(&req, &prompt, itl, traceparent).await {
+        let (req, result) = self.send(req, prompt, itl, traceparent).await;
+        match result {
             Ok(done) => {
                 recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us);
                 if let (Some(t), Some(s)) = (tracer, span) {
@@ -105,6 +115,54 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// Sends through the shard's stack; the scratch buffer goes with the request and comes
+    /// back filled.
+    async fn send(
+        &self,
+        req: RequestSpec,
+        prompt: Prompt,
+        itl: &mut Vec<u64>,
+        traceparent: Option<HeaderValue>,
+    ) -> (RequestSpec, Result<Completed, Failed>) {
+        let call = Call {
+            req,
+            prompt,
+            itl: std::mem::take(itl),
+            traceparent,
+        };
+        let req = call.req;
+        let sent = crate::middleware::send(&self.stack, call).await;
+        *itl = sent.itl;
+        (req, sent.result)
+    }
+}
+
+/// Request `index`, to be sent at its scheduled instant, as a tower service (so that the
+/// open loop's in-flight cap is tower's concurrency limit around it).
+#[derive(Clone)]
+struct OneRequest(Arc<Sender>);
+
+impl tower::Service<(u64, Instant)> for OneRequest {
+    type Response = ();
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<(), std::convert::Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (index, at): (u64, Instant)) -> Self::Future {
+        let sender = self.0.clone();
+        Box::pin(async move {
+            let mut itl = Vec::new();
+            sender.one(index, Some(at), &mut itl).await;
+            Ok(())
+        })
     }
 }
 
@@ -138,6 +196,7 @@ impl Shard {
     fn sender(&self, target: Arc<OpenAiTarget>, recorder: Arc<Recorder>) -> Arc<Sender> {
         Arc::new(Sender {
             workload: self.workload.clone(),
+            stack: crate::middleware::send_stack(&target, self.max_rate),
             target,
             recorder,
             warmup: self.warmup,
@@ -206,9 +265,15 @@ impl Shard {
             return;
         };
         let schedule = self.workload.schedule_prefix(self.stripe.total, last + 1);
-        let cap =
-            (self.concurrency > 0).then(|| Arc::new(Semaphore::new(self.concurrency as usize)));
         let sender = self.sender(target, recorder);
+        // The cap on requests in flight, as tower's concurrency limit: a slot is taken
+        // before the task is spawned and given back when its request ends.
+        let mut send = ServiceBuilder::new()
+            .option_layer(
+                (self.concurrency > 0)
+                    .then(|| ConcurrencyLimitLayer::new(self.concurrency as usize)),
+            )
+            .service(OneRequest(sender));
         let mut tasks = JoinSet::new();
         'send: for index in self.stripe.iter() {
             let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
@@ -227,18 +292,16 @@ impl Shard {
             }
             // Reap finished tasks so the set does not grow with the whole stripe.
             while tasks.try_join_next().is_some() {}
-            let permit = match &cap {
-                Some(sem) => tokio::select! {
-                    p = sem.clone().acquire_owned() => p.ok(),
-                    _ = stop.wait_for(|m| *m != StopMode::Run) => break 'send,
-                },
-                None => None,
+            let ready = tokio::select! {
+                r = send.ready() => r.is_ok(),
+                _ = stop.wait_for(|m| *m != StopMode::Run) => break 'send,
             };
-            let sender = sender.clone();
+            if !ready {
+                break;
+            }
+            let request = send.call((index, at));
             tasks.spawn(async move {
-                let _permit = permit;
-                let mut itl = Vec::new();
-                sender.one(index, Some(at), &mut itl).await;
+                let _ = request.await;
             });
         }
         join_all(tasks, stop).await;

@@ -178,6 +178,8 @@ struct Prepared {
     concurrency: Option<u32>,
     /// Time between interval reports (the plan's).
     report_interval: Duration,
+    /// This worker's `--max-rate`, held while the shard runs.
+    max_rate: Option<f64>,
 }
 
 struct Running {
@@ -595,6 +597,7 @@ async fn prepare(
                     workload: Arc::new(workload),
                     concurrency,
                     report_interval,
+                    max_rate: config.max_rate,
                 }),
             )
         }
@@ -849,6 +852,7 @@ fn shard_load(prep: &Prepared, start_at: Instant) -> Shard {
             .map(|d| start_at + d),
         span: tracing::Span::current(),
         tracer: request_tracer(plan, &prep.target),
+        max_rate: prep.max_rate,
     }
 }
 

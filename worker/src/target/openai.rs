@@ -57,6 +57,22 @@ impl fmt::Debug for OpenAiTarget {
     }
 }
 
+/// One request in flight to an endpoint, counted while it lives.
+struct Outstanding<'a>(&'a AtomicU64);
+
+impl<'a> Outstanding<'a> {
+    fn enter(count: &'a AtomicU64) -> Outstanding<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Outstanding(count)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Read buffer ceiling per HTTP/1.1 connection: big enough that a coalesced burst of
 /// events is one read, small enough for 16,384 streams in one process.
 const READ_BUF_MAX: usize = 16 * 1024;
@@ -188,9 +204,10 @@ impl OpenAiTarget {
         Ok(())
     }
 
-    /// Sends request `req` with `prompt` and times its response; ITL samples are
-    /// appended to `itl_us`. A traced request carries `traceparent` (and its finish
-    /// reason is read).
+    /// Sends request `req` with `prompt` to the endpoint the target's balancer picks and
+    /// times its response; ITL samples are appended to `itl_us`. A traced request carries
+    /// `traceparent` (and its finish reason is read). The whole-request timeout is not
+    /// applied here but by the tower stack a shard sends through ([`crate::middleware`]).
     pub async fn send(
         &self,
         req: &RequestSpec,
@@ -198,22 +215,47 @@ impl OpenAiTarget {
         itl_us: &mut Vec<u64>,
         traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
+        let k = self.pick();
+        self.send_to(k, req, prompt, itl_us, traceparent).await
+    }
+
+    /// The endpoint the next request goes to (round-robin or least outstanding; `p2c`
+    /// picks in the shard's tower balancer and falls back to round-robin here).
+    pub fn pick(&self) -> usize {
+        self.balancer.pick(&self.outstanding)
+    }
+
+    /// Number of endpoints.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// How requests are spread over the endpoints.
+    pub fn lb(&self) -> LoadBalance {
+        self.balancer.kind()
+    }
+
+    /// The whole-request timeout (None: no limit).
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.timeouts.total
+    }
+
+    /// [`OpenAiTarget::send`] to endpoint `k`.
+    pub async fn send_to(
+        &self,
+        k: usize,
+        req: &RequestSpec,
+        prompt: &Prompt,
+        itl_us: &mut Vec<u64>,
+        traceparent: Option<HeaderValue>,
+    ) -> Result<Completed, Failed> {
         let body = self.body(req, prompt);
-        let k = self.balancer.pick(&self.outstanding);
         let ep = &self.endpoints[k];
-        self.outstanding[k].fetch_add(1, Ordering::Relaxed);
-        let fut = self.send_body(ep, body, req.output_len, itl_us, traceparent);
-        let result = match self.timeouts.total {
-            None => fut.await,
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(Failed::new(
-                    ErrorClass::Timeout,
-                    format!("request took longer than {:.1} s", t.as_secs_f64()),
-                )),
-            },
-        };
-        self.outstanding[k].fetch_sub(1, Ordering::Relaxed);
+        // Counted out when the request ends, or is dropped by a timeout around it.
+        let _outstanding = Outstanding::enter(&self.outstanding[k]);
+        let result = self
+            .send_body(ep, body, req.output_len, itl_us, traceparent)
+            .await;
         match result {
             Ok(mut c) => {
                 c.endpoint = k;
