@@ -117,89 +117,126 @@ pub fn analyze(
 ) -> Result<Analysis, AnalysisError> {
     let mut groups: BTreeMap<String, (String, Vec<PointOut>)> = BTreeMap::new();
     for p in points {
-        let system_name = p
-            .system
-            .clone()
-            .or_else(|| opts.system.clone())
-            .ok_or_else(|| AnalysisError::NoSystem {
-                source_name: p.source.clone(),
-            })?;
-        let gpus = p.gpus.or(opts.gpus).ok_or_else(|| AnalysisError::NoGpus {
-            source_name: p.source.clone(),
-        })?;
-        let system = catalog.system(&system_name)?;
-        let dollars = system.cost(&opts.tier)?;
-        let f = tco::figures(&p.measured, gpus, system, dollars);
-        let mut meta = opts.meta.clone();
-        meta.extend(p.meta.clone());
-        let group = opts.group.clone().unwrap_or_else(|| {
-            std::iter::once(system.name.clone())
-                .chain(
-                    ["engine", "precision", "spec_decode"]
-                        .iter()
-                        .filter_map(|k| meta.get(*k).cloned()),
-                )
-                .collect::<Vec<_>>()
-                .join(" · ")
-        });
-        let intvty = |t: Option<f64>| t.filter(|t| *t > 0.0).map(|t| 1000.0 / t);
-        let entry = groups
+        let (group, out) = point_out(p, catalog, opts)?;
+        groups
             .entry(group)
-            .or_insert_with(|| (system.name.clone(), Vec::new()));
-        entry.1.push(PointOut {
-            source: p.source.clone(),
-            label: p.label.clone(),
-            system: system.name.clone(),
-            concurrency: p.concurrency,
-            interactivity_mean: intvty(p.tpot_mean_ms),
-            interactivity_p90: intvty(p.tpot_p90_ms),
-            interactivity_p99: intvty(p.tpot_p99_ms),
-            figures: f,
-            on_frontier: false,
-            isl: p.isl,
-            osl: p.osl,
-            median_tpot_ms: p.measured.median_tpot_ms,
-        });
+            .or_insert_with(|| (out.system.clone(), Vec::new()))
+            .1
+            .push(out);
     }
     let mut out = Vec::new();
     let mut cost_curves = Vec::new();
-    for (name, (system_name, mut pts)) in groups {
-        pts.sort_by(|a, b| a.figures.interactivity.total_cmp(&b.figures.interactivity));
-        let xy: Vec<Xy> = pts
-            .iter()
-            .map(|p| Xy {
-                x: p.figures.interactivity,
-                y: p.figures.tput_per_gpu,
-            })
-            .collect();
-        for i in frontier(&xy) {
-            pts[i].on_frontier = true;
-        }
-        let system = catalog.system(&system_name)?;
-        let dollars = system.cost(&opts.tier)?;
-        let tput = curve(&pts, |p| p.figures.tput_per_gpu);
-        let at = opts
-            .at
-            .iter()
-            .filter_map(|&x| {
-                let t = tput.as_ref()?.at(x)?;
-                Some(AtOut {
-                    interactivity: x,
-                    tput_per_gpu: t,
-                    cost_per_mtok: tco::cost_per_mtok(dollars, t),
-                    tok_per_s_per_mw: tco::tok_per_s_per_mw(t, system.all_in_kw_per_gpu),
-                })
-            })
-            .collect();
-        cost_curves.push((name.clone(), curve(&pts, |p| p.figures.cost_per_mtok)));
-        out.push(GroupOut {
-            name,
-            system: system_name,
-            tier: opts.tier.clone(),
-            points: pts,
-            at,
-        });
+    for (name, (system_name, pts)) in groups {
+        let g = group_out(name, system_name, pts, catalog, opts)?;
+        cost_curves.push((
+            g.name.clone(),
+            curve(&g.points, |p| p.figures.cost_per_mtok),
+        ));
+        out.push(g);
     }
+    Ok(Analysis {
+        groups: out,
+        crossovers: crossovers_of(&cost_curves),
+    })
+}
+
+/// One point's rack figures, and the group it belongs to (system · engine · precision ·
+/// spec-decode as its inputs say, or the group asked for).
+fn point_out(
+    p: &Point,
+    catalog: &Catalog,
+    opts: &Options,
+) -> Result<(String, PointOut), AnalysisError> {
+    let system_name = p
+        .system
+        .clone()
+        .or_else(|| opts.system.clone())
+        .ok_or_else(|| AnalysisError::NoSystem {
+            source_name: p.source.clone(),
+        })?;
+    let gpus = p.gpus.or(opts.gpus).ok_or_else(|| AnalysisError::NoGpus {
+        source_name: p.source.clone(),
+    })?;
+    let system = catalog.system(&system_name)?;
+    let dollars = system.cost(&opts.tier)?;
+    let f = tco::figures(&p.measured, gpus, system, dollars);
+    let mut meta = opts.meta.clone();
+    meta.extend(p.meta.clone());
+    let group = opts.group.clone().unwrap_or_else(|| {
+        std::iter::once(system.name.clone())
+            .chain(
+                ["engine", "precision", "spec_decode"]
+                    .iter()
+                    .filter_map(|k| meta.get(*k).cloned()),
+            )
+            .collect::<Vec<_>>()
+            .join(" · ")
+    });
+    let intvty = |t: Option<f64>| t.filter(|t| *t > 0.0).map(|t| 1000.0 / t);
+    let out = PointOut {
+        source: p.source.clone(),
+        label: p.label.clone(),
+        system: system.name.clone(),
+        concurrency: p.concurrency,
+        interactivity_mean: intvty(p.tpot_mean_ms),
+        interactivity_p90: intvty(p.tpot_p90_ms),
+        interactivity_p99: intvty(p.tpot_p99_ms),
+        figures: f,
+        on_frontier: false,
+        isl: p.isl,
+        osl: p.osl,
+        median_tpot_ms: p.measured.median_tpot_ms,
+    };
+    Ok((group, out))
+}
+
+/// A group: its points in order of interactivity, which are on the frontier, and the
+/// figures read off it at the targets asked for.
+fn group_out(
+    name: String,
+    system_name: String,
+    mut pts: Vec<PointOut>,
+    catalog: &Catalog,
+    opts: &Options,
+) -> Result<GroupOut, AnalysisError> {
+    pts.sort_by(|a, b| a.figures.interactivity.total_cmp(&b.figures.interactivity));
+    let xy: Vec<Xy> = pts
+        .iter()
+        .map(|p| Xy {
+            x: p.figures.interactivity,
+            y: p.figures.tput_per_gpu,
+        })
+        .collect();
+    for i in frontier(&xy) {
+        pts[i].on_frontier = true;
+    }
+    let system = catalog.system(&system_name)?;
+    let dollars = system.cost(&opts.tier)?;
+    let tput = curve(&pts, |p| p.figures.tput_per_gpu);
+    let at = opts
+        .at
+        .iter()
+        .filter_map(|&x| {
+            let t = tput.as_ref()?.at(x)?;
+            Some(AtOut {
+                interactivity: x,
+                tput_per_gpu: t,
+                cost_per_mtok: tco::cost_per_mtok(dollars, t),
+                tok_per_s_per_mw: tco::tok_per_s_per_mw(t, system.all_in_kw_per_gpu),
+            })
+        })
+        .collect();
+    Ok(GroupOut {
+        name,
+        system: system_name,
+        tier: opts.tier.clone(),
+        points: pts,
+        at,
+    })
+}
+
+/// Where two groups' cost curves cross, and which is cheaper above.
+fn crossovers_of(cost_curves: &[(String, Option<Steffen>)]) -> Vec<Crossover> {
     let mut crosses = Vec::new();
     for (i, (a, ca)) in cost_curves.iter().enumerate() {
         for (b, cb) in &cost_curves[i + 1..] {
@@ -221,10 +258,7 @@ pub fn analyze(
             }
         }
     }
-    Ok(Analysis {
-        groups: out,
-        crossovers: crosses,
-    })
+    crosses
 }
 
 impl Analysis {

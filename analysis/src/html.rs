@@ -123,9 +123,34 @@ fn html(
     );
 
     // Client health and gates first: they say whether the numbers can be trusted.
-    let mut warnings = Vec::new();
     let points = run["points"].as_array().cloned().unwrap_or_default();
-    for p in &points {
+    let warnings = warnings(&points);
+    if !warnings.is_empty() {
+        h.push_str("<h2>Warnings</h2>");
+        for w in warnings {
+            let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&w));
+        }
+    }
+    points_table(&mut h, &points);
+    distributions(&mut h, &points);
+    frontier_section(&mut h, analysis, svg, why_not);
+    h.push_str("<h2>Setup</h2><pre>");
+    let setup = serde_json::json!({
+        "spec": run["spec"],
+        "environment": run["environment"],
+        "workers": run["workers"],
+    });
+    h.push_str(&esc(
+        &serde_json::to_string_pretty(&setup).unwrap_or_default()
+    ));
+    h.push_str("</pre></body></html>\n");
+    h
+}
+
+/// What makes a point's numbers doubtful: a saturated client, a failed gate, a lost worker.
+fn warnings(points: &[Value]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for p in points {
         let label = p["label"].as_str().unwrap_or("");
         if p["client_saturated"] == true {
             for w in p["workers"].as_array().into_iter().flatten() {
@@ -152,15 +177,12 @@ fn html(
             ));
         }
     }
-    if !warnings.is_empty() {
-        h.push_str("<h2>Warnings</h2>");
-        for w in warnings {
-            let _ = write!(h, "<p class=\"warn\">{}</p>", esc(&w));
-        }
-    }
+    warnings
+}
 
+fn points_table(h: &mut String, points: &[Value]) {
     h.push_str("<h2>Points</h2><table><tr><th>point</th><th>completed</th><th>failed</th><th>duration s</th><th>req/s</th><th>output tok/s</th><th>total tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th><th>TPOT p50 ms</th><th>ITL p99 ms</th><th>E2EL p50 ms</th><th>tok/s/user</th></tr>");
-    for p in &points {
+    for p in points {
         let tpot = p["median_tpot_ms"].as_f64().unwrap_or(0.0);
         let _ = write!(
             h,
@@ -185,9 +207,11 @@ fn html(
         );
     }
     h.push_str("</table>");
+}
 
+fn distributions(h: &mut String, points: &[Value]) {
     h.push_str("<h2>Latency distributions (ms)</h2><table><tr><th>point · metric</th><th>mean</th><th>median</th><th>std</th><th>p90</th><th>p99</th><th>p99.9</th></tr>");
-    for p in &points {
+    for p in points {
         for m in ["ttft", "tpot", "itl", "e2el"] {
             let _ = write!(
                 h,
@@ -204,7 +228,14 @@ fn html(
         }
     }
     h.push_str("</table>");
+}
 
+fn frontier_section(
+    h: &mut String,
+    analysis: Option<&Analysis>,
+    svg: Option<&str>,
+    why_not: Option<&String>,
+) {
     h.push_str("<h2>Frontier and cost</h2>");
     match (analysis, svg) {
         (Some(a), Some(svg)) => {
@@ -236,18 +267,6 @@ fn html(
             );
         }
     }
-
-    h.push_str("<h2>Setup</h2><pre>");
-    let setup = serde_json::json!({
-        "spec": run["spec"],
-        "environment": run["environment"],
-        "workers": run["workers"],
-    });
-    h.push_str(&esc(
-        &serde_json::to_string_pretty(&setup).unwrap_or_default()
-    ));
-    h.push_str("</pre></body></html>\n");
-    h
 }
 
 #[cfg(test)]

@@ -120,9 +120,28 @@ where
         costs.iter().copied().fold(f64::INFINITY, f64::min) * 0.8,
         costs.iter().copied().fold(0.0, f64::max) * 1.25,
     );
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| PlotError::Draw(e.to_string());
+    throughput_chart(a, &top, max_x, max_y)?;
+    if costs.is_empty() {
+        return Ok(());
+    }
+    cost_chart(a, &bottom, max_x, (min_c, max_c))
+}
 
-    let mut chart = ChartBuilder::on(&top)
+fn err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> PlotError {
+    PlotError::Draw(e.to_string())
+}
+
+/// Throughput per GPU against interactivity: every point, each group's frontier.
+fn throughput_chart<DB: DrawingBackend>(
+    a: &Analysis,
+    area: &DrawingArea<DB, Shift>,
+    max_x: f64,
+    max_y: f64,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
         .caption("Throughput vs interactivity", ("sans-serif", 22))
         .margin(14)
         .x_label_area_size(40)
@@ -160,13 +179,21 @@ where
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
+        .map_err(err)
+}
 
-    if costs.is_empty() {
-        return Ok(());
-    }
+/// Cost per million tokens against interactivity (log scale), each group's frontier.
+fn cost_chart<DB: DrawingBackend>(
+    a: &Analysis,
+    area: &DrawingArea<DB, Shift>,
+    max_x: f64,
+    (min_c, max_c): (f64, f64),
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
     let tier = a.groups.first().map_or("", |g| g.tier.as_str());
-    let mut cost = ChartBuilder::on(&bottom)
+    let mut cost = ChartBuilder::on(area)
         .caption(
             format!("Cost per million tokens ({tier})"),
             ("sans-serif", 22),
@@ -209,8 +236,7 @@ where
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    Ok(())
+        .map_err(err)
 }
 
 #[cfg(test)]

@@ -13,8 +13,11 @@ use serde_json::{Value, json};
 use crate::summary::PointSummary;
 use rackload_proto::time::{compact_stamp, rfc3339, unix_nanos};
 
-/// Bumped on any incompatible change to `run.json`.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+/// Bumped on any incompatible change to `run.json`. 2: in `spec`, a limit that is not set
+/// is `null` where 1 wrote 0 (`target.*_timeout_s`, `points[].max_concurrency`,
+/// `points[].request_rate`, `points[].duration_s`), and `target.connect_timeout_s` is the
+/// timeout in force (1 wrote 0 for the 10 s default).
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {

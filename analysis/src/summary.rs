@@ -299,52 +299,37 @@ impl<'a> PointSummary<'a> {
 
     /// The summary table, in vLLM bench serve's words and layout.
     pub fn table(&self) -> String {
-        use std::fmt::Write;
-        let mut t = String::new();
-        let line = |t: &mut String, k: &str, v: String| {
-            let _ = writeln!(t, "{k:<40} {v:<10}");
-        };
-        let rule = |t: &mut String, title: &str, c: char| {
-            let _ = writeln!(t, "{}", center(title, 50, c));
-        };
-        rule(&mut t, " Serving Benchmark Result ", '=');
-        line(&mut t, "Successful requests:", self.completed().to_string());
-        line(&mut t, "Failed requests:", self.failed().to_string());
-        line(
-            &mut t,
-            "Maximum request concurrency:",
-            self.point.max_concurrency.to_string(),
-        );
-        line(
-            &mut t,
-            "Benchmark duration (s):",
-            format!("{:.2}", self.point.duration_s),
-        );
-        line(
-            &mut t,
-            "Total input tokens:",
-            self.input_tokens().to_string(),
-        );
-        line(
-            &mut t,
-            "Total generated tokens:",
-            self.output_tokens().to_string(),
-        );
-        line(
-            &mut t,
-            "Request throughput (req/s):",
-            format!("{:.2}", self.request_throughput()),
-        );
-        line(
-            &mut t,
-            "Output token throughput (tok/s):",
-            format!("{:.2}", self.output_throughput()),
-        );
-        line(
-            &mut t,
-            "Total Token throughput (tok/s):",
-            format!("{:.2}", self.total_token_throughput()),
-        );
+        let mut t = Table(String::new());
+        t.rule(" Serving Benchmark Result ", '=');
+        let rows = [
+            ("Successful requests:", self.completed().to_string()),
+            ("Failed requests:", self.failed().to_string()),
+            (
+                "Maximum request concurrency:",
+                self.point.max_concurrency.to_string(),
+            ),
+            (
+                "Benchmark duration (s):",
+                format!("{:.2}", self.point.duration_s),
+            ),
+            ("Total input tokens:", self.input_tokens().to_string()),
+            ("Total generated tokens:", self.output_tokens().to_string()),
+            (
+                "Request throughput (req/s):",
+                format!("{:.2}", self.request_throughput()),
+            ),
+            (
+                "Output token throughput (tok/s):",
+                format!("{:.2}", self.output_throughput()),
+            ),
+            (
+                "Total Token throughput (tok/s):",
+                format!("{:.2}", self.total_token_throughput()),
+            ),
+        ];
+        for (k, v) in rows {
+            t.line(k, v);
+        }
         let sections = [
             (Metric::Ttft, "Time to First Token", "TTFT"),
             (
@@ -357,63 +342,19 @@ impl<'a> PointSummary<'a> {
         ];
         for (metric, title, short) in sections {
             let s = self.stats(metric);
-            rule(&mut t, title, '-');
-            line(
-                &mut t,
-                &format!("Mean {short} (ms):"),
-                format!("{:.2}", s.mean),
-            );
-            line(
-                &mut t,
-                &format!("Median {short} (ms):"),
-                format!("{:.2}", s.median),
-            );
-            line(
-                &mut t,
-                &format!("P99 {short} (ms):"),
-                format!("{:.2}", s.p99),
-            );
+            t.rule(title, '-');
+            t.line(&format!("Mean {short} (ms):"), format!("{:.2}", s.mean));
+            t.line(&format!("Median {short} (ms):"), format!("{:.2}", s.median));
+            t.line(&format!("P99 {short} (ms):"), format!("{:.2}", s.p99));
         }
-        let lag = self.stats(Metric::ScheduleLag);
-        if lag.count > 0 {
-            rule(&mut t, "Open-loop Schedule", '-');
-            let late = self.point.counters.as_ref().map_or(0, |c| c.late_starts);
-            line(&mut t, "Late starts (> 5 ms):", late.to_string());
-            line(&mut t, "P99 schedule lag (ms):", format!("{:.2}", lag.p99));
-            let ttft = self.stats(Metric::TtftIntended);
-            line(
-                &mut t,
-                "P99 TTFT from intended send (ms):",
-                format!("{:.2}", ttft.p99),
-            );
-        }
-        if !self.point.endpoints.is_empty() {
-            rule(&mut t, "Per Endpoint", '-');
-            for e in &self.point.endpoints {
-                let c = e.counters.clone().unwrap_or_default();
-                let mut lat = LatencySet::default();
-                let ttft = lat
-                    .merge_wire(&e.histograms)
-                    .ok()
-                    .and_then(|()| lat.get(Metric::Ttft).map(Stats::of))
-                    .unwrap_or_default();
-                line(
-                    &mut t,
-                    &format!("{}:", e.base_url),
-                    format!(
-                        "{} ok, {} failed, {:.0} tok/s, median TTFT {:.2} ms",
-                        c.completed,
-                        c.failed(),
-                        self.per_second(c.output_tokens),
-                        ttft.median
-                    ),
-                );
-            }
-        }
+        self.open_loop_rows(&mut t);
+        self.endpoint_rows(&mut t);
+        let mut t = t.0;
         t.push_str(&"=".repeat(50));
         t.push('\n');
         for w in &self.point.workers {
             if w.saturated_intervals > 0 {
+                use std::fmt::Write;
                 let _ = writeln!(
                     t,
                     "warning: worker {} was saturated in {} interval(s): {}; these numbers measure the client, not the target",
@@ -422,6 +363,65 @@ impl<'a> PointSummary<'a> {
             }
         }
         t
+    }
+
+    /// An open loop's schedule: late starts, lag, TTFT from the intended send.
+    fn open_loop_rows(&self, t: &mut Table) {
+        let lag = self.stats(Metric::ScheduleLag);
+        if lag.count == 0 {
+            return;
+        }
+        t.rule("Open-loop Schedule", '-');
+        let late = self.point.counters.as_ref().map_or(0, |c| c.late_starts);
+        t.line("Late starts (> 5 ms):", late.to_string());
+        t.line("P99 schedule lag (ms):", format!("{:.2}", lag.p99));
+        let ttft = self.stats(Metric::TtftIntended);
+        t.line(
+            "P99 TTFT from intended send (ms):",
+            format!("{:.2}", ttft.p99),
+        );
+    }
+
+    /// One line per target endpoint, when there are several.
+    fn endpoint_rows(&self, t: &mut Table) {
+        if self.point.endpoints.is_empty() {
+            return;
+        }
+        t.rule("Per Endpoint", '-');
+        for e in &self.point.endpoints {
+            let c = e.counters.clone().unwrap_or_default();
+            let mut lat = LatencySet::default();
+            let ttft = lat
+                .merge_wire(&e.histograms)
+                .ok()
+                .and_then(|()| lat.get(Metric::Ttft).map(Stats::of))
+                .unwrap_or_default();
+            t.line(
+                &format!("{}:", e.base_url),
+                format!(
+                    "{} ok, {} failed, {:.0} tok/s, median TTFT {:.2} ms",
+                    c.completed,
+                    c.failed(),
+                    self.per_second(c.output_tokens),
+                    ttft.median
+                ),
+            );
+        }
+    }
+}
+
+/// vLLM's summary layout: `key value` lines under centred rules.
+struct Table(String);
+
+impl Table {
+    fn line(&mut self, k: &str, v: String) {
+        use std::fmt::Write;
+        let _ = writeln!(self.0, "{k:<40} {v:<10}");
+    }
+
+    fn rule(&mut self, title: &str, c: char) {
+        use std::fmt::Write;
+        let _ = writeln!(self.0, "{}", center(title, 50, c));
     }
 }
 

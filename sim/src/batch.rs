@@ -107,173 +107,239 @@ fn abandoned(s: &Seq) -> bool {
     Arc::strong_count(&s.shared) == 1
 }
 
-async fn engine(
+/// A replica's scheduler state: vLLM-style continuous batching over a KV cache.
+struct Engine {
     profile: Arc<Profile>,
-    mut rx: mpsc::UnboundedReceiver<Admit>,
     stats: Arc<ReplicaStats>,
-    load: Arc<AtomicU64>,
-) {
-    let mut waiting: VecDeque<Seq> = VecDeque::new();
-    let mut running: Vec<Seq> = Vec::new();
-    let mut kv_used: u64 = 0;
-    let mut clock = Instant::now();
-    let cap = profile.kv_cache_tokens;
-    let max_seqs = profile.max_num_seqs as usize;
-    let budget_per_step = u64::from(profile.max_num_batched_tokens);
-    let to_seq = |a: Admit| Seq {
+    waiting: VecDeque<Seq>,
+    running: Vec<Seq>,
+    kv_used: u64,
+}
+
+/// What one step computes: decoding sequences get a token each, prefill chunks land.
+struct Step {
+    decoding: usize,
+    /// (index into running, prompt tokens prefilled this step).
+    prefill: Vec<(usize, u32)>,
+    prefill_tokens: u64,
+    kv_read: u64,
+}
+
+fn seq_of(a: Admit) -> Seq {
+    Seq {
         prompt: a.prompt_tokens,
         max_out: a.output_tokens.max(1),
         generated: 0,
         prefill_left: a.prompt_tokens.max(1),
         kv: 0,
         shared: a.shared,
-    };
-    loop {
-        // Idle: wait for work (and restart the clock from now).
-        if waiting.is_empty() && running.is_empty() {
-            match rx.recv().await {
-                Some(a) => waiting.push_back(to_seq(a)),
-                None => return,
-            }
-            clock = Instant::now();
-        }
-        while let Ok(a) = rx.try_recv() {
-            waiting.push_back(to_seq(a));
-        }
-        // Requests whose client left free their place.
-        let before = waiting.len() + running.len();
-        waiting.retain(|s| !abandoned(s));
-        running.retain(|s| {
+    }
+}
+
+impl Engine {
+    /// Requests whose client left free their place; returns how many.
+    fn drop_abandoned(&mut self) -> u64 {
+        let before = self.waiting.len() + self.running.len();
+        self.waiting.retain(|s| !abandoned(s));
+        let kv_used = &mut self.kv_used;
+        self.running.retain(|s| {
             let keep = !abandoned(s);
             if !keep {
-                kv_used -= s.kv;
+                *kv_used -= s.kv;
             }
             keep
         });
-        let gone = (before - waiting.len() - running.len()) as u64;
-        // Admission: while the batch and the cache have room for the whole prefill (of
-        // this one and of those admitted but not yet prefilled).
-        let mut reserved = kv_used
-            + running
+        (before - self.waiting.len() - self.running.len()) as u64
+    }
+
+    /// Admission: while the batch and the cache have room for the whole prefill (of this
+    /// one and of those admitted but not yet prefilled).
+    fn admit(&mut self) {
+        let cap = self.profile.kv_cache_tokens;
+        let max_seqs = self.profile.max_num_seqs as usize;
+        let mut reserved = self.kv_used
+            + self
+                .running
                 .iter()
                 .map(|s| u64::from(s.prefill_left))
                 .sum::<u64>();
-        while running.len() < max_seqs {
-            let Some(front) = waiting.front() else { break };
+        while self.running.len() < max_seqs {
+            let Some(front) = self.waiting.front() else {
+                break;
+            };
             let need = u64::from(front.prefill_left) + 1;
-            if reserved + need > cap && !running.is_empty() {
+            if reserved + need > cap && !self.running.is_empty() {
                 break;
             }
             reserved += need;
-            if let Some(s) = waiting.pop_front() {
-                running.push(s);
+            if let Some(s) = self.waiting.pop_front() {
+                self.running.push(s);
             }
         }
-        // The step's token budget: one token per decoding sequence, the rest to prefill.
-        let mut budget = budget_per_step;
-        let mut kv_read = 0u64;
-        let mut decoding = 0usize;
-        for s in running.iter().filter(|s| s.prefill_left == 0) {
+    }
+
+    /// The step's token budget: one token per decoding sequence, the rest to prefill.
+    fn plan(&self) -> Step {
+        let mut budget = u64::from(self.profile.max_num_batched_tokens);
+        let mut step = Step {
+            decoding: 0,
+            prefill: Vec::new(),
+            prefill_tokens: 0,
+            kv_read: 0,
+        };
+        for s in self.running.iter().filter(|s| s.prefill_left == 0) {
             if budget == 0 {
                 break;
             }
             budget -= 1;
-            decoding += 1;
-            kv_read += s.kv;
+            step.decoding += 1;
+            step.kv_read += s.kv;
         }
-        let mut prefill_tokens = 0u64;
-        let mut prefill_plan: Vec<(usize, u32)> = Vec::new();
-        for (k, s) in running.iter().enumerate() {
+        for (k, s) in self.running.iter().enumerate() {
             if budget == 0 {
                 break;
             }
             if s.prefill_left > 0 {
                 let n = u64::from(s.prefill_left).min(budget) as u32;
                 budget -= u64::from(n);
-                prefill_tokens += u64::from(n);
-                kv_read += s.kv;
-                prefill_plan.push((k, n));
+                step.prefill_tokens += u64::from(n);
+                step.kv_read += s.kv;
+                step.prefill.push((k, n));
             }
         }
-        let seqs = decoding + prefill_plan.len();
-        let step = profile.step_seconds(seqs, kv_read, prefill_tokens);
-        // Steps follow each other on the simulated clock; the timer's ~1 ms granularity
-        // makes single steps late, never the clock (unless the host fell far behind).
-        let now = Instant::now();
-        if now > clock + Duration::from_millis(20) {
-            clock = now;
-        }
-        clock += Duration::from_secs_f64(step);
-        stats.running.store(running.len() as u64, Ordering::Relaxed);
-        stats
-            .waiting
-            .store((waiting.len() + rx.len()) as u64, Ordering::Relaxed);
-        stats.kv_used.store(kv_used, Ordering::Relaxed);
-        tokio::time::sleep_until(clock).await;
+        step
+    }
 
-        // The step's results: prefill chunks land (a completed prefill yields the first
-        // token), every decoding sequence gets its next token.
+    /// The step's results: prefill chunks land (a completed prefill yields the first
+    /// token), every decoding sequence gets its next token. Returns the tokens emitted.
+    fn apply(&mut self, step: &Step) -> u64 {
         let mut emitted = 0u64;
         let mut decoded = 0usize;
-        for s in running.iter_mut() {
-            if s.prefill_left == 0 && decoded < decoding {
+        for s in self.running.iter_mut() {
+            if s.prefill_left == 0 && decoded < step.decoding {
                 decoded += 1;
                 s.generated += 1;
                 s.kv += 1;
-                kv_used += 1;
+                self.kv_used += 1;
                 emitted += 1;
                 s.shared.produced.store(s.generated, Ordering::Release);
                 s.shared.notify.notify_one();
             }
         }
-        for &(k, n) in &prefill_plan {
-            let s = &mut running[k];
+        for &(k, n) in &step.prefill {
+            let s = &mut self.running[k];
             s.prefill_left -= n;
             s.kv += u64::from(n);
-            kv_used += u64::from(n);
-            stats
+            self.kv_used += u64::from(n);
+            self.stats
                 .prompt_tokens
                 .fetch_add(u64::from(n), Ordering::Relaxed);
             if s.prefill_left == 0 && s.generated == 0 {
                 s.generated = 1;
                 s.kv += 1;
-                kv_used += 1;
+                self.kv_used += 1;
                 emitted += 1;
                 s.shared.produced.store(1, Ordering::Release);
                 s.shared.notify.notify_one();
             }
         }
-        stats
-            .generation_tokens
-            .fetch_add(emitted, Ordering::Relaxed);
-        stats.steps.fetch_add(1, Ordering::Relaxed);
-        // Finished sequences leave and free their cache.
+        emitted
+    }
+
+    /// Finished sequences leave and free their cache; returns how many.
+    fn retire(&mut self) -> u64 {
         let mut finished = 0u64;
-        running.retain(|s| {
+        let kv_used = &mut self.kv_used;
+        self.running.retain(|s| {
             let done = s.generated >= s.max_out && s.prefill_left == 0;
             if done {
-                kv_used -= s.kv;
+                *kv_used -= s.kv;
                 s.shared.finished.store(true, Ordering::Release);
                 s.shared.notify.notify_one();
                 finished += 1;
             }
             !done
         });
-        // Decoding overflowed the cache: preempt the newest until it fits.
-        while kv_used > cap && running.len() > 1 {
-            if let Some(mut s) = running.pop() {
-                kv_used -= s.kv;
+        finished
+    }
+
+    /// Decoding overflowed the cache: preempt the newest until it fits.
+    fn preempt(&mut self) {
+        while self.kv_used > self.profile.kv_cache_tokens && self.running.len() > 1 {
+            if let Some(mut s) = self.running.pop() {
+                self.kv_used -= s.kv;
                 s.kv = 0;
                 s.prefill_left = s.prompt.max(1) + s.generated;
-                stats.preemptions.fetch_add(1, Ordering::Relaxed);
-                waiting.push_front(s);
+                self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+                self.waiting.push_front(s);
             }
         }
-        load.fetch_sub(finished + gone, Ordering::Relaxed);
-        stats.running.store(running.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The gauges `/metrics` shows.
+    fn publish(&self, queued: usize) {
+        let stats = &self.stats;
+        stats
+            .running
+            .store(self.running.len() as u64, Ordering::Relaxed);
         stats
             .waiting
-            .store((waiting.len() + rx.len()) as u64, Ordering::Relaxed);
-        stats.kv_used.store(kv_used, Ordering::Relaxed);
+            .store((self.waiting.len() + queued) as u64, Ordering::Relaxed);
+        stats.kv_used.store(self.kv_used, Ordering::Relaxed);
+    }
+}
+
+async fn engine(
+    profile: Arc<Profile>,
+    mut rx: mpsc::UnboundedReceiver<Admit>,
+    stats: Arc<ReplicaStats>,
+    load: Arc<AtomicU64>,
+) {
+    let mut e = Engine {
+        profile,
+        stats,
+        waiting: VecDeque::new(),
+        running: Vec::new(),
+        kv_used: 0,
+    };
+    let mut clock = Instant::now();
+    loop {
+        // Idle: wait for work (and restart the clock from now).
+        if e.waiting.is_empty() && e.running.is_empty() {
+            match rx.recv().await {
+                Some(a) => e.waiting.push_back(seq_of(a)),
+                None => return,
+            }
+            clock = Instant::now();
+        }
+        while let Ok(a) = rx.try_recv() {
+            e.waiting.push_back(seq_of(a));
+        }
+        let gone = e.drop_abandoned();
+        e.admit();
+        let step = e.plan();
+        let seconds = e.profile.step_seconds(
+            step.decoding + step.prefill.len(),
+            step.kv_read,
+            step.prefill_tokens,
+        );
+        // Steps follow each other on the simulated clock; the timer's ~1 ms granularity
+        // makes single steps late, never the clock (unless the host fell far behind).
+        let now = Instant::now();
+        if now > clock + Duration::from_millis(20) {
+            clock = now;
+        }
+        clock += Duration::from_secs_f64(seconds);
+        e.publish(rx.len());
+        tokio::time::sleep_until(clock).await;
+        let emitted = e.apply(&step);
+        e.stats
+            .generation_tokens
+            .fetch_add(emitted, Ordering::Relaxed);
+        e.stats.steps.fetch_add(1, Ordering::Relaxed);
+        let finished = e.retire();
+        e.preempt();
+        load.fetch_sub(finished + gone, Ordering::Relaxed);
+        e.publish(rx.len());
     }
 }

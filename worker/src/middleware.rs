@@ -142,7 +142,7 @@ impl Service<Call> for Picker {
 
 /// The send stack of a shard of `target`, with this worker's `--max-rate` if any.
 pub fn send_stack(target: &Arc<OpenAiTarget>, max_rate: Option<f64>) -> SendService {
-    let endpoints: Vec<SendService> = (0..target.endpoint_count())
+    let mut endpoints: Vec<SendService> = (0..target.endpoint_count())
         .map(|k| endpoint_stack(target, k))
         .collect();
     let rate = max_rate.map(|r| {
@@ -164,6 +164,10 @@ pub fn send_stack(target: &Arc<OpenAiTarget>, max_rate: Option<f64>) -> SendServ
         let balance = Balance::new(ServiceList::new(pending));
         let stack = ServiceBuilder::new().option_layer(rate).service(balance);
         return BoxCloneSyncService::new(Buffer::new(stack, BUFFER));
+    }
+    if rate.is_none() && endpoints.len() == 1 {
+        // One endpoint, no rate: nothing to pick, nothing to share.
+        return endpoints.swap_remove(0);
     }
     let picker = Picker {
         target: target.clone(),

@@ -39,14 +39,19 @@ pub struct Filters {
     pub max_total_len: u32,
 }
 
+impl Filters {
+    /// vLLM's ShareGPT filters.
+    pub const VLLM: Filters = Filters {
+        min_prompt_len: 4,
+        min_output_len: 4,
+        max_prompt_len: 1024,
+        max_total_len: 2048,
+    };
+}
+
 impl Default for Filters {
     fn default() -> Self {
-        Filters {
-            min_prompt_len: 4,
-            min_output_len: 4,
-            max_prompt_len: 1024,
-            max_total_len: 2048,
-        }
+        Filters::VLLM
     }
 }
 
@@ -114,27 +119,13 @@ pub struct ShareGptOptions {
     pub seed: u64,
 }
 
-/// Loads a ShareGPT file: first turn as the prompt, second turn's length as the output
-/// length (unless overridden), vLLM's filters, entries in a seeded shuffled order.
-pub fn load_sharegpt(
+/// Each entry's first two turns (prompt, completion), the shape of every entry checked
+/// before any is measured; entries with fewer than two turns are counted and skipped.
+fn first_turns<'a>(
     path: &Path,
-    tokenizer: Option<&LoadedTokenizer>,
-    opts: &ShareGptOptions,
-) -> Result<Dataset, WorkloadError> {
-    let text = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
-    let doc: Value =
-        serde_json::from_slice(&text).map_err(|e| file_err(path, format!("not JSON: {e}")))?;
-    let list = doc.as_array().ok_or_else(|| {
-        file_err(
-            path,
-            "expected a JSON list of {\"conversations\": [...]} entries",
-        )
-    })?;
-    let mut report = LoadReport {
-        entries_in_file: list.len() as u64,
-        ..LoadReport::default()
-    };
-    // Check the shape of every entry before measuring any.
+    list: &'a [Value],
+    report: &mut LoadReport,
+) -> Result<Vec<(&'a str, &'a str)>, WorkloadError> {
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(list.len());
     for (k, entry) in list.iter().enumerate() {
         let id = entry
@@ -162,16 +153,43 @@ pub fn load_sharegpt(
         }
         pairs.push((turns[0], turns[1]));
     }
-    // A seeded Fisher–Yates shuffle, so that the first `wanted` kept entries are a
-    // random sample, the same for the same seed.
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    {
-        use rand::RngExt;
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ SHUFFLE_SALT);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.random_range(0..=i));
-        }
+    Ok(pairs)
+}
+
+/// `0..n` in a seeded Fisher–Yates order, so that the first kept entries are a random
+/// sample, the same for the same seed.
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    use rand::RngExt;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SHUFFLE_SALT);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
     }
+    order
+}
+
+/// Loads a ShareGPT file: first turn as the prompt, second turn's length as the output
+/// length (unless overridden), vLLM's filters, entries in a seeded shuffled order.
+pub fn load_sharegpt(
+    path: &Path,
+    tokenizer: Option<&LoadedTokenizer>,
+    opts: &ShareGptOptions,
+) -> Result<Dataset, WorkloadError> {
+    let text = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+    let doc: Value =
+        serde_json::from_slice(&text).map_err(|e| file_err(path, format!("not JSON: {e}")))?;
+    let list = doc.as_array().ok_or_else(|| {
+        file_err(
+            path,
+            "expected a JSON list of {\"conversations\": [...]} entries",
+        )
+    })?;
+    let mut report = LoadReport {
+        entries_in_file: list.len() as u64,
+        ..LoadReport::default()
+    };
+    let pairs = first_turns(path, list, &mut report)?;
+    let order = shuffled(pairs.len(), opts.seed);
     let count = |s: &str| match tokenizer {
         Some(t) => t.count(s),
         None => Ok(approx_count(s)),

@@ -126,8 +126,32 @@ macro_rules! merge {
     };
 }
 
-/// Words taken from a tokenizer for exact-length prompts.
-pub(crate) const TOKENIZER_VOCAB_WORDS: usize = 4096;
+/// The workload's defaults, in one table (`rackload-spec` re-exports it beside the run's,
+/// as `defaults::workload`): what [`WorkloadConfig::resolve`] applies where nothing was said.
+pub mod defaults {
+    use super::Preset;
+    use crate::dataset::Filters;
+
+    /// Random lengths follow InferenceX's chat scenario.
+    pub const PRESET: Preset = Preset::Chat;
+    /// InferenceX's jitter: lengths drawn from ⌊0.8·L⌋ … L (one-sided).
+    pub const RANGE_RATIO: f64 = 0.8;
+    pub const SEED: u64 = 0;
+    /// Gamma burstiness 1 is Poisson.
+    pub const BURSTINESS: f64 = 1.0;
+    pub const TRACE_TIME_SCALE: f64 = 1.0;
+    pub const SHARED_PREFIX_LEN: u32 = 0;
+    /// Output lengths are forced (`ignore_eos`).
+    pub const IGNORE_EOS: bool = true;
+    /// ShareGPT entries sampled when the run's count is not known.
+    pub const SHAREGPT_SAMPLE: u64 = 1000;
+    /// vLLM's ShareGPT filters.
+    pub const FILTERS: Filters = Filters::VLLM;
+    /// Words taken from a tokenizer for exact-length prompts.
+    pub const TOKENIZER_VOCAB_WORDS: usize = 4096;
+}
+
+use defaults as d;
 
 impl WorkloadConfig {
     /// `self` where it says something, else `base`.
@@ -159,7 +183,7 @@ impl WorkloadConfig {
 
     fn arrival(&self, dataset: DatasetName) -> Result<Arrival, WorkloadError> {
         let rate = self.request_rate;
-        let b = self.burstiness.unwrap_or(1.0);
+        let b = self.burstiness.unwrap_or(d::BURSTINESS);
         let need_rate = |name: &str| {
             rate.ok_or_else(|| WorkloadError::Invalid {
                 field: "request_rate",
@@ -208,7 +232,7 @@ impl WorkloadConfig {
                 }
             }
             ArrivalName::Trace => Arrival::Trace {
-                time_scale: self.trace_time_scale.unwrap_or(1.0),
+                time_scale: self.trace_time_scale.unwrap_or(d::TRACE_TIME_SCALE),
             },
         })
     }
@@ -217,7 +241,7 @@ impl WorkloadConfig {
     /// `num_prompts` is how many requests the run will send, when known (ShareGPT samples
     /// that many entries; fewer are oversampled).
     pub fn resolve(&self, num_prompts: Option<u64>) -> Result<WorkloadSpec, WorkloadError> {
-        let seed = self.seed.unwrap_or(0);
+        let seed = self.seed.unwrap_or(d::SEED);
         let tokenizer = self
             .tokenizer
             .as_deref()
@@ -253,25 +277,25 @@ impl WorkloadConfig {
         }
         let lengths = match dataset {
             DatasetName::Random => {
-                let (pi, po) = self.scenario.unwrap_or(Preset::Chat).lengths();
+                let (pi, po) = self.scenario.unwrap_or(d::PRESET).lengths();
                 Lengths::Random {
                     input_len: self.random_input_len.unwrap_or(pi),
                     output_len: self.random_output_len.unwrap_or(po),
-                    range_ratio: self.random_range_ratio.unwrap_or(0.8),
+                    range_ratio: self.random_range_ratio.unwrap_or(d::RANGE_RATIO),
                     range_mode: self.range_mode.unwrap_or_default(),
                 }
             }
             DatasetName::Sharegpt => {
-                let d = Filters::default();
+                let f = d::FILTERS;
                 let opts = ShareGptOptions {
                     filters: Filters {
-                        min_prompt_len: self.min_prompt_len.unwrap_or(d.min_prompt_len),
-                        min_output_len: self.min_output_len.unwrap_or(d.min_output_len),
-                        max_prompt_len: self.max_prompt_len.unwrap_or(d.max_prompt_len),
-                        max_total_len: self.max_total_len.unwrap_or(d.max_total_len),
+                        min_prompt_len: self.min_prompt_len.unwrap_or(f.min_prompt_len),
+                        min_output_len: self.min_output_len.unwrap_or(f.min_output_len),
+                        max_prompt_len: self.max_prompt_len.unwrap_or(f.max_prompt_len),
+                        max_total_len: self.max_total_len.unwrap_or(f.max_total_len),
                     },
                     output_len_override: self.sharegpt_output_len,
-                    wanted: num_prompts.unwrap_or(1000),
+                    wanted: num_prompts.unwrap_or(d::SHAREGPT_SAMPLE),
                     seed,
                 };
                 Lengths::Dataset(dataset::load_sharegpt(path()?, tokenizer.as_ref(), &opts)?)
@@ -282,7 +306,7 @@ impl WorkloadConfig {
         let format = self.prompt_format.unwrap_or_default();
         let vocab = match &tokenizer {
             Some(t) => {
-                let words = t.single_token_words(TOKENIZER_VOCAB_WORDS);
+                let words = t.single_token_words(d::TOKENIZER_VOCAB_WORDS);
                 if words.is_empty() {
                     return Err(WorkloadError::File {
                         path: t.path.clone(),
@@ -310,10 +334,10 @@ impl WorkloadConfig {
             prompt: PromptSpec {
                 format,
                 vocab,
-                shared_prefix_len: self.shared_prefix_len.unwrap_or(0),
+                shared_prefix_len: self.shared_prefix_len.unwrap_or(d::SHARED_PREFIX_LEN),
             },
             seed,
-            ignore_eos: self.ignore_eos.unwrap_or(true),
+            ignore_eos: self.ignore_eos.unwrap_or(d::IGNORE_EOS),
         };
         spec.validate()?;
         Ok(spec)
