@@ -9,6 +9,28 @@ use rackload_tests::*;
 
 fn run(tag: &str, coord: &str, sim: &str, concurrency: &str) -> (Option<i32>, String) {
     let results = tempfile::tempdir().expect("tempdir");
+    let load = [
+        "--max-concurrency",
+        concurrency,
+        "--num-prompts",
+        "8",
+        "--warmup",
+        "0",
+        "--random-output-len",
+        "4",
+    ];
+    run_load(tag, coord, sim, &load, results.path())
+}
+
+/// `rackload run` on one worker of `coord` against `sim` with `load` flags, results in
+/// `results`; returns the exit code and stderr.
+fn run_load(
+    tag: &str,
+    coord: &str,
+    sim: &str,
+    load: &[&str],
+    results: &std::path::Path,
+) -> (Option<i32>, String) {
     let mut cmd = rackload(tag);
     cmd.args([
         "run",
@@ -18,18 +40,11 @@ fn run(tag: &str, coord: &str, sim: &str, concurrency: &str) -> (Option<i32>, St
         "1",
         "--base-url",
         sim,
-        "--max-concurrency",
-        concurrency,
-        "--num-prompts",
-        "8",
-        "--warmup",
-        "0",
-        "--random-output-len",
-        "4",
-        "--results-dir",
     ])
-    .arg(results.path());
-    let out = run_with_timeout(cmd, 60.0);
+    .args(load)
+    .arg("--results-dir")
+    .arg(results);
+    let out = run_with_timeout(cmd, 90.0);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
     (out.status.code(), stderr)
@@ -81,29 +96,18 @@ fn an_uncapped_open_loop_runs_under_the_workers_inflight_cap() {
     let (_c, coord) = start_coordinator(&tag);
     let _w = start_worker_with(&tag, &coord, "capped", &["--max-inflight", "3"]);
     let results = tempfile::tempdir().expect("tempdir");
-    let mut cmd = rackload(&tag);
-    cmd.args([
-        "run",
-        "--coordinator",
-        &coord,
-        "--workers",
-        "1",
-        "--base-url",
-        &sim_url,
-    ])
-    .args([
+    let load = [
         "--request-rate",
         "200",
         "--num-prompts",
         "60",
         "--random-output-len",
         "4",
-    ])
-    .args(["--random-range-ratio", "1", "--results-dir"])
-    .arg(results.path());
-    let out = run_with_timeout(cmd, 90.0);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+        "--random-range-ratio",
+        "1",
+    ];
+    let (code, stderr) = run_load(&tag, &coord, &sim_url, &load, results.path());
+    assert_eq!(code, Some(0), "{stderr}");
     let stats = get_json(&sim_url, "/stats");
     assert_eq!(count(&stats["served"]), 60, "{stats}");
     let peak = count(&stats["peak_in_flight"]);
@@ -136,23 +140,10 @@ fn trace_replay_over_the_rate_cap_is_refused() {
     let (_c, coord) = start_coordinator(&tag);
     let _w = start_worker_with(&tag, &coord, "paced", &["--max-rate", "10"]);
     let results = tempfile::tempdir().expect("tempdir");
-    let mut cmd = rackload(&tag);
-    cmd.args([
-        "run",
-        "--coordinator",
-        &coord,
-        "--workers",
-        "1",
-        "--base-url",
-        &sim_url,
-    ])
-    .args(["--dataset-name", "trace", "--dataset-path"])
-    .arg(&trace)
-    .arg("--results-dir")
-    .arg(results.path());
-    let out = run_with_timeout(cmd, 60.0);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let trace = trace.to_string_lossy().into_owned();
+    let load = ["--dataset-name", "trace", "--dataset-path", trace.as_str()];
+    let (code, stderr) = run_load(&tag, &coord, &sim_url, &load, results.path());
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("--max-rate") && stderr.contains("32 requests within one second"),
         "{stderr}"
@@ -170,35 +161,20 @@ fn a_closed_loop_runs_under_the_workers_rate_cap() {
     let (_c, coord) = start_coordinator(&tag);
     let _w = start_worker_with(&tag, &coord, "paced", &["--max-rate", "20"]);
     let results = tempfile::tempdir().expect("tempdir");
-    let mut cmd = rackload(&tag);
-    cmd.args([
-        "run",
-        "--coordinator",
-        &coord,
-        "--workers",
-        "1",
-        "--base-url",
-        &sim_url,
-    ])
-    .args([
+    let load = [
         "--max-concurrency",
         "8",
         "--num-prompts",
         "60",
         "--warmup",
         "0",
-    ])
-    .args([
         "--random-output-len",
         "4",
         "--random-range-ratio",
         "1",
-        "--results-dir",
-    ])
-    .arg(results.path());
-    let out = run_with_timeout(cmd, 60.0);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    ];
+    let (code, stderr) = run_load(&tag, &coord, &sim_url, &load, results.path());
+    assert_eq!(code, Some(0), "{stderr}");
     let run = run_json(results.path()).expect("run.json");
     let p = &run["points"][0];
     assert_eq!(count(&p["completed"]), 60, "{p}");

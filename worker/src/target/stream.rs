@@ -126,7 +126,22 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-impl StreamState<'_> {
+impl<'a> StreamState<'a> {
+    fn new(sent_at: Instant, itl_us: &'a mut Vec<u64>, traced: bool) -> StreamState<'a> {
+        StreamState {
+            sent_at,
+            first: None,
+            last: None,
+            choice_messages: 0,
+            usage_tokens: None,
+            done: false,
+            failure: None,
+            itl_us,
+            traced,
+            last_choice: Vec::new(),
+        }
+    }
+
     fn on_event(&mut self, event: &[u8], data: &[u8], now: Instant) {
         if self.done || self.failure.is_some() {
             return;
@@ -216,18 +231,7 @@ pub(crate) async fn read_sse(
 ) -> Result<Completed, Failed> {
     let first_byte_due = timeouts.first_byte.map(|t| sent_at + t);
     let mut parser = SseParser::new();
-    let mut st = StreamState {
-        sent_at,
-        first: None,
-        last: None,
-        choice_messages: 0,
-        usage_tokens: None,
-        done: false,
-        failure: None,
-        itl_us,
-        traced,
-        last_choice: Vec::new(),
-    };
+    let mut st = StreamState::new(sent_at, itl_us, traced);
     // The silence allowed before the next read: first-byte until the first one, then
     // idle. One timer, re-armed only when it fires early (not per read).
     let watch = timeouts.first_byte.is_some() || timeouts.idle.is_some();
@@ -403,18 +407,7 @@ mod tests {
     fn chunk_counting_ignores_the_usage_chunk() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState {
-            sent_at: t0,
-            first: None,
-            last: None,
-            choice_messages: 0,
-            usage_tokens: None,
-            done: false,
-            failure: None,
-            itl_us: &mut itl,
-            traced: false,
-            last_choice: Vec::new(),
-        };
+        let mut st = StreamState::new(t0, &mut itl, false);
         st.on_event(
             b"",
             br#"{"choices":[{"text":"a"}]}"#,
@@ -441,18 +434,7 @@ mod tests {
     fn error_events_are_classified() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState {
-            sent_at: t0,
-            first: None,
-            last: None,
-            choice_messages: 0,
-            usage_tokens: None,
-            done: false,
-            failure: None,
-            itl_us: &mut itl,
-            traced: false,
-            last_choice: Vec::new(),
-        };
+        let mut st = StreamState::new(t0, &mut itl, false);
         st.on_event(b"", br#"{"error":{"message":"x","code":503}}"#, t0);
         assert_eq!(st.failure.map(|f| f.class), Some(ErrorClass::Http5xx));
     }
