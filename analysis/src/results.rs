@@ -160,7 +160,11 @@ impl RunRecord {
         })?;
         let target = self.spec.target.clone().unwrap_or_default();
         let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
-        let vllm = summary.vllm_json(&date, target.endpoint().name(), &target.model);
+        // The arrival process as run.json records it (kind, rate, burstiness).
+        let arrival = serde_json::to_value(&self.spec)
+            .map(|v| v["workload"]["arrival"].clone())
+            .unwrap_or_default();
+        let vllm = summary.vllm_json(&date, target.endpoint().name(), &target.model, &arrival);
         write_json(
             &self
                 .dir
@@ -234,6 +238,7 @@ impl RunRecord {
                     rackload_proto::histogram::decode(m).map_err(|e| fail(e.to_string()))?;
                 let name = crate::summary::REPORTED
                     .iter()
+                    .chain(&crate::summary::OPEN_LOOP)
                     .find(|(x, _)| *x == metric)
                     .map_or("unknown", |(_, n)| n);
                 let tag = format!("{}/{name}", point.label);

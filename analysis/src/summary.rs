@@ -259,8 +259,16 @@ impl<'a> PointSummary<'a> {
         Ok(Value::Object(o))
     }
 
-    /// The point as vLLM bench serve writes its result file.
-    pub(crate) fn vllm_json(&self, date: &str, endpoint: &str, model: &str) -> Value {
+    /// The point as vLLM bench serve writes its result file. `arrival` is the run's arrival
+    /// process as `run.json` records it: its rate (the point's own, when it swept rates) and
+    /// burstiness are the file's `request_rate` and `burstiness`; a closed loop is `"inf"`.
+    pub(crate) fn vllm_json(
+        &self,
+        date: &str,
+        endpoint: &str,
+        model: &str,
+        arrival: &Value,
+    ) -> Value {
         let p = self.point;
         let mut o = Map::new();
         o.insert("date".into(), json!(date));
@@ -275,8 +283,24 @@ impl<'a> PointSummary<'a> {
         o.insert("model_id".into(), json!(model));
         o.insert("tokenizer_id".into(), Value::Null);
         o.insert("num_prompts".into(), json!(p.num_prompts));
-        o.insert("request_rate".into(), json!("inf"));
-        o.insert("burstiness".into(), json!(1.0));
+        let open = matches!(
+            arrival["kind"].as_str(),
+            Some("poisson" | "gamma" | "constant")
+        );
+        let rate = (p.request_rate > 0.0)
+            .then_some(p.request_rate)
+            .or_else(|| arrival["rate"].as_f64())
+            .filter(|_| open);
+        o.insert(
+            "request_rate".into(),
+            rate.map_or_else(|| json!("inf"), |r| json!(r)),
+        );
+        let burstiness = match arrival["kind"].as_str() {
+            // vLLM's constant rate is gamma with infinite burstiness; JSON has no infinity.
+            Some("constant") => json!("inf"),
+            _ => json!(arrival["burstiness"].as_f64().unwrap_or(1.0)),
+        };
+        o.insert("burstiness".into(), burstiness);
         o.insert("max_concurrency".into(), json!(p.max_concurrency));
         o.insert("duration".into(), json!(p.duration_s));
         o.insert("completed".into(), json!(self.completed()));

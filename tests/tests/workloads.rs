@@ -81,6 +81,35 @@ fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
     assert!(lag("median_schedule_lag_ms") < 10.0 * patience(), "{point}");
     assert!(lag("p99_schedule_lag_ms") < 100.0 * patience(), "{point}");
     assert!(count(&point["late_starts"]) <= 8, "{point}");
+    // The files other tools read: vLLM's point file carries the run's rate, and every
+    // histogram of the interval log is tagged by its metric (open-loop ones included).
+    let dir = std::fs::read_dir(results.path())
+        .expect("ls")
+        .flatten()
+        .next()
+        .expect("run dir")
+        .path();
+    let vllm: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("points/r40.json")).expect("point file"),
+    )
+    .expect("json");
+    assert_eq!(vllm["request_rate"], 40.0, "{vllm}");
+    assert_eq!(vllm["burstiness"], 1.0, "{vllm}");
+    let hlog = std::fs::read_to_string(dir.join("histograms.hlog")).expect("hlog");
+    let tags: Vec<&str> = hlog
+        .lines()
+        .filter_map(|l| l.strip_prefix("Tag="))
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    for want in [
+        "r40/ttft",
+        "r40/schedule_lag",
+        "r40/ttft_from_intended",
+        "r40/e2el_from_intended",
+    ] {
+        assert!(tags.contains(&want), "{want} not in {tags:?}");
+    }
+    assert!(!tags.iter().any(|t| t.ends_with("/unknown")), "{tags:?}");
     assert_no_processes_left(&tag);
 }
 
