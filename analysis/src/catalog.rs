@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct System {
     pub name: String,
+    /// Other names results use for it (InferenceX rows say `gb200` for `gb200-nvl72`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub gpu: String,
     pub gpus_per_node: u32,
     pub gpus_per_rack: u32,
@@ -51,6 +54,9 @@ pub enum CatalogError {
 }
 
 const EMBEDDED: &str = include_str!("catalog.toml");
+
+/// Suffixes InferenceX appends to a hardware name for the runner that served it.
+const RUNNER_SUFFIXES: [&str; 6] = ["-trt", "-nv", "-amd", "_trt", "_nv", "_amd"];
 
 impl Catalog {
     /// The embedded catalog.
@@ -110,10 +116,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// The system named `name`, or one of its aliases, in any case; InferenceX's runner
+    /// suffixes (`-trt`, `-nv`, `-amd`, also with `_`) are ignored.
     pub fn system(&self, name: &str) -> Result<&System, CatalogError> {
+        let is = |s: &System, n: &str| {
+            s.name.eq_ignore_ascii_case(n) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+        };
+        let bare = RUNNER_SUFFIXES
+            .iter()
+            .find_map(|suffix| {
+                let lower = name.to_ascii_lowercase();
+                lower
+                    .strip_suffix(suffix)
+                    .map(|b| name[..b.len()].to_owned())
+            })
+            .unwrap_or_else(|| name.to_owned());
         self.systems
             .iter()
-            .find(|s| s.name.eq_ignore_ascii_case(name))
+            .find(|s| is(s, name))
+            .or_else(|| self.systems.iter().find(|s| is(s, &bare)))
             .ok_or_else(|| CatalogError::UnknownSystem {
                 name: name.to_owned(),
                 known: self
@@ -166,6 +187,21 @@ mod tests {
         assert!(
             (b300.cost("owning").expect("t") - 1.2 * b200.cost("owning").expect("t")).abs() < 1e-9
         );
+        // InferenceX's own hardware names, with and without runner suffixes.
+        for (hw, name) in [
+            ("gb200", "gb200-nvl72"),
+            ("GB300", "gb300-nvl72"),
+            ("gb200-trt", "gb200-nvl72"),
+            ("b200-nv", "b200"),
+            ("mi355x-amd", "mi355x"),
+            ("h200_trt", "h200"),
+        ] {
+            assert_eq!(
+                c.system(hw).map(|s| s.name.as_str()).ok(),
+                Some(name),
+                "{hw}"
+            );
+        }
         let e = c.system("tpu").expect_err("unknown").to_string();
         assert!(e.contains("gb200-nvl72"), "{e}");
         let e = gb.cost("spot").expect_err("no tier").to_string();
