@@ -209,6 +209,7 @@ impl<'a> PointSummary<'a> {
         );
         o.insert("client_saturated".into(), json!(p.client_saturated));
         o.insert("late_starts".into(), json!(c.late_starts));
+        o.insert("output_len_mismatch".into(), json!(c.output_len_mismatch));
         for (metric, name) in OPEN_LOOP {
             let s = self.stats(metric);
             if s.count == 0 {
@@ -376,6 +377,19 @@ impl<'a> PointSummary<'a> {
         let mut t = t.0;
         t.push_str(&"=".repeat(50));
         t.push('\n');
+        let mismatch = self
+            .point
+            .counters
+            .as_ref()
+            .map_or(0, |c| c.output_len_mismatch);
+        if mismatch > 0 {
+            use std::fmt::Write;
+            let _ = writeln!(
+                t,
+                "warning: {mismatch} of {} completed requests came back with another length than the one forced with ignore_eos: the server may be ignoring it, and throughput figures are optimistic",
+                self.completed()
+            );
+        }
         for w in &self.point.workers {
             if w.saturated_intervals > 0 {
                 use std::fmt::Write;

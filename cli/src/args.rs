@@ -773,6 +773,10 @@ pub struct SimArgs {
     /// Record when each token event is sent and show TTFT/ITL quantiles at /stats.
     #[arg(long)]
     pub stamp: bool,
+    /// Behave like a server that ignores `ignore_eos`: end outputs early anyway (to check a
+    /// client notices).
+    #[arg(long)]
+    pub disregard_ignore_eos: bool,
     /// Serve https with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -168,6 +168,7 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         replicas: args.replicas,
         max_waiting: args.max_waiting,
         stream_interval: args.stream_interval,
+        disregard_ignore_eos: args.disregard_ignore_eos,
     };
     if let Some(p) = &config.profile {
         tracing::info!(

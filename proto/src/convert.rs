@@ -84,6 +84,7 @@ impl v1::Counters {
         self.output_tokens += other.output_tokens;
         self.usage_missing += other.usage_missing;
         self.late_starts += other.late_starts;
+        self.output_len_mismatch += other.output_len_mismatch;
         for (class, n) in &other.failed_by_class {
             *self.failed_by_class.entry(class.clone()).or_default() += n;
         }

@@ -44,6 +44,8 @@ pub struct SimConfig {
     pub max_waiting: u64,
     /// Tokens per SSE event (SGLang's and TRT-LLM's stream interval).
     pub stream_interval: u32,
+    /// Behave like a server that ignores `ignore_eos`: stop at a natural end anyway.
+    pub disregard_ignore_eos: bool,
 }
 
 impl Default for SimConfig {
@@ -61,6 +63,7 @@ impl Default for SimConfig {
             replicas: 1,
             max_waiting: 0,
             stream_interval: 1,
+            disregard_ignore_eos: false,
         }
     }
 }
@@ -449,8 +452,8 @@ fn json_error(status: StatusCode, message: &str, kind: &str) -> Response {
 
 /// Output length: `max_tokens` when EOS is ignored, else a natural stop drawn from the
 /// request id (uniform in 1..=max_tokens, deterministic).
-fn output_len(req: &GenRequest, id: u64) -> (u32, &'static str) {
-    if req.ignore_eos {
+fn output_len(req: &GenRequest, id: u64, disregard_ignore_eos: bool) -> (u32, &'static str) {
+    if req.ignore_eos && !disregard_ignore_eos {
         return (req.max_tokens, "length");
     }
     let z = mix(id);
@@ -492,7 +495,7 @@ async fn generate(
         return refused;
     }
     let mut guard = InFlight::new(s.clone());
-    let (n, finish) = output_len(&req, id);
+    let (n, finish) = output_len(&req, id, s.config.disregard_ignore_eos);
     if let Some((tp, at)) = traced {
         guard.1 = server_span(&s, api, &tp, at, req.prompt_tokens, n);
     }

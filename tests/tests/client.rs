@@ -83,6 +83,54 @@ fn a_zero_failure_gate_fails_a_point_with_any_failed_request() {
     assert!(ok, "{}", run["points"][0]);
 }
 
+/// A server that ignores `ignore_eos` returns shorter outputs than asked: every such
+/// completion is counted (`output_len_mismatch`) and the summary warns, since every
+/// throughput figure would otherwise be optimistic. A server that honours it counts none.
+#[test]
+fn outputs_shorter_than_forced_are_counted_and_warned_about() {
+    let tag = new_tag("eos");
+    let (_liar, liar_url) = start_sim(
+        &tag,
+        &["--ttft-ms", "1", "--itl-ms", "1", "--disregard-ignore-eos"],
+    );
+    let (_honest, honest_url) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let f = start_fabric(&tag, 1);
+    let load = |url: &str| {
+        vec![
+            "--base-url".to_owned(),
+            url.to_owned(),
+            "--max-concurrency".into(),
+            "4".into(),
+            "--num-prompts".into(),
+            "40".into(),
+            "--warmup".into(),
+            "0".into(),
+            "--random-output-len".into(),
+            "32".into(),
+            "--random-range-ratio".into(),
+            "1".into(),
+        ]
+    };
+    let results = tempfile::tempdir().expect("tempdir");
+    let args = load(&liar_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok, "{}", run["points"][0]);
+    let p = &run["points"][0];
+    // The sim ends each output at 1..=32 tokens: all but about 1 in 32 differ.
+    let mismatched = count(&p["output_len_mismatch"]);
+    assert!((30..=40).contains(&mismatched), "{p}");
+    assert!(stdout.contains("forced with ignore_eos"), "{stdout}");
+
+    let results = tempfile::tempdir().expect("tempdir");
+    let args = load(&honest_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, run) = run_on(&tag, &f, &args, results.path());
+    assert!(ok);
+    assert_eq!(count(&run["points"][0]["output_len_mismatch"]), 0);
+    assert!(!stdout.contains("forced with ignore_eos"), "{stdout}");
+}
+
 #[test]
 fn every_injected_fault_is_counted_in_its_class_and_the_run_goes_on() {
     let tag = new_tag("faults");

@@ -30,6 +30,8 @@ pub struct Part {
     pub usage_missing: u64,
     pub warmup_done: u64,
     pub late_starts: u64,
+    /// Completions whose length differs from the one forced with `ignore_eos`.
+    pub output_len_mismatch: u64,
 }
 
 impl Part {
@@ -45,6 +47,7 @@ impl Part {
         self.usage_missing += o.usage_missing;
         self.warmup_done += o.warmup_done;
         self.late_starts += o.late_starts;
+        self.output_len_mismatch += o.output_len_mismatch;
         Ok(())
     }
 
@@ -57,6 +60,7 @@ impl Part {
             usage_missing: self.usage_missing,
             warmup_done: self.warmup_done,
             late_starts: self.late_starts,
+            output_len_mismatch: self.output_len_mismatch,
             ..Counters::default()
         };
         for (k, class) in ErrorClass::ALL.iter().enumerate() {
@@ -68,7 +72,14 @@ impl Part {
         c
     }
 
-    fn completed(&mut self, c: &Completed, input_len: u32, itl_us: &[u64], lag_us: Option<u64>) {
+    fn completed(
+        &mut self,
+        c: &Completed,
+        input_len: u32,
+        itl_us: &[u64],
+        lag_us: Option<u64>,
+        forced: Option<u32>,
+    ) {
         let lat = &mut self.lat;
         lat.record(Metric::Ttft, c.ttft_us);
         lat.record(Metric::E2el, c.e2el_us);
@@ -93,7 +104,16 @@ impl Part {
         if !c.usage_present {
             self.usage_missing += 1;
         }
+        if output_len_differs(c, forced) {
+            self.output_len_mismatch += 1;
+        }
     }
+}
+
+/// Whether a completion's length, as the server counted it, differs from the length
+/// forced with `ignore_eos` (counted-from-chunks lengths are not the server's word).
+pub(crate) fn output_len_differs(c: &Completed, forced: Option<u32>) -> bool {
+    forced.is_some_and(|n| c.usage_present && c.output_tokens != u64::from(n))
 }
 
 #[derive(Debug, Default)]
@@ -207,6 +227,9 @@ impl Recorder {
         self.lock().all.warmup_done += 1;
     }
 
+    /// A completed request; `forced` is the output length asked for with `ignore_eos`
+    /// (the server's count is checked against it).
+    #[allow(clippy::too_many_arguments)]
     pub fn completed(
         &self,
         c: &Completed,
@@ -214,12 +237,13 @@ impl Recorder {
         itl_us: &[u64],
         ended: Instant,
         lag_us: Option<u64>,
+        forced: Option<u32>,
     ) {
         let mut g = self.lock();
-        g.all.completed(c, input_len, itl_us, lag_us);
+        g.all.completed(c, input_len, itl_us, lag_us, forced);
         if let Some(p) = g.endpoints.get_mut(c.endpoint) {
             p.sent += 1;
-            p.completed(c, input_len, itl_us, None);
+            p.completed(c, input_len, itl_us, None, forced);
         }
         g.last_end = Some(g.last_end.map_or(ended, |t| t.max(ended)));
     }
@@ -302,6 +326,7 @@ mod tests {
                             &[100; 10],
                             Instant::now(),
                             Some(10),
+                            None,
                         );
                     }
                 })

@@ -66,6 +66,8 @@ struct Sender {
     warmup: u64,
     /// Failures so far (the first few are logged).
     failures: AtomicU64,
+    /// An output length that differed from the forced one was logged (once per shard).
+    warned_length: std::sync::atomic::AtomicBool,
     log_span: tracing::Span,
     tracer: Option<Arc<RequestTracer>>,
 }
@@ -99,7 +101,19 @@ impl Sender {
         let (req, result) = self.send(req, prompt, itl, traceparent).await;
         match result {
             Ok(done) => {
-                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us);
+                let forced = self.workload.ignore_eos.then_some(req.output_len);
+                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us, forced);
+                if crate::recorder::output_len_differs(&done, forced)
+                    && !self.warned_length.swap(true, Ordering::Relaxed)
+                {
+                    let _in = self.log_span.enter();
+                    tracing::warn!(
+                        request = index,
+                        "the server returned {} tokens where {} were forced with ignore_eos: it may be ignoring ignore_eos (counted as output_len_mismatch)",
+                        done.output_tokens,
+                        req.output_len
+                    );
+                }
                 if let (Some(t), Some(s)) = (tracer, span) {
                     t.completed(s, &req, &done, target);
                 }
@@ -201,6 +215,7 @@ impl Shard {
             recorder,
             warmup: self.warmup,
             failures: AtomicU64::new(0),
+            warned_length: std::sync::atomic::AtomicBool::new(false),
             log_span: self.span.clone(),
             tracer: self.tracer.clone(),
         })
