@@ -251,16 +251,51 @@ fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
     })
 }
 
-/// An InferenceX aggregate row already holds per-GPU figures: it becomes a one-GPU point.
+/// An InferenceX aggregate row already holds per-GPU figures. An aggregated row becomes a
+/// one-GPU point; a disaggregated one (`disagg`, `num_prefill_gpu`, `num_decode_gpu`) keeps
+/// its prefill and decode GPUs apart, with InferenceX's denominators: total ÷ all GPUs,
+/// output ÷ decode GPUs, input ÷ prefill GPUs. The row's own `input_tput_per_gpu` is used
+/// when it has one.
 fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
     let tput = num(doc, "tput_per_gpu").ok_or("tput_per_gpu is not a number")?;
     let output = num(doc, "output_tput_per_gpu").ok_or("output_tput_per_gpu missing")?;
+    let input = num(doc, "input_tput_per_gpu");
     let intvty = num(doc, "median_intvty")
         .filter(|i| *i > 0.0)
         .ok_or("median_intvty missing")?;
     let conc = doc["conc"].as_u64().and_then(|c| u32::try_from(c).ok());
     let label = conc.map(|c| format!("c{c}")).unwrap_or_default();
     let interactivity = |k: &str| num(doc, k).filter(|i| *i > 0.0).map(|i| 1000.0 / i);
+    let gpus_of = |k: &str| {
+        doc[k]
+            .as_u64()
+            .and_then(|g| u32::try_from(g).ok())
+            .filter(|g| *g > 0)
+    };
+    let disagg = doc["disagg"].as_bool().unwrap_or(false);
+    let (gpus, measured) = match (
+        disagg,
+        gpus_of("num_prefill_gpu"),
+        gpus_of("num_decode_gpu"),
+    ) {
+        (true, Some(prefill), Some(decode)) => {
+            let all = f64::from(prefill + decode);
+            let output_tps = output * f64::from(decode);
+            let input_tps = match input {
+                Some(i) => i * f64::from(prefill),
+                None => (tput * all - output_tps).max(0.0),
+            };
+            let gpus = Gpus::Disaggregated { prefill, decode };
+            (gpus, (input_tps, output_tps))
+        }
+        (true, ..) => {
+            return Err("a disaggregated row needs num_prefill_gpu and num_decode_gpu".into());
+        }
+        (false, ..) => (
+            Gpus::Aggregated(1),
+            (input.unwrap_or((tput - output).max(0.0)), output),
+        ),
+    };
     Ok(Point {
         tpot_mean_ms: interactivity("mean_intvty"),
         tpot_p90_ms: interactivity("p90_intvty"),
@@ -269,10 +304,10 @@ fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
         source: format!("{source}#{label}"),
         label,
         system: doc["hw"].as_str().map(str::to_lowercase),
-        gpus: Some(Gpus::Aggregated(1)),
+        gpus: Some(gpus),
         measured: Measured {
-            input_tps: (tput - output).max(0.0),
-            output_tps: output,
+            input_tps: measured.0,
+            output_tps: measured.1,
             median_tpot_ms: 1000.0 / intvty,
         },
         concurrency: conc,

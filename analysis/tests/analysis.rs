@@ -160,3 +160,61 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
     assert_eq!(a.inferencex_rows().len(), 6);
     assert!(a.table().contains("at 150 tok/s/user"));
 }
+
+/// InferenceX rows as its dashboard's ingest writes them, GB200 and disaggregated ones
+/// included: with no `--catalog` and no `--system`, every per-GPU figure equals the row's.
+#[test]
+fn inferencex_rows_keep_their_own_per_gpu_figures_disaggregated_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = dir.path().join("rows.jsonl");
+    // 4 prefill + 8 decode GPUs: input 4 × 1000, output 8 × 2000 tok/s, so 20,000 / 12 over
+    // all GPUs. Per-GPU output (2000) is above the total per GPU (1666.7): input derived as
+    // "total − output" would be 0.
+    std::fs::write(
+        &rows,
+        [
+            r#"{"hw": "gb200", "framework": "dynamo-trt", "precision": "fp4", "disagg": true, "num_prefill_gpu": 4, "num_decode_gpu": 8, "conc": 256, "isl": 1024, "osl": 1024, "tput_per_gpu": 1666.6666666666667, "output_tput_per_gpu": 2000.0, "input_tput_per_gpu": 1000.0, "median_intvty": 40.0}"#,
+            r#"{"hw": "b200-trt", "framework": "trt", "precision": "fp4", "conc": 64, "isl": 1024, "osl": 1024, "tput_per_gpu": 3000.0, "output_tput_per_gpu": 1500.0, "input_tput_per_gpu": 1500.0, "median_intvty": 60.0}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let points = inputs::read(&rows).expect("rows");
+    assert_eq!(points.len(), 2);
+    assert_eq!(
+        points[0].gpus,
+        Some(Gpus::Disaggregated {
+            prefill: 4,
+            decode: 8
+        })
+    );
+    let opts = Options {
+        tier: "owning".into(),
+        ..Options::default()
+    };
+    let a = analyze(&points, &Catalog::embedded(), &opts).expect("analysis");
+    let find = |system: &str| {
+        a.groups
+            .iter()
+            .flat_map(|g| &g.points)
+            .find(|p| p.system == system)
+            .unwrap_or_else(|| panic!("{system} in {a:?}"))
+    };
+    let gb = find("gb200-nvl72");
+    assert!((gb.figures.tput_per_gpu - 1666.6667).abs() < 1e-3, "{gb:?}");
+    assert!(
+        (gb.figures.output_tput_per_gpu - 2000.0).abs() < 1e-9,
+        "{gb:?}"
+    );
+    assert!(
+        (gb.figures.input_tput_per_gpu - 1000.0).abs() < 1e-9,
+        "{gb:?}"
+    );
+    assert!(gb.figures.cost_per_mtok.is_finite());
+    let b = find("b200");
+    assert!((b.figures.tput_per_gpu - 3000.0).abs() < 1e-9, "{b:?}");
+    assert!(
+        (b.figures.input_tput_per_gpu - 1500.0).abs() < 1e-9,
+        "{b:?}"
+    );
+}
