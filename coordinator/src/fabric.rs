@@ -86,6 +86,15 @@ impl Fabric for FabricService {
             .as_deref()
             .map(|t| rackload_proto::auth::proof(t, &hello.nonce))
             .unwrap_or_default();
+        // The welcome goes first: once registered, a waiting run may claim this worker and
+        // send it a plan at once, and a worker takes no plan before it is welcomed.
+        let _ = tx
+            .send(msg(CMsg::Welcome(Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                coordinator_version: BUILD_VERSION.to_owned(),
+                proof,
+            })))
+            .await;
         let session = match self.registry.register(hello, peer.clone(), tx.clone()) {
             Ok(s) => s,
             Err(reason) => {
@@ -95,13 +104,6 @@ impl Fabric for FabricService {
             }
         };
         tracing::info!(worker = %id, %peer, "worker connected");
-        let _ = tx
-            .send(msg(CMsg::Welcome(Welcome {
-                protocol_version: PROTOCOL_VERSION,
-                coordinator_version: BUILD_VERSION.to_owned(),
-                proof,
-            })))
-            .await;
         let (registry, live) = (self.registry.clone(), self.live.clone());
         tokio::spawn(async move {
             let reason = loop {
