@@ -35,10 +35,7 @@ pub fn rate(workload: &WorkloadSpec, stripe: &Stripe, cap: f64) -> Result<(), St
         }
         return Ok(());
     }
-    let Some(last) = stripe.len().checked_sub(1).and_then(|k| stripe.nth(k)) else {
-        return Ok(());
-    };
-    let schedule = workload.schedule_prefix(stripe.total, last + 1);
+    let schedule = workload.stripe_schedule(stripe);
     let mut mine: Vec<f64> = stripe
         .iter()
         .filter_map(|i| schedule.get(i as usize).copied())

@@ -269,17 +269,10 @@ impl Shard {
         mut stop: watch::Receiver<StopMode>,
         start: Instant,
     ) {
-        // The global schedule's prefix up to our last index; each worker computes the
-        // same offsets, so the union of shards is the single-host schedule.
-        let last = self
-            .stripe
-            .len()
-            .checked_sub(1)
-            .and_then(|k| self.stripe.nth(k));
-        let Some(last) = last else {
+        if self.stripe.is_empty() {
             return;
-        };
-        let schedule = self.workload.schedule_prefix(self.stripe.total, last + 1);
+        }
+        let schedule = self.workload.stripe_schedule(&self.stripe);
         let sender = self.sender(target, recorder);
         // The cap on requests in flight, as tower's concurrency limit: a slot is taken
         // before the task is spawned and given back when its request ends.

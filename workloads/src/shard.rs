@@ -102,6 +102,11 @@ impl Stripe {
         (index < self.total).then_some(index)
     }
 
+    /// The stripe's highest index, if it has any.
+    pub fn last(&self) -> Option<u64> {
+        self.len().checked_sub(1).and_then(|k| self.nth(k))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         (0..self.len()).filter_map(|k| self.nth(k))
     }

@@ -262,6 +262,16 @@ impl WorkloadSpec {
         self.schedule_prefix(n, n)
     }
 
+    /// The send offsets a worker needs for `stripe`: the global schedule's prefix up to the
+    /// stripe's last index (indexed by global index; empty for an empty stripe). Every
+    /// worker computes the same offsets, so the union of shards is the single-host schedule.
+    pub fn stripe_schedule(&self, stripe: &crate::Stripe) -> Vec<f64> {
+        stripe
+            .last()
+            .map(|last| self.schedule_prefix(stripe.total, last + 1))
+            .unwrap_or_default()
+    }
+
     /// The first `upto` send offsets of a stream of `n` requests.
     pub fn schedule_prefix(&self, n: u64, upto: u64) -> Vec<f64> {
         let trace = |i: u64| match &self.lengths {

@@ -12,10 +12,7 @@ type Row = (u64, u32, u32, Option<f64>);
 /// What one worker computes for its stripe (as `worker::schedule` does: the schedule's
 /// prefix up to its last index).
 fn shard_rows(spec: &WorkloadSpec, stripe: &Stripe) -> Vec<Row> {
-    let last = stripe.len().checked_sub(1).and_then(|k| stripe.nth(k));
-    let schedule = last
-        .map(|l| spec.schedule_prefix(stripe.total, l + 1))
-        .unwrap_or_default();
+    let schedule = spec.stripe_schedule(stripe);
     stripe
         .iter()
         .map(|i| {
