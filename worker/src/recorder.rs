@@ -78,7 +78,7 @@ impl Part {
         input_len: u32,
         itl_us: &[u64],
         lag_us: Option<u64>,
-        forced: Option<u32>,
+        mismatch: bool,
     ) {
         let lat = &mut self.lat;
         lat.record(Metric::Ttft, c.ttft_us);
@@ -104,16 +104,10 @@ impl Part {
         if !c.usage_present {
             self.usage_missing += 1;
         }
-        if output_len_differs(c, forced) {
+        if mismatch {
             self.output_len_mismatch += 1;
         }
     }
-}
-
-/// Whether a completion's length, as the server counted it, differs from the length
-/// forced with `ignore_eos` (counted-from-chunks lengths are not the server's word).
-pub(crate) fn output_len_differs(c: &Completed, forced: Option<u32>) -> bool {
-    forced.is_some_and(|n| c.usage_present && c.output_tokens != u64::from(n))
 }
 
 #[derive(Debug, Default)]
@@ -227,8 +221,8 @@ impl Recorder {
         self.lock().all.warmup_done += 1;
     }
 
-    /// A completed request; `forced` is the output length asked for with `ignore_eos`
-    /// (the server's count is checked against it).
+    /// A completed request; `mismatch`: its length, as the server counted it, differs
+    /// from the one forced with `ignore_eos`.
     #[allow(clippy::too_many_arguments)]
     pub fn completed(
         &self,
@@ -237,13 +231,13 @@ impl Recorder {
         itl_us: &[u64],
         ended: Instant,
         lag_us: Option<u64>,
-        forced: Option<u32>,
+        mismatch: bool,
     ) {
         let mut g = self.lock();
-        g.all.completed(c, input_len, itl_us, lag_us, forced);
+        g.all.completed(c, input_len, itl_us, lag_us, mismatch);
         if let Some(p) = g.endpoints.get_mut(c.endpoint) {
             p.sent += 1;
-            p.completed(c, input_len, itl_us, None, forced);
+            p.completed(c, input_len, itl_us, None, mismatch);
         }
         g.last_end = Some(g.last_end.map_or(ended, |t| t.max(ended)));
     }
@@ -326,7 +320,7 @@ mod tests {
                             &[100; 10],
                             Instant::now(),
                             Some(10),
-                            None,
+                            false,
                         );
                     }
                 })

@@ -38,8 +38,8 @@ pub enum StopMode {
 pub struct Shard {
     pub workload: Arc<WorkloadSpec>,
     pub stripe: Stripe,
-    /// Closed loop: requests in flight. Open loop: the cap on them (0 = none).
-    pub concurrency: u32,
+    /// Closed loop: requests in flight. Open loop: the cap on them, if any.
+    pub concurrency: Option<u32>,
     /// Global indices below this are warmup: sent but measured nowhere.
     pub warmup: u64,
     /// Send nothing new after this instant.
@@ -98,14 +98,15 @@ impl Sender {
         recorder.sent(now, lag_us);
         let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
         let traceparent = span.as_ref().map(|s| s.traceparent.clone());
-        let (req, result) = self.send(req, prompt, itl, traceparent).await;
-        match result {
+        match self.send(req, prompt, itl, traceparent).await {
             Ok(done) => {
-                let forced = self.workload.ignore_eos.then_some(req.output_len);
-                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us, forced);
-                if crate::recorder::output_len_differs(&done, forced)
-                    && !self.warned_length.swap(true, Ordering::Relaxed)
-                {
+                // With ignore_eos the length is forced: the server's own count must match
+                // (a count made from chunks is not the server's word).
+                let mismatch = self.workload.ignore_eos
+                    && done.usage_present
+                    && done.output_tokens != u64::from(req.output_len);
+                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us, mismatch);
+                if mismatch && !self.warned_length.swap(true, Ordering::Relaxed) {
                     let _in = self.log_span.enter();
                     tracing::warn!(
                         request = index,
@@ -139,17 +140,16 @@ impl Sender {
         prompt: Prompt,
         itl: &mut Vec<u64>,
         traceparent: Option<HeaderValue>,
-    ) -> (RequestSpec, Result<Completed, Failed>) {
+    ) -> Result<Completed, Failed> {
         let call = Call {
             req,
             prompt,
             itl: std::mem::take(itl),
             traceparent,
         };
-        let req = call.req;
         let sent = crate::middleware::send(&self.stack, call).await;
         *itl = sent.itl;
-        (req, sent.result)
+        sent.result
     }
 }
 
@@ -246,7 +246,7 @@ impl Shard {
         let sender = self.sender(target, recorder);
         let (stripe, deadline) = (self.stripe, self.deadline);
         let mut tasks = JoinSet::new();
-        for _ in 0..self.concurrency {
+        for _ in 0..self.concurrency.unwrap_or(0) {
             let (sender, next, stop) = (sender.clone(), next.clone(), stop.clone());
             tasks.spawn(async move {
                 let mut itl = Vec::with_capacity(1024);
@@ -278,8 +278,8 @@ impl Shard {
         // before the task is spawned and given back when its request ends.
         let mut send = ServiceBuilder::new()
             .option_layer(
-                (self.concurrency > 0)
-                    .then(|| ConcurrencyLimitLayer::new(self.concurrency as usize)),
+                self.concurrency
+                    .map(|c| ConcurrencyLimitLayer::new(c as usize)),
             )
             .service(OneRequest(sender));
         let mut tasks = JoinSet::new();

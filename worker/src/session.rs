@@ -844,7 +844,7 @@ fn shard_load(prep: &Prepared, start_at: Instant) -> Shard {
                 width: 0,
                 total: 0,
             }),
-        concurrency: prep.concurrency.unwrap_or(0),
+        concurrency: prep.concurrency,
         warmup: plan.warmup,
         deadline: plan
             .duration_s

@@ -204,21 +204,6 @@ impl OpenAiTarget {
         Ok(())
     }
 
-    /// Sends request `req` with `prompt` to the endpoint the target's balancer picks and
-    /// times its response; ITL samples are appended to `itl_us`. A traced request carries
-    /// `traceparent` (and its finish reason is read). The whole-request timeout is not
-    /// applied here but by the tower stack a shard sends through ([`crate::middleware`]).
-    pub async fn send(
-        &self,
-        req: &RequestSpec,
-        prompt: &Prompt,
-        itl_us: &mut Vec<u64>,
-        traceparent: Option<HeaderValue>,
-    ) -> Result<Completed, Failed> {
-        let k = self.pick();
-        self.send_to(k, req, prompt, itl_us, traceparent).await
-    }
-
     /// The endpoint the next request goes to (round-robin or least outstanding; `p2c`
     /// picks in the shard's tower balancer and falls back to round-robin here).
     pub fn pick(&self) -> usize {
@@ -240,7 +225,10 @@ impl OpenAiTarget {
         self.timeouts.total
     }
 
-    /// [`OpenAiTarget::send`] to endpoint `k`.
+    /// Sends request `req` with `prompt` to endpoint `k` and times its response; ITL
+    /// samples are appended to `itl_us`. A traced request carries `traceparent` (and its
+    /// finish reason is read). The whole-request timeout and the choice of `k` belong to
+    /// the tower stack a shard sends through ([`crate::middleware`]).
     pub async fn send_to(
         &self,
         k: usize,
