@@ -77,6 +77,17 @@ impl Run {
         *self.abort.borrow() || self.events.is_closed()
     }
 
+    /// Puts the point's merged state on `/metrics`.
+    fn show(&self, point: &Point, merge: &PointMerge) {
+        self.live.point(
+            &self.run_id,
+            &point.label,
+            &merge.counters,
+            merge.in_flight(),
+            &merge.lat,
+        );
+    }
+
     fn abort_on_loss(&self) -> bool {
         self.spec.on_worker_loss == OnWorkerLoss::Abort
     }
@@ -549,13 +560,7 @@ async fn collect(run: &mut Run, point: &Point, active: &Active) -> Result<PointM
         }
     }
     // The last word for /metrics: exactly what the point's result holds.
-    run.live.point(
-        &run.run_id,
-        &point.label,
-        &merge.counters,
-        merge.in_flight(),
-        &merge.lat,
-    );
+    run.show(point, &merge);
     if client_abort {
         return Err(Outcome::Aborted(format!(
             "aborted during point {} after {} completed requests",
@@ -574,13 +579,7 @@ async fn progress(
     merge: &PointMerge,
     started_at: Instant,
 ) -> bool {
-    run.live.point(
-        &run.run_id,
-        &point.label,
-        &merge.counters,
-        merge.in_flight(),
-        &merge.lat,
-    );
+    run.show(point, merge);
     let ttft = merge.lat.get(METRICS[0]);
     let q = |p: f64| {
         ttft.filter(|h| !h.is_empty())

@@ -337,6 +337,12 @@ pub fn count(v: &serde_json::Value) -> u64 {
 
 /// The `run.json` of the one run under `results`, if it is there.
 pub fn run_json(results: &std::path::Path) -> Option<serde_json::Value> {
+    let run = run_dir(results)?;
+    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).ok()?).ok()
+}
+
+/// The one run directory under `results` (None before the run made it).
+pub fn run_dir(results: &std::path::Path) -> Option<PathBuf> {
     let mut runs = std::fs::read_dir(results).ok()?.flatten();
     let run = runs.next()?.path();
     assert!(
@@ -344,7 +350,7 @@ pub fn run_json(results: &std::path::Path) -> Option<serde_json::Value> {
         "more than one run under {}",
         results.display()
     );
-    serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).ok()?).ok()
+    Some(run)
 }
 
 /// The shared Qwen2.5 tokenizer (../shared/data). Its absence fails the test loudly: CI

@@ -34,17 +34,12 @@ fn a_run_vllm_results_and_inferencex_rows_share_one_frontier() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run_dir = std::fs::read_dir(results.path())
-        .expect("results")
-        .flatten()
-        .next()
-        .expect("a run")
-        .path();
+    let dir = run_dir(results.path()).expect("a run directory");
     // The run left its report and chart next to run.json.
-    let html = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html");
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
     assert!(html.contains("<svg") && html.contains("Latency distributions"));
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
-    let svg = std::fs::read_to_string(run_dir.join("frontier.svg")).expect("frontier.svg");
+    let svg = std::fs::read_to_string(dir.join("frontier.svg")).expect("frontier.svg");
     assert!(
         svg.contains("b200 · rackload-sim"),
         "the sim's points, labelled"

@@ -124,12 +124,7 @@ fn three_workers_merge_exactly_what_the_sim_served() {
     assert_eq!(count(&counts["itl"]), requested - completed);
 
     // the vLLM-shaped point file
-    let dir = std::fs::read_dir(results.path())
-        .expect("ls")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
+    let dir = run_dir(results.path()).expect("a run directory");
     let vllm: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("points/c10.json")).expect("point file"),
     )
@@ -228,11 +223,9 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
         .expect("spawn");
     let pid = child.id();
     let point_file = || {
-        std::fs::read_dir(results.path())
-            .ok()?
-            .flatten()
-            .map(|e| e.path().join("points/r50.json"))
-            .find(|p| p.exists())
+        run_dir(results.path())
+            .map(|d| d.join("points/r50.json"))
+            .filter(|p| p.exists())
     };
     wait_until(60.0, "the first point's file", || point_file().is_some());
     let status = std::process::Command::new("kill")

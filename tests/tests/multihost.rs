@@ -236,14 +236,9 @@ fn a_three_point_sweep_across_five_namespaces_counts_exactly() {
     let out = run_with_timeout(cmd, 120.0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let run_dir = std::fs::read_dir(results.path())
-        .expect("results")
-        .flatten()
-        .next()
-        .expect("run")
-        .path();
+    let dir = run_dir(results.path()).expect("a run directory");
     let run: Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).expect("run.json"))
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).expect("run.json"))
             .expect("json");
     let points = run["points"].as_array().expect("points");
     assert_eq!(points.len(), 3);

@@ -83,12 +83,7 @@ fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
     assert!(count(&point["late_starts"]) <= 8, "{point}");
     // The files other tools read: vLLM's point file carries the run's rate, and every
     // histogram of the interval log is tagged by its metric (open-loop ones included).
-    let dir = std::fs::read_dir(results.path())
-        .expect("ls")
-        .flatten()
-        .next()
-        .expect("run dir")
-        .path();
+    let dir = run_dir(results.path()).expect("a run directory");
     let vllm: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("points/r40.json")).expect("point file"),
     )
