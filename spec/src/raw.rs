@@ -263,6 +263,9 @@ impl RawRun {
                 return bad("run", key, format!("{v} is not a ratio between 0 and 1"));
             }
         }
+        for u in t.base_url.iter().flatten() {
+            crate::resolve::check_url(&origin.name("target", "base_url"), u)?;
+        }
         for (name, _) in t.headers.iter().flatten() {
             if name.trim().is_empty() {
                 return bad("target", "headers", "a header has an empty name".into());

@@ -161,6 +161,7 @@ fn flags_win_over_the_file_and_file_errors_name_the_file_key() {
             "round-robin, least-outstanding, p2c",
         ),
         ("[run]\nduration = 0\n", "run.duration"),
+        ("[target]\nbase_url = [\"ftp://x\"]\n", "target.base_url"),
     ] {
         std::fs::write(&path, text).expect("write");
         let e = RawRun::load(&path).expect_err(text).to_string();
