@@ -93,6 +93,10 @@ pub struct RunRecord {
     /// Finished points' merged histograms, for `histograms.hlog`.
     #[serde(skip)]
     hlog: Vec<PointResult>,
+    /// The arrival process as `spec` records it (kind, rate, burstiness), for the vLLM
+    /// point files.
+    #[serde(skip)]
+    arrival: Value,
 }
 
 impl RunRecord {
@@ -117,6 +121,9 @@ impl RunRecord {
             shards: BTreeMap::new(),
             dir: base.join(run_id),
             hlog: Vec::new(),
+            arrival: serde_json::to_value(spec)
+                .map(|v| v["workload"]["arrival"].clone())
+                .unwrap_or_default(),
         };
         rec.write()?;
         Ok(rec)
@@ -160,11 +167,12 @@ impl RunRecord {
         })?;
         let target = self.spec.target.clone().unwrap_or_default();
         let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
-        // The arrival process as run.json records it (kind, rate, burstiness).
-        let arrival = serde_json::to_value(&self.spec)
-            .map(|v| v["workload"]["arrival"].clone())
-            .unwrap_or_default();
-        let vllm = summary.vllm_json(&date, target.endpoint().name(), &target.model, &arrival);
+        let vllm = summary.vllm_json(
+            &date,
+            target.endpoint().name(),
+            &target.model,
+            &self.arrival,
+        );
         write_json(
             &self
                 .dir
