@@ -24,7 +24,7 @@ use tower::load::{CompleteOnResponse, PendingRequests};
 use tower::timeout::Timeout;
 use tower::timeout::error::Elapsed;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use crate::error::ErrorClass;
 use crate::target::{Completed, Failed, OpenAiTarget};
@@ -52,46 +52,22 @@ pub type SendService = BoxCloneSyncService<Call, Sent, BoxError>;
 /// Requests in the queue of a buffered stack (more wait in their tasks).
 const BUFFER: usize = 1024;
 
-/// One endpoint of the target.
-#[derive(Clone, Debug)]
-struct EndpointService {
-    target: Arc<OpenAiTarget>,
-    k: usize,
-}
-
-impl Service<Call> for EndpointService {
-    type Response = Sent;
-    type Error = Infallible;
-    type Future = futures_util::future::BoxFuture<'static, Result<Sent, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut call: Call) -> Self::Future {
-        let (target, k) = (self.target.clone(), self.k);
-        Box::pin(async move {
-            let result = target
-                .send_to(k, &call.req, &call.prompt, &mut call.itl, call.traceparent)
-                .await;
-            Ok(Sent {
-                result,
-                itl: call.itl,
-            })
-        })
-    }
-}
-
 /// An endpoint under the request timeout: a timeout is a failed request of that endpoint
 /// (its scratch buffer is lost with the dropped request; a new one grows on next use).
 fn endpoint_stack(target: &Arc<OpenAiTarget>, k: usize) -> SendService {
-    let endpoint = EndpointService {
-        target: target.clone(),
-        k,
-    };
+    let target_k = target.clone();
+    let endpoint = tower::service_fn(move |mut call: Call| {
+        let target = target_k.clone();
+        async move {
+            let result = target
+                .send_to(k, &call.req, &call.prompt, &mut call.itl, call.traceparent)
+                .await;
+            Ok::<_, Infallible>(Sent {
+                result,
+                itl: call.itl,
+            })
+        }
+    });
     match target.request_timeout() {
         None => BoxCloneSyncService::new(endpoint.map_err(BoxError::from)),
         Some(t) => BoxCloneSyncService::new(Timeout::new(endpoint, t).map_result(move |r| {
@@ -113,31 +89,6 @@ fn endpoint_stack(target: &Arc<OpenAiTarget>, k: usize) -> SendService {
 
 fn timed_out(t: Duration) -> String {
     format!("request took longer than {:.1} s", t.as_secs_f64())
-}
-
-/// The target's own pick (round-robin, least outstanding) over the endpoints' stacks.
-#[derive(Clone)]
-struct Picker {
-    target: Arc<OpenAiTarget>,
-    endpoints: Arc<[SendService]>,
-}
-
-impl Service<Call> for Picker {
-    type Response = Sent;
-    type Error = BoxError;
-    type Future = futures_util::future::BoxFuture<'static, Result<Sent, BoxError>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, call: Call) -> Self::Future {
-        let svc = self.endpoints[self.target.pick()].clone();
-        Box::pin(svc.oneshot(call))
-    }
 }
 
 /// The send stack of a shard of `target`, with this worker's `--max-rate` if any.
@@ -169,10 +120,11 @@ pub fn send_stack(target: &Arc<OpenAiTarget>, max_rate: Option<f64>) -> SendServ
         // One endpoint, no rate: nothing to pick, nothing to share.
         return endpoints.swap_remove(0);
     }
-    let picker = Picker {
-        target: target.clone(),
-        endpoints: endpoints.into(),
-    };
+    // The target's own pick (round-robin, least outstanding) over the endpoints' stacks.
+    let endpoints: Arc<[SendService]> = endpoints.into();
+    let target = target.clone();
+    let picker =
+        tower::service_fn(move |call: Call| endpoints[target.pick()].clone().oneshot(call));
     match rate {
         // A rate is one budget for the whole shard: its tasks share it through a buffer.
         Some(rate) => BoxCloneSyncService::new(Buffer::new(

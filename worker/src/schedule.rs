@@ -153,33 +153,6 @@ impl Sender {
     }
 }
 
-/// Request `index`, to be sent at its scheduled instant, as a tower service (so that the
-/// open loop's in-flight cap is tower's concurrency limit around it).
-#[derive(Clone)]
-struct OneRequest(Arc<Sender>);
-
-impl tower::Service<(u64, Instant)> for OneRequest {
-    type Response = ();
-    type Error = std::convert::Infallible;
-    type Future = futures_util::future::BoxFuture<'static, Result<(), std::convert::Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, (index, at): (u64, Instant)) -> Self::Future {
-        let sender = self.0.clone();
-        Box::pin(async move {
-            let mut itl = Vec::new();
-            sender.one(index, Some(at), &mut itl).await;
-            Ok(())
-        })
-    }
-}
-
 /// Waits for `tasks`, aborting them if `stop` says so (or its sender is gone).
 async fn join_all(mut tasks: JoinSet<()>, mut stop: watch::Receiver<StopMode>) {
     loop {
@@ -281,7 +254,14 @@ impl Shard {
                 self.concurrency
                     .map(|c| ConcurrencyLimitLayer::new(c as usize)),
             )
-            .service(OneRequest(sender));
+            .service(tower::service_fn(move |(index, at): (u64, Instant)| {
+                let sender = sender.clone();
+                async move {
+                    let mut itl = Vec::new();
+                    sender.one(index, Some(at), &mut itl).await;
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            }));
         let mut tasks = JoinSet::new();
         'send: for index in self.stripe.iter() {
             let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
