@@ -409,6 +409,14 @@ pub struct RunArgs {
     /// Embedded sim: fixed inter-token latency in ms instead of the batch model.
     #[arg(long, help_heading = "Embedded sim", conflicts_with = "sim_profile")]
     pub sim_itl_ms: Option<u64>,
+    /// Embedded sim: a reasoning model whose chat answers begin with N reasoning tokens.
+    #[arg(long, value_name = "N", help_heading = "Embedded sim")]
+    pub sim_reasoning_tokens: Option<u32>,
+    /// Embedded sim: speculative decoding, 1..=K tokens per event, K × ITL apart (implies
+    /// fixed latencies).
+    #[arg(long, value_name = "K", help_heading = "Embedded sim", conflicts_with = "sim_profile",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub sim_tokens_per_chunk: Option<u32>,
 }
 
 impl RunArgs {
@@ -774,6 +782,18 @@ pub struct SimArgs {
     /// client notices).
     #[arg(long)]
     pub disregard_ignore_eos: bool,
+    /// A reasoning model: on chat, the first N output tokens of every answer stream as
+    /// reasoning deltas (`reasoning`), and usage says so.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reasoning_tokens: u32,
+    /// Speculative decoding: each event carries the 1..=K tokens a step accepted, events
+    /// K × ITL apart (the fixed-latency model, which it implies; not with --profile or --fast).
+    #[arg(long, value_name = "K", default_value_t = 1, conflicts_with_all = ["profile", "fast"],
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub tokens_per_chunk: u32,
+    /// Count prompt tokens with this Hugging Face tokenizer.json (without it: ⌈bytes / 4⌉).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// Serve https with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -39,7 +39,8 @@ fn resolve(args: &RunArgs) -> anyhow::Result<Resolved> {
     let ctx = Context {
         embedded_batch_sim: args.coordinator.is_none()
             && args.sim_ttft_ms.is_none()
-            && args.sim_itl_ms.is_none(),
+            && args.sim_itl_ms.is_none()
+            && args.sim_tokens_per_chunk.is_none_or(|k| k <= 1),
     };
     let resolved = rackload_spec::resolve(raw, ctx).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Build the client the workers will build, so a bad option is refused before
@@ -106,7 +107,8 @@ async fn run_with(
         );
     }
     if embedded_sim {
-        let url = start_sim(args, children, &mut environment).await?;
+        let tokenizer = resolved.workload.tokenizer_path().map(str::to_owned);
+        let url = start_sim(args, tokenizer.as_deref(), children, &mut environment).await?;
         target.base_urls.push(url);
         if target.model.is_empty() {
             target.model = SIM_MODEL.to_owned();
@@ -138,10 +140,11 @@ async fn run_with(
     conclude(&resolved, finished, record.as_mut(), &points, children)
 }
 
-/// Starts the embedded sim (fixed latencies, or a batch-model profile) and records what
-/// it stands for; returns its URL.
+/// Starts the embedded sim (fixed latencies, or a batch-model profile; counting prompts
+/// with the run's tokenizer, if any) and records what it stands for; returns its URL.
 async fn start_sim(
     args: &RunArgs,
+    tokenizer: Option<&str>,
     children: &mut Children,
     environment: &mut serde_json::Value,
 ) -> anyhow::Result<String> {
@@ -149,7 +152,15 @@ async fn start_sim(
     let mut sim_args: Vec<String> = ["sim", "--listen", "127.0.0.1:0", "--model", SIM_MODEL]
         .map(str::to_owned)
         .to_vec();
-    if args.sim_ttft_ms.is_some() || args.sim_itl_ms.is_some() {
+    if let Some(path) = tokenizer {
+        sim_args.extend(["--tokenizer".into(), path.to_owned()]);
+    }
+    let reasoning = args.sim_reasoning_tokens.unwrap_or(0);
+    if reasoning > 0 {
+        sim_args.extend(["--reasoning-tokens".into(), reasoning.to_string()]);
+    }
+    let per_chunk = args.sim_tokens_per_chunk.unwrap_or(1);
+    if args.sim_ttft_ms.is_some() || args.sim_itl_ms.is_some() || per_chunk > 1 {
         let ttft = args.sim_ttft_ms.unwrap_or(SIM_TTFT_MS);
         let itl = args.sim_itl_ms.unwrap_or(SIM_ITL_MS);
         sim_args.extend([
@@ -157,8 +168,16 @@ async fn start_sim(
             ttft.to_string(),
             "--itl-ms".into(),
             itl.to_string(),
+            "--tokens-per-chunk".into(),
+            per_chunk.to_string(),
         ]);
-        environment["sim"] = json!({"ttft_ms": ttft, "itl_ms": itl, "model": SIM_MODEL});
+        environment["sim"] = json!({
+            "ttft_ms": ttft,
+            "itl_ms": itl,
+            "tokens_per_chunk": per_chunk,
+            "reasoning_tokens": reasoning,
+            "model": SIM_MODEL,
+        });
     } else {
         let name = args
             .sim_profile
@@ -175,6 +194,7 @@ async fn start_sim(
         ]);
         environment["sim"] = json!({
             "model": SIM_MODEL,
+            "reasoning_tokens": reasoning,
             "profile": profile,
             "replicas": replicas,
             "gpus": profile.gpus_per_replica * replicas,

@@ -140,7 +140,21 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let fixed = args.ttft_ms.is_some() || args.itl_ms.is_some() || args.fast;
+    let fixed =
+        args.ttft_ms.is_some() || args.itl_ms.is_some() || args.fast || args.tokens_per_chunk > 1;
+    if args.fast && args.reasoning_tokens > 0 {
+        anyhow::bail!(
+            "--reasoning-tokens is not supported with --fast (its events are built once per request)"
+        );
+    }
+    let prompt_counter = match &args.tokenizer {
+        None => rackload_sim::PromptCounter::default(),
+        Some(path) => {
+            let tok = rackload_workloads::tokenizer::LoadedTokenizer::load(path)
+                .map_err(|e| anyhow::anyhow!("--tokenizer: {e}"))?;
+            rackload_sim::PromptCounter::with(move |text| tok.count(text).unwrap_or(0))
+        }
+    };
     let profile = if fixed {
         None
     } else {
@@ -169,6 +183,9 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         max_waiting: args.max_waiting,
         stream_interval: args.stream_interval,
         disregard_ignore_eos: args.disregard_ignore_eos,
+        reasoning_tokens: args.reasoning_tokens,
+        tokens_per_chunk: args.tokens_per_chunk,
+        prompt_counter,
     };
     if let Some(p) = &config.profile {
         tracing::info!(

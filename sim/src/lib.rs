@@ -15,10 +15,13 @@ pub mod model;
 pub mod openai;
 pub mod profile;
 pub mod server;
+mod stamps;
+mod streams;
 pub mod trace;
 
 pub use faults::{Fault, Faults};
 pub use model::FixedLatency;
+pub use openai::PromptCounter;
 pub use profile::Profile;
 pub use server::{
     SimConfig, SimStats, router, routers, serve, serve_router, serve_tls, tls_config,

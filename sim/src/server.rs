@@ -1,18 +1,19 @@
-//! The sim's HTTP server: routes, per-request pacing, and the counters at `/stats`.
-//! The caller binds the listener and owns shutdown, so tests can use port 0.
+//! The sim's HTTP server: routes, what each request gets (its length, reasoning share,
+//! fault and replica), and the counters at `/stats`; the streams themselves are paced in
+//! [`crate::streams`]. The caller binds the listener and owns shutdown, so tests can use
+//! port 0.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -20,8 +21,10 @@ use crate::batch::{Admit, Replica, SeqShared};
 use crate::faults::{Fault, Faults, mix};
 use crate::metrics::Metrics;
 use crate::model::FixedLatency;
-use crate::openai::{Api, ChunkWriter, DONE_EVENT, GenRequest, error_body};
+use crate::openai::{Api, ChunkWriter, GenRequest, PromptCounter, error_body};
 use crate::profile::Profile;
+use crate::stamps::{StreamStamps, Timing, TimingView};
+use crate::streams::{Reply, batch_stream, fast_stream, paced_stream, sse};
 
 /// What the sim serves and how fast.
 #[derive(Clone, Debug)]
@@ -46,6 +49,13 @@ pub struct SimConfig {
     pub stream_interval: u32,
     /// Behave like a server that ignores `ignore_eos`: stop at a natural end anyway.
     pub disregard_ignore_eos: bool,
+    /// Chat: the first this many output tokens are reasoning deltas (a reasoning model).
+    pub reasoning_tokens: u32,
+    /// Fixed latencies, streamed: speculative decoding accepting 1..=K tokens per step,
+    /// one event per step, K × ITL apart (1 = one token per event).
+    pub tokens_per_chunk: u32,
+    /// How prompt text is counted (a tokenizer, else bytes / 4).
+    pub prompt_counter: PromptCounter,
 }
 
 impl Default for SimConfig {
@@ -64,6 +74,9 @@ impl Default for SimConfig {
             max_waiting: 0,
             stream_interval: 1,
             disregard_ignore_eos: false,
+            reasoning_tokens: 0,
+            tokens_per_chunk: 1,
+            prompt_counter: PromptCounter::default(),
         }
     }
 }
@@ -99,68 +112,8 @@ struct StatsView {
     timing: Option<TimingView>,
 }
 
-/// The server's own view of its token timing (with `stamp`): from a request's arrival to
-/// its first token event, and between consecutive events, as handed to the connection.
-#[derive(Debug)]
-pub(crate) struct Timing {
-    hists: Mutex<(Histogram<u64>, Histogram<u64>)>,
-}
-
-#[derive(Serialize)]
-struct Quantiles {
-    count: u64,
-    p50_us: u64,
-    p90_us: u64,
-    p99_us: u64,
-    max_us: u64,
-}
-
-#[derive(Serialize)]
-struct TimingView {
-    ttft: Quantiles,
-    itl: Quantiles,
-}
-
-fn quantiles(h: &Histogram<u64>) -> Quantiles {
-    Quantiles {
-        count: h.len(),
-        p50_us: h.value_at_quantile(0.5),
-        p90_us: h.value_at_quantile(0.9),
-        p99_us: h.value_at_quantile(0.99),
-        max_us: h.max(),
-    }
-}
-
-impl Timing {
-    fn new() -> Timing {
-        // 1 µs .. 1 h at 3 significant figures, as the client records.
-        let h = || {
-            Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .unwrap_or_else(|_| unreachable!("constant bounds are valid"))
-        };
-        Timing {
-            hists: Mutex::new((h(), h())),
-        }
-    }
-    fn token(&self, since_arrival: Duration, since_prev: Option<Duration>) {
-        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let mut g = self.hists.lock().unwrap_or_else(|p| p.into_inner());
-        match since_prev {
-            None => g.0.saturating_record(us(since_arrival)),
-            Some(gap) => g.1.saturating_record(us(gap)),
-        }
-    }
-    fn view(&self) -> TimingView {
-        let g = self.hists.lock().unwrap_or_else(|p| p.into_inner());
-        TimingView {
-            ttft: quantiles(&g.0),
-            itl: quantiles(&g.1),
-        }
-    }
-}
-
-struct Shared {
-    config: SimConfig,
+pub(crate) struct Shared {
+    pub config: SimConfig,
     stats: SimStats,
     next_id: AtomicU64,
     timing: Option<Timing>,
@@ -172,11 +125,26 @@ struct Shared {
 }
 
 impl Shared {
-    /// A token event was handed to its connection: `/metrics` and, with `stamp`, `/stats`.
-    fn token_sent(&self, since_arrival: Duration, since_prev: Option<Duration>) {
-        self.metrics.token(since_arrival, since_prev);
+    /// An event of `tokens` tokens was handed to its connection at `now`: `/metrics` and,
+    /// with `stamp`, `/stats`.
+    pub(crate) fn event_sent(
+        &self,
+        st: &mut StreamStamps,
+        now: Instant,
+        tokens: u32,
+        reasoning: bool,
+    ) {
+        let gap = st.gap(now);
+        self.metrics.token(now - st.arrival, gap);
         if let Some(timing) = &self.timing {
-            timing.token(since_arrival, since_prev);
+            timing.event(st, now, gap, tokens, reasoning);
+        }
+    }
+
+    /// A stream of `tokens` tokens ended (its TPOT, with `stamp`).
+    pub(crate) fn stream_done(&self, st: &StreamStamps, tokens: u32) {
+        if let Some(timing) = &self.timing {
+            timing.finish(st, tokens);
         }
     }
 }
@@ -200,7 +168,7 @@ impl Front {
 
 /// Decrements `in_flight` when a response ends, whether finished or dropped (and ends
 /// the request's server span then, when it is traced).
-struct InFlight(Arc<Shared>, Option<crate::trace::ServerSpan>);
+pub(crate) struct InFlight(Arc<Shared>, pub Option<crate::trace::ServerSpan>);
 
 impl InFlight {
     fn new(shared: Arc<Shared>) -> InFlight {
@@ -212,10 +180,10 @@ impl InFlight {
             .fetch_max(now, Ordering::Relaxed);
         InFlight(shared, None)
     }
-    fn served(&self) {
+    pub fn served(&self) {
         self.0.stats.served.fetch_add(1, Ordering::Relaxed);
     }
-    fn tokens(&self, n: u64) {
+    pub fn tokens(&self, n: u64) {
         self.0.stats.tokens.fetch_add(n, Ordering::Relaxed);
     }
 }
@@ -476,7 +444,7 @@ async fn generate(
     traced: Option<(String, SystemTime)>,
 ) -> Response {
     let s = f.s.clone();
-    let req = match GenRequest::parse(api, &body) {
+    let req = match GenRequest::parse(api, &body, &s.config.prompt_counter) {
         Ok(r) => r,
         Err(msg) => return json_error(StatusCode::BAD_REQUEST, &msg, "BadRequestError"),
     };
@@ -503,11 +471,17 @@ async fn generate(
         .prompt_tokens
         .fetch_add(u64::from(req.prompt_tokens), Ordering::Relaxed);
     let latency = s.config.latency;
+    let reasoning = match api {
+        Api::Chat => s.config.reasoning_tokens.min(n),
+        Api::Completions => 0,
+    };
     let reply = Reply {
         s: s.clone(),
         writer: ChunkWriter::new(api, id, unix_now(), &s.config.model),
         req,
+        id,
         n,
+        reasoning,
         finish,
         fault,
         arrival,
@@ -602,333 +576,4 @@ async fn batched(reply: Reply, r: &Replica) -> Response {
         return reply.whole();
     }
     sse(batch_stream(reply, shared))
-}
-
-/// An SSE response around `body`.
-fn sse(body: Body) -> Response {
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(body)
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Where an injected mid-stream fault strikes: after half the tokens.
-fn fault_at(fault: Option<Fault>, n: u32) -> Option<(u32, Fault)> {
-    fault.map(|f| (n / 2, f))
-}
-
-const MALFORMED_EVENT: &str = "data: {\"id\":\"broken\",\"choices\":[{\"text\":\n\n";
-
-/// A stall lasts until the client gives up (bounded, so nothing outlives a test run).
-const STALL: Duration = Duration::from_secs(3600);
-
-fn reset_error() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected fault: reset")
-}
-
-/// What a streamed answer is made of: the request, its length and ending, its injected
-/// fault, when it arrived, and its place in the counters.
-struct Reply {
-    s: Arc<Shared>,
-    writer: ChunkWriter,
-    req: GenRequest,
-    n: u32,
-    finish: &'static str,
-    fault: Option<Fault>,
-    arrival: Instant,
-    guard: InFlight,
-}
-
-impl Reply {
-    /// The whole (non-streaming) response.
-    fn whole(self) -> Response {
-        self.guard.served();
-        self.guard.tokens(u64::from(self.n));
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            self.writer
-                .full_response(self.req.prompt_tokens, self.n, self.finish),
-        )
-            .into_response()
-    }
-}
-
-/// One SSE event per token at its absolute instant, then usage, then `[DONE]`.
-fn paced_stream(reply: Reply) -> Body {
-    let Reply {
-        s,
-        writer,
-        req,
-        n,
-        finish,
-        fault,
-        arrival,
-        guard,
-    } = reply;
-    enum Step {
-        Token(u32),
-        Usage,
-        Done,
-        End,
-    }
-    let latency = s.config.latency;
-    let strike = fault_at(fault, n);
-    let state = (Step::Token(0), guard, None::<Instant>);
-    let stream = futures_util::stream::unfold(state, move |(step, guard, prev)| {
-        let writer = &writer;
-        let req = &req;
-        let s = s.clone();
-        let out = match step {
-            Step::Token(k) => match strike {
-                Some((at, f)) if at == k => Some((None, Err(f), Step::End)),
-                _ => {
-                    let last = k + 1 == n;
-                    let event = writer.token_event(k, k == 0, last.then_some(finish));
-                    let next = match (last, req.include_usage) {
-                        (false, _) => Step::Token(k + 1),
-                        (true, true) => Step::Usage,
-                        (true, false) => Step::Done,
-                    };
-                    Some((Some(arrival + latency.token_offset(k)), Ok(event), next))
-                }
-            },
-            Step::Usage => Some((
-                None,
-                Ok(writer.usage_event(req.prompt_tokens, n)),
-                Step::Done,
-            )),
-            Step::Done if fault == Some(Fault::NoDone) => None,
-            Step::Done => {
-                guard.served();
-                Some((None, Ok(DONE_EVENT.to_owned()), Step::End))
-            }
-            Step::End => None,
-        };
-        async move {
-            let (at, event, next) = out?;
-            if let Some(at) = at {
-                tokio::time::sleep_until(at).await;
-            }
-            let event = match event {
-                Ok(e) => e,
-                Err(Fault::Malformed) => MALFORMED_EVENT.to_owned(),
-                Err(Fault::Stall) => {
-                    tokio::time::sleep(STALL).await;
-                    return None;
-                }
-                Err(_) => return Some((Err(reset_error()), (next, guard, prev))),
-            };
-            let mut stamp = prev;
-            if at.is_some() {
-                guard.tokens(1);
-                let now = Instant::now();
-                s.token_sent(now - arrival, prev.map(|p| now - p));
-                stamp = Some(now);
-            }
-            Some((Ok(Bytes::from(event)), (next, guard, stamp)))
-        }
-    });
-    Body::from_stream(stream)
-}
-
-/// Streams what the batch engine produces for one request: an SSE event per
-/// `stream_interval` tokens (the last may hold fewer), as soon as the engine has them; a
-/// client that reads late gets several events in one write, as from a real server.
-fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
-    let Reply {
-        s,
-        writer,
-        req,
-        n,
-        finish,
-        fault,
-        arrival,
-        guard,
-    } = reply;
-    struct St {
-        sent: u32,
-        prev: Option<Instant>,
-        ended: bool,
-        fail: Option<Fault>,
-    }
-    let interval = s.config.stream_interval.max(1);
-    let strike = fault_at(fault, n);
-    let st = St {
-        sent: 0,
-        prev: None,
-        ended: false,
-        fail: None,
-    };
-    let ctx = Arc::new((writer, req));
-    let stream = futures_util::stream::unfold((st, guard), move |(mut st, guard)| {
-        let s = s.clone();
-        let seq = seq.clone();
-        let ctx = ctx.clone();
-        async move {
-            let (writer, req) = (&ctx.0, &ctx.1);
-            if st.ended {
-                return None;
-            }
-            if let Some(f) = st.fail {
-                if f == Fault::Stall {
-                    tokio::time::sleep(STALL).await;
-                    return None;
-                }
-                st.ended = true;
-                return Some((Err(reset_error()), (st, guard)));
-            }
-            loop {
-                let produced = seq.produced.load(Ordering::Acquire).min(n);
-                let finished = seq.finished.load(Ordering::Acquire);
-                let ready = produced - st.sent;
-                if ready >= interval || (ready > 0 && (finished || produced == n)) {
-                    let mut buf = String::new();
-                    let now = Instant::now();
-                    while st.sent < produced {
-                        if let Some((at, f)) = strike
-                            && st.sent >= at
-                        {
-                            if f == Fault::Malformed {
-                                buf.push_str(MALFORMED_EVENT);
-                                st.ended = true;
-                            } else {
-                                st.fail = Some(f);
-                            }
-                            break;
-                        }
-                        let k = st.sent;
-                        let count = interval.min(produced - k);
-                        if count < interval && !(finished || produced == n) {
-                            break;
-                        }
-                        let last = k + count == n;
-                        buf.push_str(&writer.tokens_event(
-                            k,
-                            count,
-                            k == 0,
-                            last.then_some(finish),
-                        ));
-                        st.sent += count;
-                        guard.tokens(u64::from(count));
-                        let gap = st.prev.map(|p| now - p);
-                        s.token_sent(now - arrival, gap);
-                        st.prev = Some(now);
-                    }
-                    if st.sent == n && !st.ended && st.fail.is_none() {
-                        if req.include_usage {
-                            buf.push_str(&writer.usage_event(req.prompt_tokens, n));
-                        }
-                        if fault != Some(Fault::NoDone) {
-                            buf.push_str(DONE_EVENT);
-                            guard.served();
-                        }
-                        st.ended = true;
-                    }
-                    if buf.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(Bytes::from(buf)), (st, guard)));
-                }
-                if finished && st.sent >= produced {
-                    return None;
-                }
-                seq.notify.notified().await;
-            }
-        }
-    });
-    Body::from_stream(stream)
-}
-
-/// Events per write in fast mode: one `write()` per event costs the sim's kernel ~6 µs,
-/// so a firehose must pack them (DESIGN.md §9).
-pub(crate) const FAST_EVENTS_PER_FRAME: u32 = 64;
-
-/// Fast mode: no model delays; the events, built once per request, are copied into frames
-/// of up to [`FAST_EVENTS_PER_FRAME`].
-fn fast_stream(reply: Reply) -> Body {
-    let Reply {
-        writer,
-        req,
-        n,
-        finish,
-        fault,
-        guard,
-        ..
-    } = reply;
-    enum Phase {
-        Tokens(u32),
-        Fail(Fault),
-        End,
-    }
-    let first = writer.token_event(0, true, (n == 1).then_some(finish));
-    let middle: Vec<String> = (1..=8)
-        .map(|k| writer.token_event(k, false, None))
-        .collect();
-    let last = writer.token_event(n.saturating_sub(1), false, Some(finish));
-    let usage = req
-        .include_usage
-        .then(|| writer.usage_event(req.prompt_tokens, n));
-    let strike = fault_at(fault, n);
-    let frame_cap = FAST_EVENTS_PER_FRAME as usize * last.len() + 256;
-    let stream = futures_util::stream::unfold((Phase::Tokens(0), guard), move |(phase, guard)| {
-        let mut buf = Vec::new();
-        let next = match phase {
-            Phase::End => None,
-            Phase::Fail(f) => Some(Phase::Fail(f)),
-            Phase::Tokens(k0) => {
-                buf.reserve(frame_cap);
-                let end = n.min(k0 + FAST_EVENTS_PER_FRAME);
-                let mut next = Phase::Tokens(end);
-                let mut events = 0;
-                for k in k0..end {
-                    if let Some((at, f)) = strike
-                        && at == k
-                    {
-                        next = if f == Fault::Malformed {
-                            buf.extend_from_slice(MALFORMED_EVENT.as_bytes());
-                            Phase::End
-                        } else {
-                            Phase::Fail(f)
-                        };
-                        break;
-                    }
-                    let event = match k {
-                        0 => &first,
-                        k if k + 1 == n => &last,
-                        k => &middle[(k as usize - 1) % middle.len()],
-                    };
-                    buf.extend_from_slice(event.as_bytes());
-                    events += 1;
-                }
-                guard.tokens(events);
-                if matches!(next, Phase::Tokens(k) if k == n) {
-                    if let Some(u) = &usage {
-                        buf.extend_from_slice(u.as_bytes());
-                    }
-                    if fault != Some(Fault::NoDone) {
-                        buf.extend_from_slice(DONE_EVENT.as_bytes());
-                        guard.served();
-                    }
-                    next = Phase::End;
-                }
-                Some(next)
-            }
-        };
-        async move {
-            let next = next?;
-            if !buf.is_empty() {
-                return Some((Ok(Bytes::from(buf)), (next, guard)));
-            }
-            match next {
-                Phase::Fail(Fault::Stall) => {
-                    tokio::time::sleep(STALL).await;
-                    None
-                }
-                Phase::Fail(_) => Some((Err(reset_error()), (Phase::End, guard))),
-                _ => None,
-            }
-        }
-    });
-    Body::from_stream(stream)
 }

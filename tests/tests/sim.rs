@@ -239,11 +239,21 @@ fn a_full_kv_cache_makes_requests_wait_and_ttft_grow() {
 fn queue_bound_stream_interval_and_vllm_metrics() {
     let tag = new_tag("sim-edges");
     let dir = tempfile::tempdir().expect("tempdir");
+    // The sim counts prompts with the tokenizer, as a server does; the run's built-in
+    // words are one Qwen2.5 token each, so the sim must count 64 per prompt.
+    let tokenizer = shared_tokenizer();
     let (_sim, url) = start_profiled_sim(
         &tag,
         dir.path(),
         800,
-        &["--max-waiting", "4", "--stream-interval", "4"],
+        &[
+            "--max-waiting",
+            "4",
+            "--stream-interval",
+            "4",
+            "--tokenizer",
+            tokenizer.to_str().expect("utf-8 path"),
+        ],
     );
     let f = start_fabric(&tag, 1);
     let results = tempfile::tempdir().expect("tempdir");

@@ -305,6 +305,15 @@ impl WorkloadSpec {
         Ok(spec)
     }
 
+    /// The tokenizer.json the workload's token counts come from, if any (a server that
+    /// should count prompts the same way is given it).
+    pub fn tokenizer_path(&self) -> Option<&str> {
+        match &self.lengths {
+            Lengths::Dataset(d) if d.tokenizer.is_some() => d.tokenizer.as_deref(),
+            _ => (self.prompt.vocab.source != "builtin").then_some(&*self.prompt.vocab.source),
+        }
+    }
+
     /// What results record: the spec without the bulk (dataset entries and prompt words),
     /// which the recorded file, tokenizer, filters and seed reproduce.
     pub fn provenance(&self) -> serde_json::Value {
