@@ -58,6 +58,15 @@ pub struct PointOut {
     pub osl: Option<f64>,
     #[serde(skip)]
     pub median_tpot_ms: f64,
+    /// Engine, precision, spec_decode: the input's, else the command line's.
+    #[serde(skip)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub model: Option<String>,
+    #[serde(skip)]
+    pub gpus: Gpus,
+    #[serde(skip)]
+    pub latency_ms: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -186,6 +195,10 @@ fn point_out(
         isl: p.isl,
         osl: p.osl,
         median_tpot_ms: p.measured.median_tpot_ms,
+        meta,
+        model: p.model.clone(),
+        gpus,
+        latency_ms: p.latency_ms.clone(),
     };
     Ok((group, out))
 }
@@ -333,28 +346,67 @@ impl Analysis {
         t
     }
 
-    /// InferenceX-style aggregate rows, one JSON object per point.
+    /// InferenceX aggregate rows, one JSON object per point, with every field of
+    /// InferenceX's `process_result.py` that rackload knows: hardware, concurrency, model,
+    /// framework, precision, spec decoding, nominal lengths, per-GPU throughputs (and a
+    /// disaggregated point's prefill and decode GPUs), and latency statistics in seconds
+    /// with interactivity (1000 / TPOT ms) at each. Not known here, so not written: `tp`,
+    /// `ep`, `pp`, `dp_attention`, `image`, `recipe_fingerprint`; nor `std_intvty`, which
+    /// InferenceX computes as 1000 / std and means nothing.
     pub fn inferencex_rows(&self) -> Vec<serde_json::Value> {
         self.groups
             .iter()
-            .flat_map(|g| {
-                g.points.iter().map(|p| {
-                    serde_json::json!({
-                        "hw": p.system,
-                        "conc": p.concurrency,
-                        "isl": p.isl.map(f64::round),
-                        "osl": p.osl.map(f64::round),
-                        "tput_per_gpu": p.figures.tput_per_gpu,
-                        "output_tput_per_gpu": p.figures.output_tput_per_gpu,
-                        "input_tput_per_gpu": p.figures.input_tput_per_gpu,
-                        "median_intvty": p.figures.interactivity,
-                        "median_tpot": p.median_tpot_ms / 1000.0,
-                        "source": p.source,
-                    })
-                })
-            })
+            .flat_map(|g| g.points.iter().map(inferencex_row))
             .collect()
     }
+}
+
+/// One point as an InferenceX aggregate row (see [`Analysis::inferencex_rows`]).
+fn inferencex_row(p: &PointOut) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut row = serde_json::Map::new();
+    let mut put = |k: &str, v: Value| {
+        row.insert(k.to_owned(), v);
+    };
+    put("hw", json!(p.system));
+    put("conc", json!(p.concurrency));
+    put("model", json!(p.model));
+    for (key, meta) in [
+        ("framework", "engine"),
+        ("precision", "precision"),
+        ("spec_decoding", "spec_decode"),
+    ] {
+        put(key, json!(p.meta.get(meta)));
+    }
+    put("isl", json!(p.isl.map(f64::round)));
+    put("osl", json!(p.osl.map(f64::round)));
+    match p.gpus {
+        Gpus::Aggregated(_) => put("disagg", json!(false)),
+        Gpus::Disaggregated { prefill, decode } => {
+            put("disagg", json!(true));
+            put("num_prefill_gpu", json!(prefill));
+            put("num_decode_gpu", json!(decode));
+        }
+    }
+    put("tput_per_gpu", json!(p.figures.tput_per_gpu));
+    put("output_tput_per_gpu", json!(p.figures.output_tput_per_gpu));
+    put("input_tput_per_gpu", json!(p.figures.input_tput_per_gpu));
+    for (key, ms) in &p.latency_ms {
+        put(key.trim_end_matches("_ms"), json!(ms / 1000.0));
+    }
+    for stat in ["mean", "median", "p90", "p99", "p99.9"] {
+        if let Some(tpot) = p
+            .latency_ms
+            .get(&format!("{stat}_tpot_ms"))
+            .filter(|t| **t > 0.0)
+        {
+            put(&format!("{stat}_intvty"), json!(1000.0 / tpot));
+        }
+    }
+    put("median_intvty", json!(p.figures.interactivity));
+    put("median_tpot", json!(p.median_tpot_ms / 1000.0));
+    put("source", json!(p.source));
+    Value::Object(row)
 }
 
 fn csv_field(s: &str) -> String {

@@ -32,6 +32,36 @@ pub struct Point {
     /// What the frontier groups by besides the system: `engine`, `precision`,
     /// `spec_decode`, when the file says.
     pub meta: BTreeMap<String, String>,
+    /// The model served, when the file says.
+    pub model: Option<String>,
+    /// Latency statistics in ms under vLLM's keys (`median_ttft_ms`, `p99.9_e2el_ms`, …),
+    /// as far as the file has them.
+    pub latency_ms: BTreeMap<String, f64>,
+}
+
+/// The statistics and metrics of vLLM's latency keys (`{stat}_{metric}_ms`); InferenceX
+/// rows carry the same without `_ms`, in seconds.
+pub(crate) const LATENCY_STATS: [&str; 6] = ["mean", "median", "std", "p90", "p99", "p99.9"];
+pub(crate) const LATENCY_METRICS: [&str; 4] = ["ttft", "tpot", "itl", "e2el"];
+
+/// The latency statistics `v` has, in ms under vLLM's keys; `seconds`: InferenceX's keys
+/// and unit.
+fn latency_ms(v: &Value, seconds: bool) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for stat in LATENCY_STATS {
+        for metric in LATENCY_METRICS {
+            let key = format!("{stat}_{metric}_ms");
+            let value = if seconds {
+                num(v, &format!("{stat}_{metric}")).map(|s| s * 1000.0)
+            } else {
+                num(v, &key)
+            };
+            if let Some(ms) = value {
+                out.insert(key, ms);
+            }
+        }
+    }
+    out
 }
 
 fn tpots(v: &Value) -> (Option<f64>, Option<f64>, Option<f64>) {
@@ -176,6 +206,14 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
         meta.entry("engine".into())
             .or_insert_with(|| "rackload-sim".into());
     }
+    let model = doc["spec"]["target"]["model"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    // InferenceX's isl/osl are the nominal lengths of a random workload.
+    let lengths = &doc["spec"]["workload"]["lengths"];
+    let nominal = (lengths["kind"] == "random")
+        .then(|| (num(lengths, "input_len"), num(lengths, "output_len")));
     let points = doc["points"].as_array().ok_or("points is not a list")?;
     let mut out = Vec::new();
     for p in points {
@@ -203,13 +241,19 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
             concurrency: p["max_concurrency"]
                 .as_u64()
                 .and_then(|c| u32::try_from(c).ok()),
-            isl: num(p, "total_input_tokens")
-                .zip(num(p, "completed"))
-                .map(|(t, n)| t / n),
-            osl: num(p, "total_output_tokens")
-                .zip(num(p, "completed"))
-                .map(|(t, n)| t / n),
+            isl: nominal.and_then(|n| n.0).or_else(|| {
+                num(p, "total_input_tokens")
+                    .zip(num(p, "completed"))
+                    .map(|(t, n)| t / n)
+            }),
+            osl: nominal.and_then(|n| n.1).or_else(|| {
+                num(p, "total_output_tokens")
+                    .zip(num(p, "completed"))
+                    .map(|(t, n)| t / n)
+            }),
             format: "rackload",
+            model: model.clone(),
+            latency_ms: latency_ms(p, false),
         });
     }
     Ok(out)
@@ -248,6 +292,8 @@ fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
         isl: completed.map(|n| input / n),
         osl: completed.map(|n| output / n),
         format: "vllm",
+        model: doc["model_id"].as_str().map(str::to_owned),
+        latency_ms: latency_ms(doc, false),
     })
 }
 
@@ -314,5 +360,7 @@ fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
         isl: num(doc, "isl"),
         osl: num(doc, "osl"),
         format: "inferencex",
+        model: doc["model"].as_str().map(str::to_owned),
+        latency_ms: latency_ms(doc, true),
     })
 }

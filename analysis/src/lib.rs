@@ -1,6 +1,7 @@
 //! Rack-scale analysis of finished runs, apart from any running process (DESIGN.md §6, §7):
-//! result files written atomically as points finish ([`results`]) and their vLLM-style
-//! summaries ([`summary`]); reading results of any origin ([`inputs`]); the hardware
+//! result files written atomically as points finish ([`results`]), their vLLM-style
+//! summaries ([`summary`]) and, from per-request records, vLLM's detailed arrays
+//! ([`detailed`]); reading results of any origin ([`inputs`]); the hardware
 //! catalog, per-point cost and power figures ([`tco`]); Pareto frontiers with monotone
 //! interpolation ([`frontier`]); groups, targets and crossovers ([`analyze`]); and the
 //! HTML report and charts ([`html`], [`plot`]). The CLI's `run`, `frontier` and `report`
@@ -8,6 +9,7 @@
 
 pub mod analyze;
 pub mod catalog;
+pub mod detailed;
 pub mod frontier;
 pub mod html;
 pub mod inputs;

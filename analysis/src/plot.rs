@@ -266,6 +266,8 @@ mod tests {
             tpot_p90_ms: None,
             tpot_p99_ms: None,
             meta: Default::default(),
+            model: None,
+            latency_ms: Default::default(),
         };
         let points = vec![
             point("b200", "c4", 8_000.0, 4.0),

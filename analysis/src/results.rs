@@ -1,6 +1,8 @@
 //! Results on disk, a versioned contract (DESIGN.md §7): `DIR/<run-id>/run.json` and
 //! `points/<label>.json`, each written atomically (temp file + rename) and rewritten as
-//! each point finishes, so a crash loses at most the point in progress.
+//! each point finishes, so a crash loses at most the point in progress; and, when asked,
+//! `requests/<label>.jsonl.gz`, the workers' per-request records appended as they come
+//! (gzip members, so a crash keeps every member written whole).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -159,6 +161,29 @@ impl RunRecord {
             .insert(started.label.clone(), Value::Array(shares));
     }
 
+    /// Where the per-request records of point `label` go.
+    pub fn requests_path(&self, label: &str) -> PathBuf {
+        self.dir.join("requests").join(format!("{label}.jsonl.gz"))
+    }
+
+    /// Appends one gzip member of per-request records of point `label`.
+    pub fn add_requests(&mut self, label: &str, gz: &[u8]) -> Result<(), ResultsError> {
+        let path = self.requests_path(label);
+        let io = |source| ResultsError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(gz))
+            .map_err(io)
+    }
+
     /// Adds a finished point, writes `points/<label>.json`, and rewrites `run.json`.
     pub fn add_point(&mut self, point: &PointResult) -> Result<(), ResultsError> {
         let summary = PointSummary::new(point).map_err(|source| ResultsError::Histogram {
@@ -167,12 +192,20 @@ impl RunRecord {
         })?;
         let target = self.spec.target.clone().unwrap_or_default();
         let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
-        let vllm = summary.vllm_json(
+        let mut vllm = summary.vllm_json(
             &date,
             target.endpoint().name(),
             &target.model,
             &self.arrival,
         );
+        if self.spec.save_detailed {
+            let path = self.requests_path(&point.label);
+            let detailed = crate::detailed::arrays(&path, point.start_unix_nanos)
+                .map_err(|source| ResultsError::Io { path, source })?;
+            if let (Value::Object(o), Value::Object(d)) = (&mut vllm, detailed) {
+                o.extend(d);
+            }
+        }
         write_json(
             &self
                 .dir
@@ -244,11 +277,7 @@ impl RunRecord {
             for m in &point.histograms {
                 let (metric, h) =
                     rackload_proto::histogram::decode(m).map_err(|e| fail(e.to_string()))?;
-                let name = crate::summary::REPORTED
-                    .iter()
-                    .chain(&crate::summary::OPEN_LOOP)
-                    .find(|(x, _)| *x == metric)
-                    .map_or("unknown", |(_, n)| n);
+                let name = crate::summary::metric_name(metric).unwrap_or("unknown");
                 let tag = format!("{}/{name}", point.label);
                 log.write_histogram(&h, start, duration, Tag::new(&tag))
                     .map_err(|e| fail(format!("{e:?}")))?;

@@ -15,6 +15,23 @@ pub(crate) const REPORTED: [(Metric, &str); 4] = [
     (Metric::E2el, "e2el"),
 ];
 
+/// Metrics beyond vLLM's, reported beside them: time to the first output token after any
+/// reasoning, and inter-token latency per token (a chunk of k tokens spread over them).
+pub(crate) const BEYOND_VLLM: [(Metric, &str); 2] = [
+    (Metric::Ttfo, "ttfo"),
+    (Metric::ItlPerToken, "itl_per_token"),
+];
+
+/// The key name of every metric with one (`histograms.hlog` tags, `histogram_counts`).
+pub(crate) fn metric_name(metric: Metric) -> Option<&'static str> {
+    REPORTED
+        .iter()
+        .chain(&BEYOND_VLLM)
+        .chain(&OPEN_LOOP)
+        .find(|(m, _)| *m == metric)
+        .map(|(_, n)| *n)
+}
+
 /// Open-loop metrics, reported when recorded: how late sends were against their schedule,
 /// and latencies measured from the intended send instant (coordinated-omission corrected).
 pub(crate) const OPEN_LOOP: [(Metric, &str); 3] = [
@@ -120,9 +137,28 @@ impl<'a> PointSummary<'a> {
         self.per_second(self.input_tokens() + self.output_tokens())
     }
 
-    /// `mean_ttft_ms`, `median_ttft_ms`, `std_ttft_ms`, `p90_ttft_ms`, … for every metric.
+    /// Reasoning tokens of completed requests.
+    pub fn reasoning_tokens(&self) -> u64 {
+        self.point
+            .counters
+            .as_ref()
+            .map_or(0, |c| c.reasoning_tokens)
+    }
+
+    /// Output tokens per chunk over completed requests (1 = a token per event; more with
+    /// stream intervals or speculative decoding, where it is an acceptance proxy).
+    pub fn mean_tokens_per_chunk(&self) -> f64 {
+        let chunks = self.point.counters.as_ref().map_or(0, |c| c.output_chunks);
+        if chunks == 0 {
+            return 0.0;
+        }
+        self.output_tokens() as f64 / chunks as f64
+    }
+
+    /// `mean_ttft_ms`, `median_ttft_ms`, `std_ttft_ms`, `p90_ttft_ms`, … for every metric
+    /// (vLLM's, then TTFO and per-token ITL).
     pub(crate) fn latency_keys(&self, out: &mut Map<String, Value>) {
-        for (metric, name) in REPORTED {
+        for (metric, name) in REPORTED.into_iter().chain(BEYOND_VLLM) {
             let s = self.stats(metric);
             out.insert(format!("mean_{name}_ms"), json!(round3(s.mean)));
             out.insert(format!("median_{name}_ms"), json!(round3(s.median)));
@@ -177,9 +213,19 @@ impl<'a> PointSummary<'a> {
             "total_token_throughput".into(),
             json!(round3(self.total_token_throughput())),
         );
+        o.insert(
+            "total_reasoning_tokens".into(),
+            json!(self.reasoning_tokens()),
+        );
+        o.insert("total_output_chunks".into(), json!(c.output_chunks));
+        o.insert(
+            "mean_tokens_per_chunk".into(),
+            json!(round3(self.mean_tokens_per_chunk())),
+        );
         self.latency_keys(&mut o);
         let counts: Map<String, Value> = REPORTED
             .iter()
+            .chain(&BEYOND_VLLM)
             .map(|&(m, name)| (name.to_owned(), json!(self.stats(m).count)))
             .collect();
         o.insert("histogram_counts".into(), Value::Object(counts));
@@ -371,6 +417,12 @@ impl<'a> PointSummary<'a> {
             t.line(&format!("Mean {short} (ms):"), format!("{:.2}", s.mean));
             t.line(&format!("Median {short} (ms):"), format!("{:.2}", s.median));
             t.line(&format!("P99 {short} (ms):"), format!("{:.2}", s.p99));
+            if metric == Metric::Ttft {
+                self.reasoning_rows(&mut t);
+            }
+            if metric == Metric::Itl {
+                self.per_token_rows(&mut t);
+            }
         }
         self.open_loop_rows(&mut t);
         self.endpoint_rows(&mut t);
@@ -401,6 +453,32 @@ impl<'a> PointSummary<'a> {
             }
         }
         t
+    }
+
+    /// A reasoning model's answer: TTFO and the reasoning share of the output.
+    fn reasoning_rows(&self, t: &mut Table) {
+        let reasoning = self.reasoning_tokens();
+        if reasoning == 0 {
+            return;
+        }
+        let s = self.stats(Metric::Ttfo);
+        t.rule("Time to First Output Token (after reasoning)", '-');
+        t.line("Mean TTFO (ms):", format!("{:.2}", s.mean));
+        t.line("Median TTFO (ms):", format!("{:.2}", s.median));
+        t.line("P99 TTFO (ms):", format!("{:.2}", s.p99));
+        t.line("Reasoning tokens:", reasoning.to_string());
+    }
+
+    /// Chunks of several tokens: the ITL per token beside the per-chunk one.
+    fn per_token_rows(&self, t: &mut Table) {
+        let per_chunk = self.mean_tokens_per_chunk();
+        if per_chunk <= 1.0 {
+            return;
+        }
+        let s = self.stats(Metric::ItlPerToken);
+        t.line("Mean tokens per chunk:", format!("{per_chunk:.2}"));
+        t.line("Median ITL per token (ms):", format!("{:.2}", s.median));
+        t.line("P99 ITL per token (ms):", format!("{:.2}", s.p99));
     }
 
     /// An open loop's schedule: late starts, lag, TTFT from the intended send.

@@ -337,6 +337,16 @@ pub struct RunArgs {
     /// request of a run of up to 1,000, then about 1,000 spans a run, never under 0.01].
     #[arg(long, value_name = "RATIO")]
     pub trace_sample: Option<f64>,
+    /// Keep one record per request (index, worker, endpoint, intended and actual send,
+    /// TTFT, TTFO, E2EL, tokens, cached tokens, error class) in
+    /// requests/<point>.jsonl.gz; the README documents the format.
+    #[arg(long, help_heading = "Output")]
+    pub save_requests: bool,
+    /// Also write vLLM's per-request arrays (input_lens, output_lens, ttfts, itls,
+    /// start_times, errors) into each point file, as `vllm bench serve --save-detailed`;
+    /// implies --save-requests.
+    #[arg(long, help_heading = "Output")]
+    pub save_detailed: bool,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
     /// address while the run goes (a standing coordinator has its own flag).
     #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
@@ -377,6 +387,11 @@ pub struct RunArgs {
     /// Also send min_tokens equal to the requested output length.
     #[arg(long, help_heading = "Target")]
     pub min_tokens: bool,
+    /// Do not ask for usage on every chunk (stream_options.continuous_usage_stats, which
+    /// tells how many tokens each chunk carries), for a server that refuses it; per-token
+    /// ITL then spreads each request's usage evenly over its chunks.
+    #[arg(long, help_heading = "Target")]
+    pub no_continuous_usage_stats: bool,
     /// PEM file of extra trusted root certificates for https targets.
     #[arg(long, value_name = "FILE", help_heading = "Target")]
     pub tls_ca: Option<PathBuf>,
@@ -485,6 +500,7 @@ impl RunArgs {
                 extra_body,
                 no_stream: flag(self.no_stream),
                 min_tokens: flag(self.min_tokens),
+                continuous_usage_stats: self.no_continuous_usage_stats.then_some(false),
                 tls_ca: self.tls_ca.clone(),
                 insecure: flag(self.insecure),
                 api_key: self.api_key.clone(),
@@ -505,6 +521,8 @@ impl RunArgs {
                 on_worker_loss: self.on_worker_loss,
                 trace_sample: self.trace_sample,
                 results_dir: self.results_dir.clone(),
+                save_requests: flag(self.save_requests),
+                save_detailed: flag(self.save_detailed),
             },
         };
         raw.check(&Origin::Flags)

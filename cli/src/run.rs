@@ -386,6 +386,11 @@ impl Follow<'_> {
                 }
                 points.push(p);
             }
+            Event::RequestRecords(r) => {
+                if let Some(rec) = record.as_mut() {
+                    rec.add_requests(&r.label, &r.gz)?;
+                }
+            }
             Event::Finished(_) => {}
         }
         Ok(())

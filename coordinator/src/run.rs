@@ -13,8 +13,8 @@ use rackload_proto::histogram::METRICS;
 use rackload_proto::v1::coordinator_message::Msg as CMsg;
 use rackload_proto::v1::run_event::Event;
 use rackload_proto::v1::{
-    CoordinatorMessage, OnWorkerLoss, PointResult, PointStarted, Progress, RunAccepted, RunEvent,
-    RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop, WorkerShare,
+    CoordinatorMessage, OnWorkerLoss, PointResult, PointStarted, Progress, RequestRecords,
+    RunAccepted, RunEvent, RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop, WorkerShare,
 };
 use rackload_spec::defaults::REPORT_INTERVAL;
 use rackload_spec::plan::plan_point;
@@ -71,6 +71,20 @@ impl Run {
             .send(Ok(RunEvent { event: Some(event) }))
             .await
             .is_ok()
+    }
+
+    /// Passes a worker's per-request records on to the client, as they came.
+    async fn pass_on_records(&self, worker: &str, point: &Point, index: u32, gz: Vec<u8>) {
+        if gz.is_empty() {
+            return;
+        }
+        let records = RequestRecords {
+            point_index: index,
+            label: point.label.clone(),
+            worker_id: worker.to_owned(),
+            gz,
+        };
+        let _ = self.emit(Event::RequestRecords(records)).await;
     }
 
     fn aborted(&self) -> bool {
@@ -397,6 +411,8 @@ async fn send_plans(run: &Run, index: u32, point: &Point, traceparent: &str) -> 
             duration_s: point.duration.map(|d| d.as_secs_f64()),
             traceparent: traceparent.to_owned(),
             trace_sample: run.spec.trace_sample,
+            record_requests: run.spec.save_requests,
+            record_gaps: run.spec.save_detailed,
         };
         let _ = w
             .outbox
@@ -522,8 +538,14 @@ async fn collect(run: &mut Run, point: &Point, active: &Active) -> Result<PointM
         tokio::select! {
             ev = run.inbox.recv() => {
                 let merged = match ev {
-                    Some(WorkerEvent::Interval(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, false),
-                    Some(WorkerEvent::Final(id, r)) if r.run_id == run.run_id && r.point_index == index => merge.add(&id, &r, true),
+                    Some(WorkerEvent::Interval(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
+                        run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        merge.add(&id, &r, false)
+                    }
+                    Some(WorkerEvent::Final(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
+                        run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        merge.add(&id, &r, true)
+                    }
                     Some(WorkerEvent::Lost(id, reason)) => {
                         if merge.lose(&id) {
                             run.live.worker_lost(&run.run_id);

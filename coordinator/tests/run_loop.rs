@@ -209,6 +209,8 @@ fn run_spec(workers: u32, concurrencies: &[u32], num_prompts: u64) -> RunSpec {
         cooldown_s: 0.0,
         on_worker_loss: OnWorkerLoss::Continue.into(),
         trace_sample: Some(0.0),
+        save_requests: false,
+        save_detailed: false,
     }
 }
 

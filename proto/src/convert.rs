@@ -76,16 +76,32 @@ impl From<&v1::Stripe> for wl::Stripe {
 }
 
 impl v1::Counters {
-    /// Adds `other` into `self`.
+    /// Adds `other` into `self` (every field named, so a new counter cannot be forgotten).
     pub fn add(&mut self, other: &v1::Counters) {
-        self.sent += other.sent;
-        self.completed += other.completed;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-        self.usage_missing += other.usage_missing;
-        self.late_starts += other.late_starts;
-        self.output_len_mismatch += other.output_len_mismatch;
-        for (class, n) in &other.failed_by_class {
+        let v1::Counters {
+            sent,
+            completed,
+            failed_by_class,
+            input_tokens,
+            output_tokens,
+            usage_missing,
+            warmup_done,
+            late_starts,
+            output_len_mismatch,
+            reasoning_tokens,
+            output_chunks,
+        } = other;
+        self.sent += sent;
+        self.completed += completed;
+        self.input_tokens += input_tokens;
+        self.output_tokens += output_tokens;
+        self.usage_missing += usage_missing;
+        self.warmup_done += warmup_done;
+        self.late_starts += late_starts;
+        self.output_len_mismatch += output_len_mismatch;
+        self.reasoning_tokens += reasoning_tokens;
+        self.output_chunks += output_chunks;
+        for (class, n) in failed_by_class {
             *self.failed_by_class.entry(class.clone()).or_default() += n;
         }
     }

@@ -134,11 +134,10 @@ pub(crate) fn merge_v2_into(bytes: &[u8], into: &mut Histogram<u64>) -> Result<b
     Ok(true)
 }
 
-/// The four latency metrics in a fixed order, for arrays indexed by metric.
-/// Every recorded metric, in slot order. The last three exist for open-loop runs only
-/// (schedule lag and latencies from the intended send instant) and travel only when
-/// non-empty.
-pub const METRICS: [Metric; 7] = [
+/// Every recorded metric, in slot order. The first four always travel; the others only
+/// when non-empty: open-loop ones (schedule lag and latencies from the intended send
+/// instant), TTFO (streams that answered) and per-token ITL (streams of 2+ chunks).
+pub const METRICS: [Metric; 9] = [
     Metric::Ttft,
     Metric::Itl,
     Metric::Tpot,
@@ -146,6 +145,8 @@ pub const METRICS: [Metric; 7] = [
     Metric::ScheduleLag,
     Metric::TtftIntended,
     Metric::E2elIntended,
+    Metric::Ttfo,
+    Metric::ItlPerToken,
 ];
 
 /// Metrics always sent, even empty.

@@ -24,6 +24,8 @@ pub(crate) const ON_WORKER_LOSS: OnWorkerLoss = OnWorkerLoss::Continue;
 pub const ENDPOINT: Endpoint = Endpoint::Completions;
 pub const HTTP: HttpVersion = HttpVersion::Auto;
 pub(crate) const LB: LoadBalance = LoadBalance::RoundRobin;
+/// Ask streams for usage on every chunk (vLLM, SGLang and TRT-LLM honour it).
+pub(crate) const CONTINUOUS_USAGE_STATS: bool = true;
 /// Whole-request timeout (`--request-timeout`; 0 = none).
 pub const REQUEST_TIMEOUT: Option<Duration> = Some(Duration::from_secs(600));
 /// Opening a connection, TLS included (`--connect-timeout`; 0 = none).

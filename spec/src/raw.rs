@@ -63,6 +63,9 @@ pub struct RawTarget {
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
     pub no_stream: Option<bool>,
     pub min_tokens: Option<bool>,
+    /// Ask for usage on every chunk (`stream_options.continuous_usage_stats`) to know each
+    /// chunk's tokens (flags: `--no-continuous-usage-stats` turns it off).
+    pub continuous_usage_stats: Option<bool>,
     pub tls_ca: Option<PathBuf>,
     pub insecure: Option<bool>,
     /// Only from `--api-key` / `RACKLOAD_API_KEY`: a secret has no place in a file.
@@ -106,6 +109,11 @@ pub struct RawRunTable {
     /// As `--trace-sample`.
     pub trace_sample: Option<f64>,
     pub results_dir: Option<PathBuf>,
+    /// As `--save-requests`: one record per request in `requests/<point>.jsonl.gz`.
+    pub save_requests: Option<bool>,
+    /// As `--save-detailed`: vLLM's per-request arrays in the point files (implies
+    /// `save_requests`).
+    pub save_detailed: Option<bool>,
 }
 
 /// Everything a run can be told, as told.
@@ -161,8 +169,8 @@ impl RawRun {
         let headers = merge_maps(b.headers, t.headers.take());
         let extra_body = merge_maps(b.extra_body, t.extra_body.take());
         or_fields!(t, b; base_url, endpoint, model, request_timeout, connect_timeout,
-            first_byte_timeout, idle_timeout, http, lb, no_stream, min_tokens, tls_ca,
-            insecure, api_key);
+            first_byte_timeout, idle_timeout, http, lb, no_stream, min_tokens,
+            continuous_usage_stats, tls_ca, insecure, api_key);
         t.headers = headers;
         t.extra_body = extra_body.map(|m| m.into_iter().collect());
         let (r, b) = (&mut self.run, base.run);
@@ -172,7 +180,8 @@ impl RawRun {
             r.concurrency_range = b.concurrency_range;
         }
         or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
-            cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir);
+            cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir,
+            save_requests, save_detailed);
         self
     }
 

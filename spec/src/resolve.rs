@@ -124,6 +124,9 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         extra_body: t.extra_body.clone().filter(|m| !m.is_empty()),
         no_stream: t.no_stream.unwrap_or(false),
         min_tokens: t.min_tokens.unwrap_or(false),
+        continuous_usage: t
+            .continuous_usage_stats
+            .unwrap_or(d::CONTINUOUS_USAGE_STATS),
         tls_insecure: t.insecure.unwrap_or(false),
         tls_ca_pem,
     };
@@ -142,6 +145,8 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         cooldown: secs(r.cooldown, d::COOLDOWN),
         on_worker_loss: r.on_worker_loss.unwrap_or(d::ON_WORKER_LOSS),
         trace_sample: 1.0,
+        save_requests: r.save_requests.unwrap_or(false) || r.save_detailed.unwrap_or(false),
+        save_detailed: r.save_detailed.unwrap_or(false),
     };
     let configured = rackload_telemetry::configured_ratio(r.trace_sample)
         .map_err(|e| SpecError::new("--trace-sample", e.to_string()))?;

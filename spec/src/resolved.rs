@@ -32,6 +32,8 @@ pub struct Target {
     pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
     pub no_stream: bool,
     pub min_tokens: bool,
+    /// Ask for usage on every chunk (tokens per chunk from the server's own count).
+    pub continuous_usage: bool,
     pub tls_insecure: bool,
     pub tls_ca_pem: Option<Vec<u8>>,
 }
@@ -65,6 +67,10 @@ pub struct ResolvedRun {
     pub on_worker_loss: OnWorkerLoss,
     /// Share of requests that get a trace span.
     pub trace_sample: f64,
+    /// Workers send a record of every measured request.
+    pub save_requests: bool,
+    /// The records carry chunk gaps, and point files vLLM's detailed arrays.
+    pub save_detailed: bool,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -92,6 +98,7 @@ impl Target {
             lb: self.lb.into(),
             no_stream: self.no_stream,
             min_tokens: self.min_tokens,
+            no_continuous_usage: !self.continuous_usage,
             tls_insecure: self.tls_insecure,
             tls_ca_pem: self.tls_ca_pem.clone().unwrap_or_default(),
         }
@@ -158,6 +165,8 @@ impl ResolvedRun {
             cooldown_s: self.cooldown.as_secs_f64(),
             on_worker_loss: self.on_worker_loss.into(),
             trace_sample: Some(self.trace_sample),
+            save_requests: self.save_requests,
+            save_detailed: self.save_detailed,
         }
     }
 
@@ -225,6 +234,9 @@ impl ResolvedRun {
                 OnWorkerLoss::Unspecified,
             )?,
             trace_sample,
+            // Detailed arrays are made from the records.
+            save_requests: spec.save_requests || spec.save_detailed,
+            save_detailed: spec.save_detailed,
         })
     }
 
@@ -311,6 +323,7 @@ fn target_from_proto(t: &TargetSpec) -> Result<Target, SpecError> {
         extra_body,
         no_stream: t.no_stream,
         min_tokens: t.min_tokens,
+        continuous_usage: !t.no_continuous_usage,
         tls_insecure: t.tls_insecure,
         tls_ca_pem: (!t.tls_ca_pem.is_empty()).then(|| t.tls_ca_pem.clone()),
     })

@@ -384,6 +384,91 @@ fn an_open_loop_held_back_counts_late_starts_and_latency_from_the_intended_send(
     );
 }
 
+/// A reasoning model with speculative decoding (DESIGN.md §5): the first 12 output tokens
+/// of each answer are reasoning deltas, and each event carries the 1..=3 tokens a step
+/// accepted, events 3 × ITL apart. The worker's TTFT, TTFO, per-chunk ITL, per-token ITL
+/// and TPOT must each sit within 1 ms of the sim's own stamps at p50, and the reasoning and
+/// chunk counts must add up.
+#[test]
+fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
+    let tag = new_tag("reasoning");
+    let (_sim, url) = start_sim(
+        &tag,
+        &[
+            "--ttft-ms",
+            "20",
+            "--itl-ms",
+            "3",
+            "--reasoning-tokens",
+            "12",
+            "--tokens-per-chunk",
+            "3",
+            "--stamp",
+        ],
+    );
+    let f = start_fabric(&tag, 1);
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            "--endpoint",
+            "/v1/chat/completions",
+            "--request-rate",
+            "40",
+            "--num-prompts",
+            "200",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "48",
+            "--random-range-ratio",
+            "1",
+        ],
+        results.path(),
+    );
+    assert!(ok, "{stdout}");
+    let p = &run["points"][0];
+    let completed = count(&p["completed"]);
+    assert_eq!(completed, 200, "{p}");
+    assert_eq!(count(&p["total_output_tokens"]), 48 * completed);
+    assert_eq!(count(&p["total_reasoning_tokens"]), 12 * completed, "{p}");
+    let per_chunk = p["mean_tokens_per_chunk"]
+        .as_f64()
+        .expect("tokens per chunk");
+    assert!(
+        (1.5..=2.5).contains(&per_chunk),
+        "1..=3 accepted per step: {per_chunk}"
+    );
+    // One per-token sample per token after each request's first chunk (of 1..=3).
+    let per_token = count(&p["histogram_counts"]["itl_per_token"]);
+    let output = count(&p["total_output_tokens"]);
+    assert!(
+        (output - 3 * completed..=output - completed).contains(&per_token),
+        "{per_token} per-token samples for {output} tokens"
+    );
+    let server = get_json(&url, "/stats")["timing"].clone();
+    assert_eq!(count(&server["ttfo"]["count"]), 200, "{server}");
+    let ms = |v: &Value| v.as_f64().expect("number") / 1000.0;
+    for metric in ["ttft", "ttfo", "itl", "itl_per_token", "tpot"] {
+        let client = p[format!("median_{metric}_ms")].as_f64().expect("client");
+        let server = ms(&server[metric]["p50_us"]);
+        eprintln!("median {metric}: worker {client:.3} ms, server {server:.3} ms");
+        assert!(
+            (client - server).abs() <= 1.0,
+            "median {metric}: worker {client:.3} ms vs server {server:.3} ms"
+        );
+    }
+    // TTFO is the reasoning later than TTFT; per-token ITL is below per-chunk ITL.
+    let median = |m: &str| p[format!("median_{m}_ms")].as_f64().expect("median");
+    assert!(median("ttfo") > median("ttft") + 10.0, "{p}");
+    assert!(median("itl_per_token") < median("itl"), "{p}");
+    assert!(stdout.contains("Median TTFO (ms):"), "{stdout}");
+    assert!(stdout.contains("Mean tokens per chunk:"), "{stdout}");
+}
+
 #[test]
 fn the_workers_timing_agrees_with_the_servers_own_stamps() {
     let tag = new_tag("fidelity");

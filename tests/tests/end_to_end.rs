@@ -151,7 +151,14 @@ fn three_workers_merge_exactly_what_the_sim_served() {
         .collect();
     assert_eq!(
         tags,
-        ["c10/ttft", "c10/itl", "c10/tpot", "c10/e2el"],
+        [
+            "c10/ttft",
+            "c10/itl",
+            "c10/tpot",
+            "c10/e2el",
+            "c10/ttfo",
+            "c10/itl_per_token"
+        ],
         "{hlog}"
     );
     assert!(!stderr.contains("panicked"));

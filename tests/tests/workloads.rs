@@ -28,6 +28,96 @@ fn run_ok(tag: &str, args: &[&str], results: &Path) -> Value {
 
 const FAST_SIM: [&str; 4] = ["--sim-ttft-ms", "5", "--sim-itl-ms", "1"];
 
+/// `--save-detailed`: both workers' per-request records land in one
+/// `requests/<point>.jsonl.gz` (one line per request, each index once), and the point file
+/// carries vLLM's detailed arrays made from them.
+#[test]
+fn per_request_records_are_gathered_from_every_worker_into_vllms_detailed_arrays() {
+    use std::io::BufRead;
+    let tag = new_tag("records");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut args = vec![
+        "run",
+        "--workers",
+        "2",
+        "--request-rate",
+        "50",
+        "--num-prompts",
+        "60",
+        "--random-input-len",
+        "16",
+        "--random-output-len",
+        "8",
+        "--random-range-ratio",
+        "1",
+        "--save-detailed",
+    ];
+    args.extend(FAST_SIM);
+    let run = run_ok(&tag, &args, results.path());
+    let point = &run["points"][0];
+    assert_eq!(count(&point["completed"]), 60);
+    let dir = run_dir(results.path()).expect("a run directory");
+    let file = std::fs::File::open(dir.join("requests/r50.jsonl.gz")).expect("records file");
+    let records: Vec<Value> = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("line")).expect("a JSON line"))
+        .collect();
+    let mut indices: Vec<u64> = records.iter().map(|r| count(&r["index"])).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..60).collect::<Vec<u64>>(), "each request once");
+    let workers: std::collections::BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r["worker"].as_str())
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for r in &records {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {r}"));
+        assert_eq!(
+            (count(&r["input_tokens"]), count(&r["output_tokens"])),
+            (16, 8)
+        );
+        assert!(
+            f("ttft_ms") <= f("ttfo_ms") && f("ttfo_ms") <= f("e2el_ms"),
+            "{r}"
+        );
+        assert!(r["error"].is_null(), "{r}");
+        // Sent at or after its scheduled instant (both on the coordinator's clock).
+        assert!(f("sent_us") >= f("intended_us") - 1.0, "{r}");
+        assert_eq!(r["itl_ms"].as_array().map(Vec::len), Some(7), "{r}");
+    }
+    let vllm: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("points/r50.json")).expect("point file"),
+    )
+    .expect("json");
+    let ttfts: Vec<f64> = vllm["ttfts"]
+        .as_array()
+        .expect("ttfts")
+        .iter()
+        .map(|t| t.as_f64().expect("seconds"))
+        .collect();
+    assert_eq!(ttfts.len(), 60);
+    assert_eq!(vllm["output_lens"].as_array().map(Vec::len), Some(60));
+    assert!(
+        vllm["itls"]
+            .as_array()
+            .expect("itls")
+            .iter()
+            .all(|l| l.as_array().map(Vec::len) == Some(7))
+    );
+    assert!(
+        vllm["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .all(|e| e == "")
+    );
+    // The arrays agree with the histograms: the mean TTFT of the raw values.
+    let mean_ms = ttfts.iter().sum::<f64>() / 60.0 * 1000.0;
+    let want = point["mean_ttft_ms"].as_f64().expect("mean ttft");
+    assert!((mean_ms - want).abs() <= 0.01 * want, "{mean_ms} vs {want}");
+    assert!(vllm.get("request_goodput").is_some(), "vLLM's goodput key");
+}
+
 #[test]
 fn open_loop_follows_its_poisson_schedule_through_the_fabric() {
     let tag = new_tag("open-loop");

@@ -3,7 +3,8 @@
 //! interval HdrHistograms back.
 //!
 //! Layout: [`sse`] parses event streams, [`target`] speaks OpenAI over HTTP,
-//! [`recorder`] keeps histograms and counters, [`schedule`] runs the closed loop,
+//! [`recorder`] keeps histograms and counters, [`request_log`] one line per request when
+//! asked, [`schedule`] runs the closed and open loops,
 //! [`caps`] and [`allow`] hold the worker to its own limits, [`session`] is the Fabric
 //! client that ties them together.
 
@@ -13,6 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod middleware;
 pub mod recorder;
+pub mod request_log;
 pub mod schedule;
 pub mod session;
 pub mod sse;

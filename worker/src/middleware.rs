@@ -27,15 +27,15 @@ use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use crate::error::ErrorClass;
-use crate::target::{Completed, Failed, OpenAiTarget};
+use crate::target::{Completed, Failed, Gap, OpenAiTarget};
 
 /// One request to send.
 #[derive(Debug)]
 pub struct Call {
     pub req: RequestSpec,
     pub prompt: Prompt,
-    /// The task's scratch buffer for inter-token samples (returned in [`Sent`]).
-    pub itl: Vec<u64>,
+    /// The task's scratch buffer for chunk gaps (returned in [`Sent`]).
+    pub gaps: Vec<Gap>,
     pub traceparent: Option<HeaderValue>,
 }
 
@@ -43,7 +43,7 @@ pub struct Call {
 #[derive(Debug)]
 pub struct Sent {
     pub result: Result<Completed, Failed>,
-    pub itl: Vec<u64>,
+    pub gaps: Vec<Gap>,
 }
 
 /// The stack a shard's requests go through.
@@ -60,11 +60,11 @@ fn endpoint_stack(target: &Arc<OpenAiTarget>, k: usize) -> SendService {
         let target = target_k.clone();
         async move {
             let result = target
-                .send_to(k, &call.req, &call.prompt, &mut call.itl, call.traceparent)
+                .send_to(k, &call.req, &call.prompt, &mut call.gaps, call.traceparent)
                 .await;
             Ok::<_, Infallible>(Sent {
                 result,
-                itl: call.itl,
+                gaps: call.gaps,
             })
         }
     });
@@ -77,7 +77,7 @@ fn endpoint_stack(target: &Arc<OpenAiTarget>, k: usize) -> SendService {
                     f.endpoint = Some(k);
                     Ok(Sent {
                         result: Err(f),
-                        itl: Vec::new(),
+                        gaps: Vec::new(),
                     })
                 } else {
                     Err(e)
@@ -145,7 +145,7 @@ pub async fn send(stack: &SendService, call: Call) -> Sent {
                 ErrorClass::Connect,
                 format!("request not sent: {e}"),
             )),
-            itl: Vec::new(),
+            gaps: Vec::new(),
         },
     }
 }

@@ -1,9 +1,9 @@
 //! Where a shard's measurements accumulate between interval reports: latency histograms
-//! (TTFT, ITL, TPOT, E2EL in µs, plus schedule lag and latencies from the intended send
-//! instant for open loops) and counters, merged and per target endpoint. Each runtime
+//! (TTFT, TTFO, ITL per chunk and per token, TPOT, E2EL in µs, plus schedule lag and
+//! latencies from the intended send instant for open loops) and counters, merged and per target endpoint. Each runtime
 //! thread records into its own stripe behind an uncontended mutex; the reporter takes and
 //! merges the stripes once per interval. A request records once, at its end, from its
-//! task's reused ITL buffer, so the per-token path touches no lock and allocates nothing.
+//! task's reused buffer of chunk gaps, so the per-token path touches no lock and allocates nothing.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +13,7 @@ use rackload_proto::v1::{Counters, EndpointReport, Metric};
 use tokio::time::Instant;
 
 use crate::error::ErrorClass;
-use crate::target::{Completed, Failed};
+use crate::target::{Completed, Failed, Gap};
 
 /// A send this much later than its schedule is a late start (open loop).
 pub(crate) const LATE_START_US: u64 = 5_000;
@@ -32,6 +32,8 @@ pub struct Part {
     pub late_starts: u64,
     /// Completions whose length differs from the one forced with `ignore_eos`.
     pub output_len_mismatch: u64,
+    pub reasoning_tokens: u64,
+    pub output_chunks: u64,
 }
 
 impl Part {
@@ -48,6 +50,8 @@ impl Part {
         self.warmup_done += o.warmup_done;
         self.late_starts += o.late_starts;
         self.output_len_mismatch += o.output_len_mismatch;
+        self.reasoning_tokens += o.reasoning_tokens;
+        self.output_chunks += o.output_chunks;
         Ok(())
     }
 
@@ -61,6 +65,8 @@ impl Part {
             warmup_done: self.warmup_done,
             late_starts: self.late_starts,
             output_len_mismatch: self.output_len_mismatch,
+            reasoning_tokens: self.reasoning_tokens,
+            output_chunks: self.output_chunks,
             ..Counters::default()
         };
         for (k, class) in ErrorClass::ALL.iter().enumerate() {
@@ -76,12 +82,15 @@ impl Part {
         &mut self,
         c: &Completed,
         input_len: u32,
-        itl_us: &[u64],
+        gaps: &[Gap],
         lag_us: Option<u64>,
         mismatch: bool,
     ) {
         let lat = &mut self.lat;
         lat.record(Metric::Ttft, c.ttft_us);
+        if let Some(ttfo) = c.ttfo_us {
+            lat.record(Metric::Ttfo, ttfo);
+        }
         lat.record(Metric::E2el, c.e2el_us);
         if c.output_tokens > 1 && c.e2el_us > c.ttft_us {
             lat.record(
@@ -94,11 +103,16 @@ impl Part {
             lat.record(Metric::E2elIntended, c.e2el_us.saturating_add(lag));
         }
         if let Some(itl) = lat.get_mut(Metric::Itl) {
-            for &v in itl_us {
-                itl.saturating_record(v);
+            for g in gaps {
+                itl.saturating_record(u64::from(g.us));
             }
         }
+        if let Some(per_token) = lat.get_mut(Metric::ItlPerToken) {
+            record_per_token(per_token, gaps, c.tokens_per_chunk);
+        }
         self.completed += 1;
+        self.reasoning_tokens += c.reasoning_tokens;
+        self.output_chunks += c.chunks;
         self.input_tokens += u64::from(input_len);
         self.output_tokens += c.output_tokens;
         if !c.usage_present {
@@ -107,6 +121,21 @@ impl Part {
         if mismatch {
             self.output_len_mismatch += 1;
         }
+    }
+}
+
+/// Per-token ITL: a chunk of k tokens arriving g after the previous one gives k samples
+/// of g/k; a chunk whose tokens are unknown carries the request's mean (`mean_tokens`, its
+/// samples rounded to a whole count, at least one).
+fn record_per_token(h: &mut hdrhistogram::Histogram<u64>, gaps: &[Gap], mean_tokens: f64) {
+    for g in gaps {
+        let (k, samples) = match g.tokens {
+            Gap::UNKNOWN if mean_tokens > 0.0 => (mean_tokens, mean_tokens.round().max(1.0)),
+            Gap::UNKNOWN | 0 => continue,
+            k => (f64::from(k), f64::from(k)),
+        };
+        let value = (f64::from(g.us) / k).round() as u64;
+        let _ = h.record_n(value.max(1), samples as u64);
     }
 }
 
@@ -228,16 +257,16 @@ impl Recorder {
         &self,
         c: &Completed,
         input_len: u32,
-        itl_us: &[u64],
+        gaps: &[Gap],
         ended: Instant,
         lag_us: Option<u64>,
         mismatch: bool,
     ) {
         let mut g = self.lock();
-        g.all.completed(c, input_len, itl_us, lag_us, mismatch);
+        g.all.completed(c, input_len, gaps, lag_us, mismatch);
         if let Some(p) = g.endpoints.get_mut(c.endpoint) {
             p.sent += 1;
-            p.completed(c, input_len, itl_us, None, mismatch);
+            p.completed(c, input_len, gaps, None, mismatch);
         }
         g.last_end = Some(g.last_end.map_or(ended, |t| t.max(ended)));
     }
@@ -296,8 +325,13 @@ mod tests {
     fn done(endpoint: usize, ttft_us: u64) -> Completed {
         Completed {
             ttft_us,
+            ttfo_us: Some(ttft_us),
             e2el_us: ttft_us + 1000,
             output_tokens: 11,
+            reasoning_tokens: 0,
+            cached_tokens: None,
+            chunks: 11,
+            tokens_per_chunk: 1.0,
             usage_present: true,
             endpoint,
             sent_at: Instant::now(),
@@ -317,7 +351,10 @@ mod tests {
                         rec.completed(
                             &done((i % 2) as usize, 100 + t),
                             7,
-                            &[100; 10],
+                            &[Gap {
+                                us: 100,
+                                tokens: Gap::UNKNOWN,
+                            }; 10],
                             Instant::now(),
                             Some(10),
                             false,
@@ -347,7 +384,39 @@ mod tests {
         assert_eq!(s.endpoints[0].completed, 2000);
         assert_eq!(s.endpoints[1].counters().failed(), 1);
         assert_eq!(s.endpoints[1].sent, 2001);
+        let per_token = s.all.lat.get(Metric::ItlPerToken).expect("per token");
+        assert_eq!(
+            per_token.len(),
+            40_000,
+            "one token per chunk: one sample per gap"
+        );
         // Taking resets.
         assert_eq!(rec.take().counters().sent, 0);
+    }
+
+    #[test]
+    fn per_token_itl_spreads_each_gap_over_its_tokens() {
+        let mut h = rackload_proto::histogram::LatencySet::default();
+        let per_token = h.get_mut(Metric::ItlPerToken).expect("slot");
+        let gaps = [
+            Gap {
+                us: 9000,
+                tokens: 3,
+            },
+            Gap {
+                us: 4000,
+                tokens: 1,
+            },
+            Gap { us: 500, tokens: 0 },
+            Gap {
+                us: 6000,
+                tokens: Gap::UNKNOWN,
+            },
+        ];
+        record_per_token(per_token, &gaps, 2.0);
+        // 3 × 3 ms, 1 × 4 ms, nothing for an empty chunk, 2 × 3 ms at the mean.
+        assert_eq!(per_token.len(), 6);
+        assert_eq!(per_token.count_at(3000), 5);
+        assert_eq!(per_token.count_at(4000), 1);
     }
 }

@@ -18,8 +18,9 @@ use tower::{Service as _, ServiceBuilder, ServiceExt as _};
 
 use crate::middleware::{Call, SendService};
 use crate::recorder::Recorder;
+use crate::request_log::RequestLog;
 use crate::target::openai::micros;
-use crate::target::{Completed, Failed, OpenAiTarget};
+use crate::target::{Completed, Failed, Gap, OpenAiTarget};
 use crate::trace::RequestTracer;
 
 /// How a running shard should end.
@@ -51,6 +52,8 @@ pub struct Shard {
     pub tracer: Option<Arc<RequestTracer>>,
     /// The worker's `--max-rate`, held while the shard runs.
     pub max_rate: Option<f64>,
+    /// One record per measured request, when asked for.
+    pub requests: Option<Arc<RequestLog>>,
 }
 
 /// Failures logged per shard before the rest are only counted.
@@ -70,14 +73,15 @@ struct Sender {
     warned_length: std::sync::atomic::AtomicBool,
     log_span: tracing::Span,
     tracer: Option<Arc<RequestTracer>>,
+    requests: Option<Arc<RequestLog>>,
 }
 
 impl Sender {
     /// Sends request `index` and records it (warmup requests are only counted).
     /// `intended` is its scheduled send instant in an open loop: the lag behind it is
     /// recorded, and its latencies are also recorded from it (coordinated-omission
-    /// corrected). `itl` is the task's scratch buffer.
-    async fn one(&self, index: u64, intended: Option<Instant>, itl: &mut Vec<u64>) {
+    /// corrected). `gaps` is the task's scratch buffer.
+    async fn one(&self, index: u64, intended: Option<Instant>, gaps: &mut Vec<Gap>) {
         let (target, recorder) = (&*self.target, &*self.recorder);
         let tracer = self.tracer.as_deref();
         // The spec was validated when the plan was accepted.
@@ -85,11 +89,11 @@ impl Sender {
             return;
         };
         let prompt = self.workload.prompt(&req);
-        itl.clear();
+        gaps.clear();
         // One sample per chunk after the first: room for all, so no token reallocates.
-        itl.reserve(req.output_len as usize);
+        gaps.reserve(req.output_len as usize);
         if index < self.warmup {
-            let _ = self.send(req, prompt, itl, None).await;
+            let _ = self.send(req, prompt, gaps, None).await;
             recorder.warmup_done();
             return;
         }
@@ -98,14 +102,18 @@ impl Sender {
         recorder.sent(now, lag_us);
         let span = tracer.and_then(|t| t.start(index, &req, now, lag_us));
         let traceparent = span.as_ref().map(|s| s.traceparent.clone());
-        match self.send(req, prompt, itl, traceparent).await {
+        let input_len = req.input_len;
+        match self.send(req, prompt, gaps, traceparent).await {
             Ok(done) => {
+                if let Some(log) = &self.requests {
+                    log.completed(index, intended, &done, input_len, gaps);
+                }
                 // With ignore_eos the length is forced: the server's own count must match
                 // (a count made from chunks is not the server's word).
                 let mismatch = self.workload.ignore_eos
                     && done.usage_present
                     && done.output_tokens != u64::from(req.output_len);
-                recorder.completed(&done, req.input_len, itl, Instant::now(), lag_us, mismatch);
+                recorder.completed(&done, req.input_len, gaps, Instant::now(), lag_us, mismatch);
                 if mismatch && !self.warned_length.swap(true, Ordering::Relaxed) {
                     let _in = self.log_span.enter();
                     tracing::warn!(
@@ -121,6 +129,9 @@ impl Sender {
             }
             Err(failed) => {
                 recorder.failed(&failed);
+                if let Some(log) = &self.requests {
+                    log.failed(index, intended, now, input_len, &failed);
+                }
                 if let (Some(t), Some(s)) = (tracer, span) {
                     t.failed(s, &failed, target);
                 }
@@ -138,17 +149,17 @@ impl Sender {
         &self,
         req: RequestSpec,
         prompt: Prompt,
-        itl: &mut Vec<u64>,
+        gaps: &mut Vec<Gap>,
         traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
         let call = Call {
             req,
             prompt,
-            itl: std::mem::take(itl),
+            gaps: std::mem::take(gaps),
             traceparent,
         };
         let sent = crate::middleware::send(&self.stack, call).await;
-        *itl = sent.itl;
+        *gaps = sent.gaps;
         sent.result
     }
 }
@@ -191,6 +202,7 @@ impl Shard {
             warned_length: std::sync::atomic::AtomicBool::new(false),
             log_span: self.span.clone(),
             tracer: self.tracer.clone(),
+            requests: self.requests.clone(),
         })
     }
 
@@ -222,13 +234,13 @@ impl Shard {
         for _ in 0..self.concurrency.unwrap_or(0) {
             let (sender, next, stop) = (sender.clone(), next.clone(), stop.clone());
             tasks.spawn(async move {
-                let mut itl = Vec::with_capacity(1024);
+                let mut gaps = Vec::with_capacity(1024);
                 while *stop.borrow() == StopMode::Run && deadline.is_none_or(|d| Instant::now() < d)
                 {
                     let Some(index) = stripe.nth(next.fetch_add(1, Ordering::Relaxed)) else {
                         break;
                     };
-                    sender.one(index, None, &mut itl).await;
+                    sender.one(index, None, &mut gaps).await;
                 }
             });
         }
@@ -257,8 +269,8 @@ impl Shard {
             .service(tower::service_fn(move |(index, at): (u64, Instant)| {
                 let sender = sender.clone();
                 async move {
-                    let mut itl = Vec::new();
-                    sender.one(index, Some(at), &mut itl).await;
+                    let mut gaps = Vec::new();
+                    sender.one(index, Some(at), &mut gaps).await;
                     Ok::<_, std::convert::Infallible>(())
                 }
             }));

@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
 use crate::recorder::{Recorder, Snapshot};
+use crate::request_log::RequestLog;
 use crate::schedule::{Shard, StopMode};
 use crate::target::OpenAiTarget;
 use crate::trace::RequestTracer;
@@ -180,6 +181,8 @@ struct Prepared {
     report_interval: Duration,
     /// This worker's `--max-rate`, held while the shard runs.
     max_rate: Option<f64>,
+    /// This worker's id (per-request records say who sent them).
+    worker_id: String,
 }
 
 struct Running {
@@ -598,6 +601,7 @@ async fn prepare(
                     concurrency,
                     report_interval,
                     max_rate: config.max_rate,
+                    worker_id: config.id.clone(),
                 }),
             )
         }
@@ -657,7 +661,9 @@ fn spawn_shard(
     );
     // The coordinator's point span is the parent (its context came in the plan).
     rackload_telemetry::set_remote_parent(&span, &prep.plan.traceparent);
-    let task = tokio::spawn(run_shard(prep, start_at, tx, stop_rx).instrument(span));
+    let task = tokio::spawn(
+        run_shard(prep, (start_at, start.start_unix_nanos), tx, stop_rx).instrument(span),
+    );
     Running {
         run_id,
         point_index,
@@ -777,19 +783,29 @@ fn request_tracer(plan: &ShardPlan, target: &OpenAiTarget) -> Option<Arc<Request
     RequestTracer::new(sampler, parent, target).map(Arc::new)
 }
 
+/// Runs a prepared shard from its start, `(local instant, coordinator's Unix ns)`.
 async fn run_shard(
     prep: Prepared,
-    start_at: Instant,
+    (start_at, start_unix_nanos): (Instant, i64),
     tx: mpsc::Sender<WorkerMessage>,
     mut stop: watch::Receiver<StopMode>,
 ) {
     let recorder = Arc::new(Recorder::new(prep.target.urls().len()));
+    let requests = prep.plan.record_requests.then(|| {
+        Arc::new(RequestLog::new(
+            prep.worker_id.clone(),
+            prep.target.urls(),
+            start_at,
+            start_unix_nanos,
+            prep.plan.record_gaps,
+        ))
+    });
     tokio::select! {
         () = tokio::time::sleep_until(start_at) => {}
         _ = stop.wait_for(|m| *m != StopMode::Run) => {}
     }
-    let mut reporter = Reporter::new(&prep, start_at);
-    let load = shard_load(&prep, start_at);
+    let mut reporter = Reporter::new(&prep, start_at, requests.clone());
+    let load = shard_load(&prep, start_at, requests);
     let (target, rec) = (prep.target.clone(), recorder.clone());
     let load_stop = stop.clone();
     // The load runs on its own runtime: a worker busy with requests delays its own
@@ -830,7 +846,7 @@ async fn run_shard(
 }
 
 /// The load a prepared plan sends from `start_at`.
-fn shard_load(prep: &Prepared, start_at: Instant) -> Shard {
+fn shard_load(prep: &Prepared, start_at: Instant, requests: Option<Arc<RequestLog>>) -> Shard {
     let plan = &prep.plan;
     Shard {
         workload: prep.workload.clone(),
@@ -853,6 +869,7 @@ fn shard_load(prep: &Prepared, start_at: Instant) -> Shard {
         span: tracing::Span::current(),
         tracer: request_tracer(plan, &prep.target),
         max_rate: prep.max_rate,
+        requests,
     }
 }
 
@@ -868,10 +885,12 @@ struct Reporter {
     seq: u64,
     /// Everything reported so far.
     total: Counters,
+    /// Per-request records, when the plan asks for them.
+    requests: Option<Arc<RequestLog>>,
 }
 
 impl Reporter {
-    fn new(prep: &Prepared, start_at: Instant) -> Reporter {
+    fn new(prep: &Prepared, start_at: Instant, requests: Option<Arc<RequestLog>>) -> Reporter {
         let cpu_at_start = process_cpu_seconds();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Reporter {
@@ -883,6 +902,7 @@ impl Reporter {
             health: Health::new(cores, cpu_at_start, start_at),
             seq: 0,
             total: Counters::default(),
+            requests,
         }
     }
 
@@ -923,6 +943,11 @@ impl Reporter {
                 .cpu_at_start
                 .zip(process_cpu_seconds())
                 .map_or(0.0, |(a, b)| (b - a).max(0.0)),
+            requests_gz: self
+                .requests
+                .as_ref()
+                .map(|log| log.take_gz())
+                .unwrap_or_default(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Request bodies: `/v1/completions` and `/v1/chat/completions` JSON for a request of the
 //! stream, its output length forced (`max_tokens`, `ignore_eos`, optionally `min_tokens`),
-//! usage asked for in streams, and the run's extra keys merged last (they win).
+//! usage asked for in streams (on every chunk too, unless turned off), and the run's extra keys merged last (they win).
 
 use rackload_workloads::RequestSpec;
 use rackload_workloads::prompt::Prompt;
@@ -15,6 +15,8 @@ pub(crate) struct BodyOptions {
     pub stream: bool,
     pub ignore_eos: bool,
     pub min_tokens: bool,
+    /// Ask for usage on every chunk (`continuous_usage_stats`): tokens per chunk.
+    pub continuous_usage: bool,
     pub extra: Map<String, Value>,
 }
 
@@ -49,10 +51,12 @@ impl BodyOptions {
         obj.insert("temperature".into(), 0.into());
         obj.insert("stream".into(), self.stream.into());
         if self.stream {
-            obj.insert(
-                "stream_options".into(),
-                serde_json::json!({"include_usage": true}),
-            );
+            let options = if self.continuous_usage {
+                serde_json::json!({"include_usage": true, "continuous_usage_stats": true})
+            } else {
+                serde_json::json!({"include_usage": true})
+            };
+            obj.insert("stream_options".into(), options);
         }
         if self.ignore_eos {
             obj.insert("ignore_eos".into(), true.into());

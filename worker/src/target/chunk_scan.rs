@@ -1,5 +1,6 @@
-//! Reading the two facts the timing needs from an OpenAI streaming chunk — does it carry a
-//! choice, and does it carry `usage.completion_tokens` — without parsing the whole JSON.
+//! Reading the facts the timing needs from an OpenAI streaming chunk — does it carry a
+//! choice, does it carry `usage.completion_tokens`, and (chat, until the answer starts) is
+//! its delta reasoning or answer — without parsing the whole JSON.
 //! A full parse was a quarter of the worker's user-space CPU per token. The scan is exact
 //! for what servers send (vLLM, SGLang, TRT-LLM, OpenAI): inside a JSON string every `"`
 //! is escaped, so `"choices"` followed by `:` can only be a key. Whatever the scan is not
@@ -25,6 +26,63 @@ static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error
 static COMPLETION: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"completion_tokens\""));
 static FINISH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"finish_reason\""));
+static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"content\""));
+static TOOL_CALLS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"tool_calls\""));
+static REASONING: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"reasoning\""));
+static REASONING_CONTENT: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"reasoning_content\""));
+static REASONING_TOKENS: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"reasoning_tokens\""));
+static CACHED_TOKENS: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"cached_tokens\""));
+
+/// What a chat chunk's delta carries: reasoning (`reasoning`, vLLM's name, or
+/// `reasoning_content`, SGLang's, TRT-LLM's and DeepSeek's), an answer (non-empty
+/// `content`, or `tool_calls`), both, or neither (a role-only or empty delta).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub reasoning: bool,
+    pub answer: bool,
+}
+
+/// Is `key`'s value a non-empty string?
+fn non_empty_string(data: &[u8], key: &Finder<'_>) -> bool {
+    value_of(data, key, 0)
+        .is_some_and(|v| data.get(v) == Some(&b'"') && data.get(v + 1).is_some_and(|&c| c != b'"'))
+}
+
+/// Reads a chat chunk's delta (called only until a stream's answer starts).
+pub fn delta(data: &[u8]) -> Delta {
+    let tool_calls = value_of(data, &TOOL_CALLS, 0).is_some_and(|v| {
+        data.get(v) == Some(&b'[') && data.get(skip_ws(data, v + 1)).is_some_and(|&c| c != b']')
+    });
+    Delta {
+        reasoning: non_empty_string(data, &REASONING) || non_empty_string(data, &REASONING_CONTENT),
+        answer: tool_calls || non_empty_string(data, &CONTENT),
+    }
+}
+
+/// The usage's reasoning tokens (`completion_tokens_details.reasoning_tokens`, vLLM and
+/// OpenAI; SGLang puts `reasoning_tokens` in `usage` itself), when the chunk says.
+pub fn reasoning_tokens(data: &[u8]) -> Option<u64> {
+    number_of(data, &REASONING_TOKENS)
+}
+
+/// The usage's prompt tokens served from the prefix cache
+/// (`prompt_tokens_details.cached_tokens`), when the chunk says.
+pub fn cached_tokens(data: &[u8]) -> Option<u64> {
+    number_of(data, &CACHED_TOKENS)
+}
+
+/// The unsigned integer value of `key`, if it is one.
+fn number_of(data: &[u8], key: &Finder<'_>) -> Option<u64> {
+    let n = value_of(data, key, 0)?;
+    let digits = data[n..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    std::str::from_utf8(&data[n..n + digits]).ok()?.parse().ok()
+}
 
 /// Why the model stopped (`choices[].finish_reason`), read only for traced requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,6 +205,69 @@ mod tests {
         let odd = br#"{"choices":[{"finish_reason":"abort"}]}"#;
         assert_eq!(finish_reason(odd), Some(FinishReason::Other));
     }
+    #[test]
+    fn deltas_tell_reasoning_from_answers() {
+        let d = |s: &[u8]| delta(s);
+        let no = Delta::default();
+        let thinking = Delta {
+            reasoning: true,
+            answer: false,
+        };
+        let answer = Delta {
+            reasoning: false,
+            answer: true,
+        };
+        // vLLM's first chat chunk: role and empty content.
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+            no
+        );
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"reasoning":" so","content":null}}]}"#),
+            thinking
+        );
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"reasoning_content":"hm"}}]}"#),
+            thinking
+        );
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"content":" Yes","reasoning_content":null}}]}"#),
+            answer
+        );
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#),
+            answer
+        );
+        assert_eq!(d(br#"{"choices":[{"delta":{"tool_calls":[]}}]}"#), no);
+        // Key names inside text are text.
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"reasoning":"\"content\": \"x\""}}]}"#),
+            thinking
+        );
+        assert_eq!(
+            d(br#"{"choices":[{"delta":{"reasoning":"a","content":"b"}}]}"#),
+            Delta {
+                reasoning: true,
+                answer: true
+            }
+        );
+    }
+
+    #[test]
+    fn reasoning_tokens_are_read_from_usage() {
+        let vllm = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"completion_tokens_details":{"reasoning_tokens":4}}}"#;
+        assert_eq!(reasoning_tokens(vllm), Some(4));
+        let sglang = br#"{"choices":[],"usage":{"completion_tokens":9,"reasoning_tokens": 5}}"#;
+        assert_eq!(reasoning_tokens(sglang), Some(5));
+        assert_eq!(
+            reasoning_tokens(br#"{"choices":[],"usage":{"completion_tokens":9}}"#),
+            None
+        );
+        let cached = br#"{"choices":[],"usage":{"prompt_tokens":90,"prompt_tokens_details":{"cached_tokens":64}}}"#;
+        assert_eq!(cached_tokens(cached), Some(64));
+        assert_eq!(cached_tokens(vllm), None);
+    }
+
     use proptest::prelude::*;
 
     /// What a full parse says (the reference).

@@ -10,4 +10,4 @@ mod options;
 mod stream;
 mod tls;
 
-pub use openai::{Completed, Failed, OpenAiTarget, TargetError};
+pub use openai::{Completed, Failed, Gap, OpenAiTarget, TargetError};

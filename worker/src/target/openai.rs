@@ -1,7 +1,7 @@
 //! An OpenAI-compatible client: builds `/v1/completions` and `/v1/chat/completions`
 //! bodies, sends them over pooled keep-alive connections (HTTP/1.1, h2c, or TLS with ALPN)
 //! to one or several frontends, and times every SSE message as it arrives (DESIGN.md §5:
-//! TTFT, ITL, E2EL). Non-streaming requests are timed whole (TTFT = E2EL).
+//! TTFT, TTFO, ITL per chunk and per token, E2EL). Non-streaming requests are timed whole (TTFT = E2EL).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ use super::body::BodyOptions;
 pub use super::chunk_scan::FinishReason;
 pub use super::options::{Api, TargetError};
 use super::options::{Endpoint, Timeouts, parse_base, resolved};
-pub use super::stream::{Completed, Failed, micros};
+pub use super::stream::{Completed, Failed, Gap, micros};
 use super::stream::{error_message, first_byte_timeout};
 use super::tls::tls_config;
 use super::{options, stream};
@@ -134,6 +134,7 @@ impl OpenAiTarget {
                 stream: !spec.no_stream,
                 ignore_eos,
                 min_tokens: spec.min_tokens,
+                continuous_usage: !spec.no_continuous_usage,
                 extra: options::extra_body(spec)?,
             },
         })
@@ -225,8 +226,8 @@ impl OpenAiTarget {
         self.timeouts.total
     }
 
-    /// Sends request `req` with `prompt` to endpoint `k` and times its response; ITL
-    /// samples are appended to `itl_us`. A traced request carries `traceparent` (and its
+    /// Sends request `req` with `prompt` to endpoint `k` and times its response; chunk
+    /// gaps are appended to `gaps`. A traced request carries `traceparent` (and its
     /// finish reason is read). The whole-request timeout and the choice of `k` belong to
     /// the tower stack a shard sends through ([`crate::middleware`]).
     pub async fn send_to(
@@ -234,7 +235,7 @@ impl OpenAiTarget {
         k: usize,
         req: &RequestSpec,
         prompt: &Prompt,
-        itl_us: &mut Vec<u64>,
+        gaps: &mut Vec<Gap>,
         traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
         let body = self.body(req, prompt);
@@ -242,7 +243,7 @@ impl OpenAiTarget {
         // Counted out when the request ends, or is dropped by a timeout around it.
         let _outstanding = Outstanding::enter(&self.outstanding[k]);
         let result = self
-            .send_body(ep, body, req.output_len, itl_us, traceparent)
+            .send_body(ep, body, req.output_len, gaps, traceparent)
             .await;
         match result {
             Ok(mut c) => {
@@ -261,7 +262,7 @@ impl OpenAiTarget {
         ep: &Endpoint,
         body: Vec<u8>,
         output_len: u32,
-        itl_us: &mut Vec<u64>,
+        gaps: &mut Vec<Gap>,
         traceparent: Option<HeaderValue>,
     ) -> Result<Completed, Failed> {
         let traced = traceparent.is_some();
@@ -306,7 +307,8 @@ impl OpenAiTarget {
         if !self.body.stream {
             return stream::read_whole(body, sent_at, output_len, first_byte_due, traced).await;
         }
-        stream::read_sse(body, sent_at, self.timeouts, itl_us, traced).await
+        let chat = self.body.api == Api::Chat;
+        stream::read_sse(body, sent_at, self.timeouts, gaps, chat, traced).await
     }
 }
 
@@ -422,6 +424,7 @@ mod tests {
         assert_eq!(body["ignore_eos"], true);
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["stream_options"]["continuous_usage_stats"], true);
         assert_eq!(body["temperature"], 0.6, "--extra-body overrides defaults");
         assert_eq!(body["top_k"], 20);
         assert_eq!(body["messages"][0]["content"], "a b c");
@@ -431,6 +434,14 @@ mod tests {
             serde_json::from_slice(&t.body(&request(), &Prompt::Text("x".into()))).expect("json");
         assert_eq!(body["stream"], false);
         assert!(body.get("stream_options").is_none() && body.get("ignore_eos").is_none());
+
+        let t = OpenAiTarget::new(&spec(|t| t.no_continuous_usage = true), true).expect("valid");
+        let body: Value =
+            serde_json::from_slice(&t.body(&request(), &Prompt::Text("x".into()))).expect("json");
+        assert_eq!(
+            body["stream_options"],
+            serde_json::json!({"include_usage": true})
+        );
     }
 
     #[test]

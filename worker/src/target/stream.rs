@@ -1,6 +1,8 @@
-//! Reading a response: the SSE stream timed message by message (TTFT, ITL, E2EL, output
-//! tokens from usage or counted; error events classified; first-byte and idle timeouts on
-//! one timer), or a whole response timed as one (TTFT = E2EL).
+//! Reading a response: the SSE stream timed message by message (TTFT; TTFO, the first
+//! answer after any reasoning; each chunk's gap and, from usage on every chunk when the
+//! server gives it, its tokens; E2EL; output and reasoning tokens from usage or counted;
+//! error events classified; first-byte and idle timeouts on one timer), or a whole
+//! response timed as one (TTFT = TTFO = E2EL).
 
 use std::fmt;
 use std::time::Duration;
@@ -11,19 +13,46 @@ use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::chunk_scan::{self, FinishReason};
+use super::chunk_scan::{self, Delta, FinishReason};
 use super::openai::error_chain;
 use super::options::Timeouts;
 use crate::error::ErrorClass;
 use crate::sse::SseParser;
 
-/// A finished request's measurements. ITL samples are in the caller's scratch buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One chunk after the first: the gap since the previous one and the tokens it carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    /// Microseconds (saturating at about 71 minutes).
+    pub us: u32,
+    /// Tokens, from the change in usage since the previous chunk; [`Gap::UNKNOWN`] when
+    /// the chunk carried no usage (the request's mean tokens per chunk stands in).
+    pub tokens: u32,
+}
+
+impl Gap {
+    pub const UNKNOWN: u32 = u32::MAX;
+}
+
+/// A finished request's measurements. Chunk gaps are in the caller's scratch buffer.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Completed {
     pub ttft_us: u64,
+    /// Time to the first answer after any reasoning (= TTFT without reasoning); None when
+    /// the stream never answered (e.g. it ran out of tokens while reasoning).
+    pub ttfo_us: Option<u64>,
     pub e2el_us: u64,
     /// `usage.completion_tokens`, else the number of choice messages.
     pub output_tokens: u64,
+    /// Of the output tokens, those that were reasoning: usage's count when given, else
+    /// counted from the stream's reasoning chunks.
+    pub reasoning_tokens: u64,
+    /// Prompt tokens the server served from its prefix cache, when its usage says.
+    pub cached_tokens: Option<u64>,
+    /// Choice messages (1 for a whole response).
+    pub chunks: u64,
+    /// Mean tokens per chunk (output tokens / chunks): what a gap of unknown tokens
+    /// carried.
+    pub tokens_per_chunk: f64,
     /// False when output tokens were counted from chunks (or, whole responses without
     /// usage, taken as the requested length).
     pub usage_present: bool,
@@ -90,6 +119,35 @@ impl<'de> Deserialize<'de> for Count {
 #[derive(Deserialize)]
 struct Usage {
     completion_tokens: Option<u64>,
+    completion_tokens_details: Option<Details>,
+    /// SGLang's spelling.
+    reasoning_tokens: Option<u64>,
+    prompt_tokens_details: Option<PromptDetails>,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    fn reasoning(&self) -> Option<u64> {
+        self.completion_tokens_details
+            .as_ref()
+            .and_then(|d| d.reasoning_tokens)
+            .or(self.reasoning_tokens)
+    }
+
+    fn cached(&self) -> Option<u64> {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+    }
 }
 
 #[derive(Deserialize)]
@@ -114,7 +172,22 @@ struct StreamState<'a> {
     usage_tokens: Option<u64>,
     done: bool,
     failure: Option<Failed>,
-    itl_us: &'a mut Vec<u64>,
+    gaps: &'a mut Vec<Gap>,
+    /// Chat: read deltas for reasoning until the answer starts.
+    classify: bool,
+    /// A reasoning delta was seen.
+    reasoned: bool,
+    /// When the answer started.
+    answer_at: Option<Instant>,
+    /// Reasoning tokens counted from usage deltas, and reasoning chunks whose tokens are
+    /// not known.
+    reasoning_counted: u64,
+    reasoning_unknown_chunks: u64,
+    /// What usage said about reasoning, and about the prefix cache.
+    usage_reasoning: Option<u64>,
+    cached_tokens: Option<u64>,
+    /// Tokens of the first chunk ([`Gap::UNKNOWN`] when not known).
+    first_tokens: u32,
     /// Traced requests keep their last chunk with a choice, to read its finish reason
     /// once at the end (scanning every chunk for it cost more than the span).
     traced: bool,
@@ -127,7 +200,12 @@ pub fn micros(d: Duration) -> u64 {
 }
 
 impl<'a> StreamState<'a> {
-    fn new(sent_at: Instant, itl_us: &'a mut Vec<u64>, traced: bool) -> StreamState<'a> {
+    fn new(
+        sent_at: Instant,
+        gaps: &'a mut Vec<Gap>,
+        classify: bool,
+        traced: bool,
+    ) -> StreamState<'a> {
         StreamState {
             sent_at,
             first: None,
@@ -136,10 +214,23 @@ impl<'a> StreamState<'a> {
             usage_tokens: None,
             done: false,
             failure: None,
-            itl_us,
+            gaps,
+            classify,
+            reasoned: false,
+            answer_at: None,
+            reasoning_counted: 0,
+            reasoning_unknown_chunks: 0,
+            usage_reasoning: None,
+            cached_tokens: None,
+            first_tokens: Gap::UNKNOWN,
             traced,
             last_choice: Vec::new(),
         }
+    }
+
+    /// The delta of a chunk with a choice, while it matters (chat, before the answer).
+    fn delta(&self, has_choice: bool, data: &[u8]) -> Option<Delta> {
+        (has_choice && self.classify && self.answer_at.is_none()).then(|| chunk_scan::delta(data))
     }
 
     fn on_event(&mut self, event: &[u8], data: &[u8], now: Instant) {
@@ -154,7 +245,15 @@ impl<'a> StreamState<'a> {
             && let Some(c) = chunk_scan::scan(data)
         {
             self.keep_if_traced(c.has_choice, data);
-            self.on_chunk(c.has_choice, c.usage_tokens, now);
+            let delta = self.delta(c.has_choice, data);
+            self.on_chunk(c.has_choice, c.usage_tokens, delta, now);
+            if c.usage_tokens.is_some() && self.reasoned {
+                self.usage_reasoning = chunk_scan::reasoning_tokens(data).or(self.usage_reasoning);
+            }
+            // The final usage chunk (no choice) says what the prefix cache served.
+            if c.usage_tokens.is_some() && !c.has_choice {
+                self.cached_tokens = chunk_scan::cached_tokens(data).or(self.cached_tokens);
+            }
             return;
         }
         let chunk: Chunk = match serde_json::from_slice(data) {
@@ -180,10 +279,19 @@ impl<'a> StreamState<'a> {
             self.failure = Some(Failed::new(class, format!("error event in stream: {text}")));
             return;
         }
-        self.keep_if_traced(chunk.choices.0 > 0, data);
+        let has_choice = chunk.choices.0 > 0;
+        self.keep_if_traced(has_choice, data);
+        let delta = self.delta(has_choice, data);
+        if let Some(r) = chunk.usage.as_ref().and_then(Usage::reasoning) {
+            self.usage_reasoning = Some(r);
+        }
+        if let Some(c) = chunk.usage.as_ref().and_then(Usage::cached) {
+            self.cached_tokens = Some(c);
+        }
         self.on_chunk(
-            chunk.choices.0 > 0,
+            has_choice,
             chunk.usage.and_then(|u| u.completion_tokens),
+            delta,
             now,
         );
     }
@@ -195,18 +303,88 @@ impl<'a> StreamState<'a> {
         }
     }
 
-    fn on_chunk(&mut self, has_choice: bool, usage_tokens: Option<u64>, now: Instant) {
+    fn on_chunk(
+        &mut self,
+        has_choice: bool,
+        usage_tokens: Option<u64>,
+        delta: Option<Delta>,
+        now: Instant,
+    ) {
         if has_choice {
+            // Usage on a chunk with a choice is usage so far: the change is its tokens.
+            let tokens = usage_tokens.map_or(Gap::UNKNOWN, |u| {
+                let before = self.usage_tokens.unwrap_or(0);
+                u32::try_from(u.saturating_sub(before)).unwrap_or(Gap::UNKNOWN - 1)
+            });
             match self.last {
-                None => self.first = Some(now),
-                Some(prev) => self.itl_us.push(micros(now - prev)),
+                None => {
+                    self.first = Some(now);
+                    self.first_tokens = tokens;
+                }
+                Some(prev) => self.gaps.push(Gap {
+                    us: u32::try_from(micros(now - prev)).unwrap_or(u32::MAX),
+                    tokens,
+                }),
             }
             self.last = Some(now);
             self.choice_messages += 1;
+            if let Some(d) = delta {
+                if d.reasoning {
+                    self.reasoned = true;
+                    match tokens {
+                        Gap::UNKNOWN => self.reasoning_unknown_chunks += 1,
+                        k => self.reasoning_counted += u64::from(k),
+                    }
+                }
+                if d.answer {
+                    // Without reasoning before it, the answer began with the first token.
+                    self.answer_at = if self.reasoned { Some(now) } else { self.first };
+                }
+            }
         }
         if usage_tokens.is_some() {
             self.usage_tokens = usage_tokens;
         }
+    }
+
+    /// The measurements of a stream that ended well.
+    fn completed(self, endpoint: usize) -> Result<Completed, Failed> {
+        let (Some(first), Some(last)) = (self.first, self.last) else {
+            return Err(Failed::new(
+                ErrorClass::Malformed,
+                "stream carried no choice",
+            ));
+        };
+        let output_tokens = self.usage_tokens.unwrap_or(self.choice_messages);
+        let tokens_per_chunk = output_tokens as f64 / self.choice_messages as f64;
+        let ttft_us = micros(first - self.sent_at);
+        let ttfo_us = if self.classify {
+            self.answer_at.map(|a| micros(a - self.sent_at))
+        } else {
+            Some(ttft_us)
+        };
+        let reasoning_tokens = self.usage_reasoning.unwrap_or_else(|| {
+            self.reasoning_counted
+                + (self.reasoning_unknown_chunks as f64 * tokens_per_chunk).round() as u64
+        });
+        Ok(Completed {
+            ttft_us,
+            ttfo_us,
+            e2el_us: micros(last - self.sent_at),
+            output_tokens,
+            reasoning_tokens: reasoning_tokens.min(output_tokens),
+            cached_tokens: self.cached_tokens,
+            chunks: self.choice_messages,
+            tokens_per_chunk,
+            usage_present: self.usage_tokens.is_some(),
+            endpoint,
+            sent_at: self.sent_at,
+            finish_reason: if self.traced {
+                chunk_scan::finish_reason(&self.last_choice)
+            } else {
+                None
+            },
+        })
     }
 }
 
@@ -221,17 +399,19 @@ pub(crate) fn first_byte_timeout(t: Duration) -> Failed {
     )
 }
 
-/// Reads an SSE response to its `data: [DONE]`, timing every message.
+/// Reads an SSE response to its `data: [DONE]`, timing every message; `chat` streams are
+/// read for reasoning until their answer starts.
 pub(crate) async fn read_sse(
     mut body: hyper::body::Incoming,
     sent_at: Instant,
     timeouts: Timeouts,
-    itl_us: &mut Vec<u64>,
+    gaps: &mut Vec<Gap>,
+    chat: bool,
     traced: bool,
 ) -> Result<Completed, Failed> {
     let first_byte_due = timeouts.first_byte.map(|t| sent_at + t);
     let mut parser = SseParser::new();
-    let mut st = StreamState::new(sent_at, itl_us, traced);
+    let mut st = StreamState::new(sent_at, gaps, chat, traced);
     // The silence allowed before the next read: first-byte until the first one, then
     // idle. One timer, re-armed only when it fires early (not per read).
     let watch = timeouts.first_byte.is_some() || timeouts.idle.is_some();
@@ -307,25 +487,7 @@ pub(crate) async fn read_sse(
             "stream ended before data: [DONE]",
         ));
     }
-    let (Some(first), Some(last)) = (st.first, st.last) else {
-        return Err(Failed::new(
-            ErrorClass::Malformed,
-            "stream carried no choice",
-        ));
-    };
-    Ok(Completed {
-        ttft_us: micros(first - st.sent_at),
-        e2el_us: micros(last - st.sent_at),
-        output_tokens: st.usage_tokens.unwrap_or(st.choice_messages),
-        usage_present: st.usage_tokens.is_some(),
-        endpoint: 0,
-        sent_at,
-        finish_reason: if traced {
-            chunk_scan::finish_reason(&st.last_choice)
-        } else {
-            None
-        },
-    })
+    st.completed(0)
 }
 
 /// Reads a whole (non-streaming) response: TTFT = E2EL = until its last byte.
@@ -372,12 +534,20 @@ pub(crate) async fn read_whole(
             "response carried no choice",
         ));
     }
+    let reasoning = whole.usage.as_ref().and_then(Usage::reasoning);
+    let cached_tokens = whole.usage.as_ref().and_then(Usage::cached);
     let usage = whole.usage.and_then(|u| u.completion_tokens);
     let e2el_us = micros(end - sent_at);
+    let output_tokens = usage.unwrap_or(u64::from(output_len));
     Ok(Completed {
         ttft_us: e2el_us,
+        ttfo_us: Some(e2el_us),
         e2el_us,
-        output_tokens: usage.unwrap_or(u64::from(output_len)),
+        output_tokens,
+        reasoning_tokens: reasoning.unwrap_or(0).min(output_tokens),
+        cached_tokens,
+        chunks: 1,
+        tokens_per_chunk: output_tokens as f64,
         usage_present: usage.is_some(),
         endpoint: 0,
         sent_at,
@@ -407,7 +577,7 @@ mod tests {
     fn chunk_counting_ignores_the_usage_chunk() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState::new(t0, &mut itl, false);
+        let mut st = StreamState::new(t0, &mut itl, false, false);
         st.on_event(
             b"",
             br#"{"choices":[{"text":"a"}]}"#,
@@ -427,14 +597,129 @@ mod tests {
         assert!(st.done && st.failure.is_none());
         assert_eq!((st.choice_messages, st.usage_tokens), (2, Some(2)));
         assert_eq!(st.last, Some(t0 + Duration::from_millis(7)));
-        assert_eq!(itl, vec![2000]);
+        let c = st.completed(0).expect("completed");
+        assert_eq!(
+            (c.ttfo_us, c.chunks, c.tokens_per_chunk),
+            (Some(5000), 2, 1.0)
+        );
+        assert_eq!(
+            itl,
+            vec![Gap {
+                us: 2000,
+                tokens: Gap::UNKNOWN
+            }]
+        );
+    }
+
+    /// Feeds `chunks` (data, ms after the send) to a chat stream and completes it.
+    fn chat_stream(chunks: &[(&str, u64)], gaps: &mut Vec<Gap>) -> Completed {
+        let t0 = Instant::now();
+        let mut st = StreamState::new(t0, gaps, true, false);
+        for (data, ms) in chunks {
+            st.on_event(b"", data.as_bytes(), t0 + Duration::from_millis(*ms));
+        }
+        st.on_event(b"", b"[DONE]", t0 + Duration::from_millis(999));
+        assert!(st.done && st.failure.is_none());
+        st.completed(0).expect("completed")
+    }
+
+    #[test]
+    fn reasoning_delays_the_first_output_token_and_is_counted() {
+        let mut gaps = Vec::new();
+        // vLLM with continuous usage: role chunk, 3 reasoning tokens in 2 chunks, then
+        // the answer in chunks of 2 and 1; the final usage says 3 were reasoning.
+        let c = chat_stream(
+            &[
+                (
+                    r#"{"choices":[{"delta":{"role":"assistant","content":""}}],"usage":{"completion_tokens":0}}"#,
+                    10,
+                ),
+                (
+                    r#"{"choices":[{"delta":{"reasoning":" a b"}}],"usage":{"completion_tokens":2}}"#,
+                    12,
+                ),
+                (
+                    r#"{"choices":[{"delta":{"reasoning":" c"}}],"usage":{"completion_tokens":3}}"#,
+                    14,
+                ),
+                (
+                    r#"{"choices":[{"delta":{"content":" X Y"}}],"usage":{"completion_tokens":5}}"#,
+                    20,
+                ),
+                (
+                    r#"{"choices":[{"delta":{"content":" Z"}}],"usage":{"completion_tokens":6}}"#,
+                    23,
+                ),
+                (
+                    r#"{"choices":[],"usage":{"completion_tokens":6,"completion_tokens_details":{"reasoning_tokens":3}}}"#,
+                    23,
+                ),
+            ],
+            &mut gaps,
+        );
+        assert_eq!(
+            (c.ttft_us, c.ttfo_us, c.e2el_us),
+            (10_000, Some(20_000), 23_000)
+        );
+        assert_eq!((c.output_tokens, c.reasoning_tokens, c.chunks), (6, 3, 5));
+        let tokens: Vec<u32> = gaps.iter().map(|g| g.tokens).collect();
+        assert_eq!(tokens, [2, 1, 2, 1], "from the change in usage");
+        let us: Vec<u32> = gaps.iter().map(|g| g.us).collect();
+        assert_eq!(us, [2000, 2000, 6000, 3000]);
+
+        // SGLang without usage details or continuous usage: reasoning counted from chunks,
+        // each carrying the mean of the final usage.
+        gaps.clear();
+        let c = chat_stream(
+            &[
+                (
+                    r#"{"choices":[{"delta":{"reasoning_content":"a b","content":null}}]}"#,
+                    5,
+                ),
+                (r#"{"choices":[{"delta":{"reasoning_content":"c d"}}]}"#, 7),
+                (
+                    r#"{"choices":[{"delta":{"content":"X Y","reasoning_content":null}}]}"#,
+                    9,
+                ),
+                (r#"{"choices":[],"usage":{"completion_tokens":6}}"#, 9),
+            ],
+            &mut gaps,
+        );
+        assert_eq!((c.ttft_us, c.ttfo_us), (5_000, Some(9_000)));
+        assert_eq!((c.reasoning_tokens, c.tokens_per_chunk), (4, 2.0));
+        assert!(gaps.iter().all(|g| g.tokens == Gap::UNKNOWN));
+
+        // A model that does not reason: TTFO = TTFT even after an empty role chunk.
+        gaps.clear();
+        let c = chat_stream(
+            &[
+                (
+                    r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+                    4,
+                ),
+                (r#"{"choices":[{"delta":{"content":"hi"}}]}"#, 6),
+            ],
+            &mut gaps,
+        );
+        assert_eq!(
+            (c.ttft_us, c.ttfo_us, c.reasoning_tokens),
+            (4_000, Some(4_000), 0)
+        );
+
+        // Out of tokens while still reasoning: no TTFO.
+        gaps.clear();
+        let c = chat_stream(
+            &[(r#"{"choices":[{"delta":{"reasoning":"hmm"}}]}"#, 4)],
+            &mut gaps,
+        );
+        assert_eq!((c.ttfo_us, c.reasoning_tokens), (None, 1));
     }
 
     #[test]
     fn error_events_are_classified() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState::new(t0, &mut itl, false);
+        let mut st = StreamState::new(t0, &mut itl, false, false);
         st.on_event(b"", br#"{"error":{"message":"x","code":503}}"#, t0);
         assert_eq!(st.failure.map(|f| f.class), Some(ErrorClass::Http5xx));
     }
