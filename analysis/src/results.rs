@@ -199,11 +199,23 @@ impl RunRecord {
             &self.arrival,
         );
         if self.spec.save_detailed {
+            // A damaged records file costs the arrays, never the point.
             let path = self.requests_path(&point.label);
-            let detailed = crate::detailed::arrays(&path, point.start_unix_nanos)
-                .map_err(|source| ResultsError::Io { path, source })?;
-            if let (Value::Object(o), Value::Object(d)) = (&mut vllm, detailed) {
-                o.extend(d);
+            match crate::detailed::arrays(&path, point.start_unix_nanos) {
+                Ok(Value::Object(d)) => {
+                    if let Value::Object(o) = &mut vllm {
+                        o.extend(d);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        "point {}: no detailed arrays, {} is unreadable: {e}",
+                        point.label,
+                        path.display()
+                    );
+                    vllm["detailed_error"] = json!(format!("{}: {e}", path.display()));
+                }
             }
         }
         write_json(

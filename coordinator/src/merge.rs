@@ -62,6 +62,12 @@ impl PointMerge {
         }
     }
 
+    /// Does a report from `worker` count: is it part of the point, and neither finished
+    /// nor lost?
+    pub fn accepts(&self, worker: &str) -> bool {
+        self.workers.get(worker).is_some_and(|p| !p.done)
+    }
+
     /// Adds a report from `worker`; reports from workers outside the point, or after
     /// their final one, are ignored.
     pub fn add(&mut self, worker: &str, report: &Report, last: bool) -> Result<(), HistogramError> {

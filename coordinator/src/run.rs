@@ -539,11 +539,16 @@ async fn collect(run: &mut Run, point: &Point, active: &Active) -> Result<PointM
             ev = run.inbox.recv() => {
                 let merged = match ev {
                     Some(WorkerEvent::Interval(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
-                        run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        // Records only from a report that counts, as the merge decides.
+                        if merge.accepts(&id) {
+                            run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        }
                         merge.add(&id, &r, false)
                     }
                     Some(WorkerEvent::Final(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
-                        run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        if merge.accepts(&id) {
+                            run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
+                        }
                         merge.add(&id, &r, true)
                     }
                     Some(WorkerEvent::Lost(id, reason)) => {

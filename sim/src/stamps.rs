@@ -125,8 +125,9 @@ impl Timing {
             Some(gap) => {
                 g.itl.saturating_record(us(gap));
                 if tokens > 0 {
-                    let per = us(gap) / u64::from(tokens);
-                    let _ = g.itl_per_token.record_n(per, u64::from(tokens));
+                    // Rounded, at least 1 µs: the worker's rule.
+                    let per = (us(gap) as f64 / f64::from(tokens)).round().max(1.0) as u64;
+                    g.itl_per_token.saturating_record_n(per, u64::from(tokens));
                 }
             }
         }

@@ -108,7 +108,7 @@ impl Part {
             }
         }
         if let Some(per_token) = lat.get_mut(Metric::ItlPerToken) {
-            record_per_token(per_token, gaps, c.tokens_per_chunk);
+            record_per_token(per_token, gaps, c.spread_tokens);
         }
         self.completed += 1;
         self.reasoning_tokens += c.reasoning_tokens;
@@ -125,18 +125,31 @@ impl Part {
 }
 
 /// Per-token ITL: a chunk of k tokens arriving g after the previous one gives k samples
-/// of g/k; a chunk whose tokens are unknown carries the request's mean (`mean_tokens`, its
-/// samples rounded to a whole count, at least one).
-fn record_per_token(h: &mut hdrhistogram::Histogram<u64>, gaps: &[Gap], mean_tokens: f64) {
+/// of g/k (rounded, at least 1 µs, as the sim stamps it). A gap whose tokens are unknown
+/// stands for `spread` tokens; its samples are whole, the fractions carried from gap to
+/// gap so that the request's samples add up to its tokens.
+fn record_per_token(h: &mut hdrhistogram::Histogram<u64>, gaps: &[Gap], spread: f64) {
+    let mut carry = 0.0;
     for g in gaps {
         let (k, samples) = match g.tokens {
-            Gap::UNKNOWN if mean_tokens > 0.0 => (mean_tokens, mean_tokens.round().max(1.0)),
+            Gap::UNKNOWN if spread > 0.0 => {
+                carry += spread;
+                let n = carry.floor();
+                carry -= n;
+                (spread, n as u64)
+            }
             Gap::UNKNOWN | 0 => continue,
-            k => (f64::from(k), f64::from(k)),
+            k => (f64::from(k), u64::from(k)),
         };
-        let value = (f64::from(g.us) / k).round() as u64;
-        let _ = h.record_n(value.max(1), samples as u64);
+        if samples > 0 {
+            h.saturating_record_n(per_token_us(g.us, k), samples);
+        }
     }
+}
+
+/// One token's share of a gap of `us` µs carrying `k` tokens.
+fn per_token_us(us: u32, k: f64) -> u64 {
+    ((f64::from(us) / k).round() as u64).max(1)
 }
 
 #[derive(Debug, Default)]
@@ -331,7 +344,7 @@ mod tests {
             reasoning_tokens: 0,
             cached_tokens: None,
             chunks: 11,
-            tokens_per_chunk: 1.0,
+            spread_tokens: 1.0,
             usage_present: true,
             endpoint,
             sent_at: Instant::now(),
@@ -414,9 +427,18 @@ mod tests {
             },
         ];
         record_per_token(per_token, &gaps, 2.0);
-        // 3 × 3 ms, 1 × 4 ms, nothing for an empty chunk, 2 × 3 ms at the mean.
+        // 3 × 3 ms, 1 × 4 ms, nothing for an empty chunk, 2 × 3 ms at the spread.
         assert_eq!(per_token.len(), 6);
         assert_eq!(per_token.count_at(3000), 5);
         assert_eq!(per_token.count_at(4000), 1);
+        // Fractions carry: 4 gaps at 1.5 tokens each are 6 samples, not 8.
+        per_token.reset();
+        let unknown = [Gap {
+            us: 3000,
+            tokens: Gap::UNKNOWN,
+        }; 4];
+        record_per_token(per_token, &unknown, 1.5);
+        assert_eq!(per_token.len(), 6);
+        assert_eq!(per_token.count_at(2000), 6);
     }
 }

@@ -54,7 +54,16 @@ struct Record<'a> {
     message: Option<&'a str>,
     /// With `--save-detailed`: gaps between consecutive chunks, ms.
     #[serde(skip_serializing_if = "Option::is_none")]
-    itl_ms: Option<Vec<f64>>,
+    itl_ms: Option<GapsMs<'a>>,
+}
+
+/// Chunk gaps written as a list of ms, without a list of them being made.
+struct GapsMs<'a>(&'a [Gap]);
+
+impl Serialize for GapsMs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|g| ms(u64::from(g.us))))
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -90,11 +99,20 @@ impl RequestLog {
         }
     }
 
+    /// Serializes `r` into this thread's buffer, then appends it under the lock (which
+    /// is held for a copy, never for the serialization).
     fn write(&self, r: &Record<'_>) {
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        if serde_json::to_writer(&mut *lines, r).is_ok() {
-            lines.push(b'\n');
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if serde_json::to_writer(&mut *line, r).is_ok() {
+                line.push(b'\n');
+                let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+                lines.extend_from_slice(line);
+            }
+        });
     }
 
     /// A completed request, its chunk gaps in `gaps`.
@@ -122,9 +140,7 @@ impl RequestLog {
             chunks: Some(c.chunks),
             error: None,
             message: None,
-            itl_ms: self
-                .detailed
-                .then(|| gaps.iter().map(|g| ms(u64::from(g.us))).collect()),
+            itl_ms: self.detailed.then_some(GapsMs(gaps)),
         });
     }
 
@@ -206,7 +222,7 @@ mod tests {
             reasoning_tokens: 2,
             cached_tokens: Some(16),
             chunks: 3,
-            tokens_per_chunk: 4.0 / 3.0,
+            spread_tokens: 4.0 / 3.0,
             usage_present: true,
             endpoint: 0,
             sent_at: t0 + Duration::from_millis(2),

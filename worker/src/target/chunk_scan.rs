@@ -51,15 +51,20 @@ fn non_empty_string(data: &[u8], key: &Finder<'_>) -> bool {
         .is_some_and(|v| data.get(v) == Some(&b'"') && data.get(v + 1).is_some_and(|&c| c != b'"'))
 }
 
-/// Reads a chat chunk's delta (called only until a stream's answer starts).
-pub fn delta(data: &[u8]) -> Delta {
-    let tool_calls = value_of(data, &TOOL_CALLS, 0).is_some_and(|v| {
-        data.get(v) == Some(&b'[') && data.get(skip_ws(data, v + 1)).is_some_and(|&c| c != b']')
-    });
-    Delta {
-        reasoning: non_empty_string(data, &REASONING) || non_empty_string(data, &REASONING_CONTENT),
-        answer: tool_calls || non_empty_string(data, &CONTENT),
-    }
+/// Reads a chat chunk's delta (called only until a stream's answer starts). Once the
+/// stream has `reasoned`, a chunk that is not an answer is taken as more reasoning
+/// without searching for the reasoning keys.
+pub fn delta(data: &[u8], reasoned: bool) -> Delta {
+    let answer = non_empty_string(data, &CONTENT)
+        || value_of(data, &TOOL_CALLS, 0).is_some_and(|v| {
+            data.get(v) == Some(&b'[') && data.get(skip_ws(data, v + 1)).is_some_and(|&c| c != b']')
+        });
+    let reasoning = if reasoned {
+        !answer
+    } else {
+        non_empty_string(data, &REASONING) || non_empty_string(data, &REASONING_CONTENT)
+    };
+    Delta { reasoning, answer }
 }
 
 /// The usage's reasoning tokens (`completion_tokens_details.reasoning_tokens`, vLLM and
@@ -76,12 +81,20 @@ pub fn cached_tokens(data: &[u8]) -> Option<u64> {
 
 /// The unsigned integer value of `key`, if it is one.
 fn number_of(data: &[u8], key: &Finder<'_>) -> Option<u64> {
-    let n = value_of(data, key, 0)?;
-    let digits = data[n..].iter().take_while(|c| c.is_ascii_digit()).count();
+    unsigned(&data[value_of(data, key, 0)?..])
+}
+
+/// The unsigned integer `b` starts with (at most 19 digits, so it cannot overflow).
+fn unsigned(b: &[u8]) -> Option<u64> {
+    let digits = b.iter().take(20).take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 || digits > 19 {
         return None;
     }
-    std::str::from_utf8(&data[n..n + digits]).ok()?.parse().ok()
+    Some(
+        b[..digits]
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 /// Why the model stopped (`choices[].finish_reason`), read only for traced requests.
@@ -167,19 +180,7 @@ pub fn scan(data: &[u8]) -> Option<Scanned> {
         None => None,
         Some(u) => match data.get(u)? {
             b'n' if data[u..].starts_with(b"null") => None,
-            b'{' => {
-                let n = value_of(data, &COMPLETION, u)?;
-                let digits = data[n..].iter().take_while(|c| c.is_ascii_digit()).count();
-                if digits == 0 || digits > 19 {
-                    return None;
-                }
-                Some(
-                    std::str::from_utf8(&data[n..n + digits])
-                        .ok()?
-                        .parse()
-                        .ok()?,
-                )
-            }
+            b'{' => Some(unsigned(&data[value_of(data, &COMPLETION, u)?..])?),
             _ => return None,
         },
     };
@@ -207,7 +208,7 @@ mod tests {
     }
     #[test]
     fn deltas_tell_reasoning_from_answers() {
-        let d = |s: &[u8]| delta(s);
+        let d = |s: &[u8]| delta(s, false);
         let no = Delta::default();
         let thinking = Delta {
             reasoning: true,
@@ -251,6 +252,14 @@ mod tests {
                 answer: true
             }
         );
+    }
+
+    #[test]
+    fn after_reasoning_what_is_not_an_answer_is_reasoning() {
+        let more = br#"{"choices":[{"delta":{"reasoning":" hm"}}]}"#;
+        assert!(delta(more, true).reasoning && !delta(more, true).answer);
+        let answer = br#"{"choices":[{"delta":{"content":" A"}}]}"#;
+        assert!(delta(answer, true).answer && !delta(answer, true).reasoning);
     }
 
     #[test]

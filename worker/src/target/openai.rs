@@ -24,7 +24,7 @@ use super::body::BodyOptions;
 pub use super::chunk_scan::FinishReason;
 pub use super::options::{Api, TargetError};
 use super::options::{Endpoint, Timeouts, parse_base, resolved};
-pub use super::stream::{Completed, Failed, Gap, micros};
+pub use super::stream::{Completed, Failed, Gap, micros, read_sse_bytes};
 use super::stream::{error_message, first_byte_timeout};
 use super::tls::tls_config;
 use super::{options, stream};

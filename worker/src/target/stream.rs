@@ -50,9 +50,9 @@ pub struct Completed {
     pub cached_tokens: Option<u64>,
     /// Choice messages (1 for a whole response).
     pub chunks: u64,
-    /// Mean tokens per chunk (output tokens / chunks): what a gap of unknown tokens
-    /// carried.
-    pub tokens_per_chunk: f64,
+    /// The tokens each gap of unknown tokens stands for: what usage leaves to them,
+    /// spread evenly (all of it over all chunks when no chunk's tokens are known).
+    pub spread_tokens: f64,
     /// False when output tokens were counted from chunks (or, whole responses without
     /// usage, taken as the requested length).
     pub usage_present: bool,
@@ -188,11 +188,19 @@ struct StreamState<'a> {
     cached_tokens: Option<u64>,
     /// Tokens of the first chunk ([`Gap::UNKNOWN`] when not known).
     first_tokens: u32,
+    /// Every chunk with a choice so far carried usage (so far): the change in usage is
+    /// each chunk's tokens. A server that gives usage only once (at the end, on the last
+    /// chunk) does not say how it was spread.
+    usage_running: bool,
     /// Traced requests keep their last chunk with a choice, to read its finish reason
     /// once at the end (scanning every chunk for it cost more than the span).
     traced: bool,
     last_choice: Vec<u8>,
 }
+
+/// More tokens than this in one chunk is not a server's count of one step or interval:
+/// such a chunk's tokens count as unknown.
+const MAX_CHUNK_TOKENS: u64 = 4096;
 
 /// A duration in whole microseconds (saturating).
 pub fn micros(d: Duration) -> u64 {
@@ -223,6 +231,7 @@ impl<'a> StreamState<'a> {
             usage_reasoning: None,
             cached_tokens: None,
             first_tokens: Gap::UNKNOWN,
+            usage_running: true,
             traced,
             last_choice: Vec::new(),
         }
@@ -230,7 +239,16 @@ impl<'a> StreamState<'a> {
 
     /// The delta of a chunk with a choice, while it matters (chat, before the answer).
     fn delta(&self, has_choice: bool, data: &[u8]) -> Option<Delta> {
-        (has_choice && self.classify && self.answer_at.is_none()).then(|| chunk_scan::delta(data))
+        (has_choice && self.classify && self.answer_at.is_none())
+            .then(|| chunk_scan::delta(data, self.reasoned))
+    }
+
+    /// Is a chunk with usage the request's final word on it: a usage chunk without a
+    /// choice, or usage that comes only now on a chunk with one (no usage before it)?
+    /// Reasoning and cached tokens are read from it alone, so a stream with usage on every
+    /// chunk is not searched for them per token.
+    fn final_usage(&self, has_choice: bool, has_usage: bool) -> bool {
+        has_usage && (!has_choice || !self.usage_running)
     }
 
     fn on_event(&mut self, event: &[u8], data: &[u8], now: Instant) {
@@ -245,15 +263,12 @@ impl<'a> StreamState<'a> {
             && let Some(c) = chunk_scan::scan(data)
         {
             self.keep_if_traced(c.has_choice, data);
-            let delta = self.delta(c.has_choice, data);
-            self.on_chunk(c.has_choice, c.usage_tokens, delta, now);
-            if c.usage_tokens.is_some() && self.reasoned {
+            if self.final_usage(c.has_choice, c.usage_tokens.is_some()) {
                 self.usage_reasoning = chunk_scan::reasoning_tokens(data).or(self.usage_reasoning);
-            }
-            // The final usage chunk (no choice) says what the prefix cache served.
-            if c.usage_tokens.is_some() && !c.has_choice {
                 self.cached_tokens = chunk_scan::cached_tokens(data).or(self.cached_tokens);
             }
+            let delta = self.delta(c.has_choice, data);
+            self.on_chunk(c.has_choice, c.usage_tokens, delta, now);
             return;
         }
         let chunk: Chunk = match serde_json::from_slice(data) {
@@ -282,11 +297,11 @@ impl<'a> StreamState<'a> {
         let has_choice = chunk.choices.0 > 0;
         self.keep_if_traced(has_choice, data);
         let delta = self.delta(has_choice, data);
-        if let Some(r) = chunk.usage.as_ref().and_then(Usage::reasoning) {
-            self.usage_reasoning = Some(r);
-        }
-        if let Some(c) = chunk.usage.as_ref().and_then(Usage::cached) {
-            self.cached_tokens = Some(c);
+        if let Some(u) = &chunk.usage
+            && self.final_usage(has_choice, u.completion_tokens.is_some())
+        {
+            self.usage_reasoning = u.reasoning().or(self.usage_reasoning);
+            self.cached_tokens = u.cached().or(self.cached_tokens);
         }
         self.on_chunk(
             has_choice,
@@ -311,11 +326,19 @@ impl<'a> StreamState<'a> {
         now: Instant,
     ) {
         if has_choice {
-            // Usage on a chunk with a choice is usage so far: the change is its tokens.
-            let tokens = usage_tokens.map_or(Gap::UNKNOWN, |u| {
-                let before = self.usage_tokens.unwrap_or(0);
-                u32::try_from(u.saturating_sub(before)).unwrap_or(Gap::UNKNOWN - 1)
-            });
+            // Usage on every chunk is usage so far: the change is this chunk's tokens.
+            let tokens = match usage_tokens {
+                Some(u) if self.usage_running => {
+                    let k = u.saturating_sub(self.usage_tokens.unwrap_or(0));
+                    if k <= MAX_CHUNK_TOKENS {
+                        k as u32
+                    } else {
+                        Gap::UNKNOWN
+                    }
+                }
+                _ => Gap::UNKNOWN,
+            };
+            self.usage_running &= usage_tokens.is_some();
             match self.last {
                 None => {
                     self.first = Some(now);
@@ -356,7 +379,21 @@ impl<'a> StreamState<'a> {
             ));
         };
         let output_tokens = self.usage_tokens.unwrap_or(self.choice_messages);
-        let tokens_per_chunk = output_tokens as f64 / self.choice_messages as f64;
+        // What usage leaves to the gaps whose tokens are unknown, spread over them.
+        let (mut known, mut unknown) = (0u64, 0u64);
+        for g in self.gaps.iter() {
+            match g.tokens {
+                Gap::UNKNOWN => unknown += 1,
+                k => known += u64::from(k),
+            }
+        }
+        let spread_tokens = match self.first_tokens {
+            Gap::UNKNOWN => output_tokens as f64 / self.choice_messages as f64,
+            first if unknown > 0 => {
+                output_tokens.saturating_sub(u64::from(first) + known) as f64 / unknown as f64
+            }
+            _ => 0.0,
+        };
         let ttft_us = micros(first - self.sent_at);
         let ttfo_us = if self.classify {
             self.answer_at.map(|a| micros(a - self.sent_at))
@@ -365,7 +402,7 @@ impl<'a> StreamState<'a> {
         };
         let reasoning_tokens = self.usage_reasoning.unwrap_or_else(|| {
             self.reasoning_counted
-                + (self.reasoning_unknown_chunks as f64 * tokens_per_chunk).round() as u64
+                + (self.reasoning_unknown_chunks as f64 * spread_tokens).round() as u64
         });
         Ok(Completed {
             ttft_us,
@@ -375,7 +412,7 @@ impl<'a> StreamState<'a> {
             reasoning_tokens: reasoning_tokens.min(output_tokens),
             cached_tokens: self.cached_tokens,
             chunks: self.choice_messages,
-            tokens_per_chunk,
+            spread_tokens,
             usage_present: self.usage_tokens.is_some(),
             endpoint,
             sent_at: self.sent_at,
@@ -386,6 +423,20 @@ impl<'a> StreamState<'a> {
             },
         })
     }
+}
+
+/// Reads a whole SSE response held in `bytes` as if it came in one read, and records
+/// nothing: the per-chunk path alone, for `benches/chunk_path.rs`.
+#[doc(hidden)]
+pub fn read_sse_bytes(bytes: &[u8], chat: bool, gaps: &mut Vec<Gap>) -> Result<Completed, Failed> {
+    let now = Instant::now();
+    let mut parser = SseParser::new();
+    let mut st = StreamState::new(now, gaps, chat, false);
+    parser.feed(bytes, |ev| st.on_event(ev.event, ev.data, now));
+    if let Some(f) = st.failure.take() {
+        return Err(f);
+    }
+    st.completed(0)
 }
 
 /// The failure of a response that did not begin within the first-byte timeout `t`.
@@ -547,7 +598,7 @@ pub(crate) async fn read_whole(
         reasoning_tokens: reasoning.unwrap_or(0).min(output_tokens),
         cached_tokens,
         chunks: 1,
-        tokens_per_chunk: output_tokens as f64,
+        spread_tokens: output_tokens as f64,
         usage_present: usage.is_some(),
         endpoint: 0,
         sent_at,
@@ -598,10 +649,7 @@ mod tests {
         assert_eq!((st.choice_messages, st.usage_tokens), (2, Some(2)));
         assert_eq!(st.last, Some(t0 + Duration::from_millis(7)));
         let c = st.completed(0).expect("completed");
-        assert_eq!(
-            (c.ttfo_us, c.chunks, c.tokens_per_chunk),
-            (Some(5000), 2, 1.0)
-        );
+        assert_eq!((c.ttfo_us, c.chunks, c.spread_tokens), (Some(5000), 2, 1.0));
         assert_eq!(
             itl,
             vec![Gap {
@@ -686,8 +734,30 @@ mod tests {
             &mut gaps,
         );
         assert_eq!((c.ttft_us, c.ttfo_us), (5_000, Some(9_000)));
-        assert_eq!((c.reasoning_tokens, c.tokens_per_chunk), (4, 2.0));
+        assert_eq!((c.reasoning_tokens, c.spread_tokens), (4, 2.0));
         assert!(gaps.iter().all(|g| g.tokens == Gap::UNKNOWN));
+
+        // Usage only on the last chunk with a choice (no continuous usage): no chunk's
+        // tokens are known, and the final usage is still read for reasoning and cache.
+        gaps.clear();
+        let c = chat_stream(
+            &[
+                (r#"{"choices":[{"delta":{"content":"a b"}}]}"#, 5),
+                (r#"{"choices":[{"delta":{"content":"c"}}]}"#, 7),
+                (
+                    r#"{"choices":[{"delta":{"content":"d e f"},"finish_reason":"stop"}],"usage":{"completion_tokens":600,"prompt_tokens_details":{"cached_tokens":32},"completion_tokens_details":{"reasoning_tokens":590}}}"#,
+                    9,
+                ),
+            ],
+            &mut gaps,
+        );
+        assert!(gaps.iter().all(|g| g.tokens == Gap::UNKNOWN), "{gaps:?}");
+        assert_eq!((c.output_tokens, c.spread_tokens), (600, 200.0));
+        assert_eq!(
+            (c.cached_tokens, c.reasoning_tokens),
+            (Some(32), 590),
+            "hidden reasoning"
+        );
 
         // A model that does not reason: TTFO = TTFT even after an empty role chunk.
         gaps.clear();
