@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::frontier::{Steffen, Xy, crossovers, frontier};
+use crate::frontier::{Curve, Steffen, Xy, crossovers, frontier};
+use crate::inferencex_spline::CalculatorSpline;
 use crate::inputs::Point;
 use crate::tco::{self, Gpus, RackFigures};
 
@@ -36,6 +37,40 @@ pub struct Options {
     pub group: Option<String>,
     /// Engine, precision, spec_decode of inputs that do not say.
     pub meta: BTreeMap<String, String>,
+    /// How figures are read off a frontier at a target.
+    pub interpolation: Interpolation,
+}
+
+/// How figures are read off a frontier at a target interactivity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    /// rackload's: Steffen's monotone cubic (one-sided end slopes, a line between two
+    /// points) for throughput, and cost = price ÷ that throughput, so the two agree.
+    #[default]
+    Steffen,
+    /// The InferenceX dashboard calculator's: d3's end slopes, its two-point rule, and
+    /// cost splined from the points' own costs ([`crate::inferencex_spline`]).
+    Inferencex,
+}
+
+impl Interpolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Steffen => "steffen",
+            Interpolation::Inferencex => "inferencex",
+        }
+    }
+
+    /// A curve through `knots` of this kind.
+    fn curve(self, knots: &[Xy]) -> Option<Box<dyn Curve>> {
+        match self {
+            Interpolation::Steffen => Steffen::new(knots).map(|c| Box::new(c) as Box<dyn Curve>),
+            Interpolation::Inferencex => {
+                CalculatorSpline::new(knots).map(|c| Box::new(c) as Box<dyn Curve>)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,6 +102,10 @@ pub struct PointOut {
     pub gpus: Gpus,
     #[serde(skip)]
     pub latency_ms: BTreeMap<String, f64>,
+    /// Its configuration (chart and series, whatever `--group` says): duplicates are
+    /// points of one configuration and concurrency.
+    #[serde(skip)]
+    pub config: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,12 +118,30 @@ pub struct AtOut {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupOut {
+    /// The chart the group belongs to: its model and nominal ISL/OSL, as far as the
+    /// inputs say (frontiers of different charts are never compared).
+    pub chart: String,
+    /// The series: system · framework · precision · spec decoding · disagg.
     pub name: String,
     pub system: String,
     pub tier: String,
     pub points: Vec<PointOut>,
     /// Figures read off the frontier at each target inside its range.
     pub at: Vec<AtOut>,
+    /// Points of one configuration and concurrency given more than once: which was kept
+    /// (the last given, as InferenceX keeps the latest).
+    pub duplicates: Vec<String>,
+}
+
+impl GroupOut {
+    /// `chart — series`, or the series alone when the inputs name no chart.
+    pub fn title(&self) -> String {
+        if self.chart.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{} — {}", self.chart, self.name)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -99,6 +156,8 @@ pub struct Crossover {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Analysis {
+    /// How the figures at targets and the crossovers were read.
+    pub interpolation: Interpolation,
     pub groups: Vec<GroupOut>,
     pub crossovers: Vec<Crossover>,
 }
@@ -115,8 +174,43 @@ pub(crate) fn frontier_knots(points: &[PointOut], y: impl Fn(&PointOut) -> f64) 
         .collect()
 }
 
-fn curve(points: &[PointOut], y: impl Fn(&PointOut) -> f64) -> Option<Steffen> {
-    Steffen::new(&frontier_knots(points, y))
+/// A group's cost per million tokens along its frontier: price ÷ throughput (Steffen), or
+/// the points' own costs splined (InferenceX).
+struct CostCurve {
+    tput: Option<Box<dyn Curve>>,
+    dollars: f64,
+    direct: Option<Box<dyn Curve>>,
+}
+
+impl Curve for CostCurve {
+    fn at(&self, x: f64) -> Option<f64> {
+        match &self.direct {
+            Some(c) => c.at(x),
+            None => Some(tco::cost_per_mtok(self.dollars, self.tput.as_ref()?.at(x)?)),
+        }
+    }
+
+    fn range(&self) -> (f64, f64) {
+        match (&self.direct, &self.tput) {
+            (Some(c), _) | (None, Some(c)) => c.range(),
+            (None, None) => (0.0, 0.0),
+        }
+    }
+}
+
+fn cost_curve(points: &[PointOut], dollars: f64, how: Interpolation) -> CostCurve {
+    let tput = how.curve(&frontier_knots(points, |p| p.figures.tput_per_gpu));
+    let direct = match how {
+        Interpolation::Steffen => None,
+        Interpolation::Inferencex => {
+            how.curve(&frontier_knots(points, |p| p.figures.cost_per_mtok))
+        }
+    };
+    CostCurve {
+        tput,
+        dollars,
+        direct,
+    }
 }
 
 pub fn analyze(
@@ -124,38 +218,43 @@ pub fn analyze(
     catalog: &Catalog,
     opts: &Options,
 ) -> Result<Analysis, AnalysisError> {
-    let mut groups: BTreeMap<String, (String, Vec<PointOut>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String), (String, Vec<PointOut>)> = BTreeMap::new();
     for p in points {
-        let (group, out) = point_out(p, catalog, opts)?;
+        let (key, out) = point_out(p, catalog, opts)?;
         groups
-            .entry(group)
+            .entry(key)
             .or_insert_with(|| (out.system.clone(), Vec::new()))
             .1
             .push(out);
     }
     let mut out = Vec::new();
     let mut cost_curves = Vec::new();
-    for (name, (system_name, pts)) in groups {
-        let g = group_out(name, system_name, pts, catalog, opts)?;
+    for ((chart, name), (system_name, pts)) in groups {
+        let g = group_out(chart, name, system_name, pts, catalog, opts)?;
+        let dollars = catalog.system(&g.system)?.cost(&opts.tier)?;
         cost_curves.push((
+            g.chart.clone(),
             g.name.clone(),
-            curve(&g.points, |p| p.figures.cost_per_mtok),
+            cost_curve(&g.points, dollars, opts.interpolation),
         ));
         out.push(g);
     }
     Ok(Analysis {
+        interpolation: opts.interpolation,
         groups: out,
         crossovers: crossovers_of(&cost_curves),
     })
 }
 
-/// One point's rack figures, and the group it belongs to (system · engine · precision ·
-/// spec-decode as its inputs say, or the group asked for).
+/// One point's rack figures, and the (chart, series) it belongs to: as the InferenceX
+/// dashboard draws them, one chart per model and nominal ISL/OSL, one series per system ·
+/// framework · precision · spec decoding · disaggregation (names normalised as the
+/// dashboard does); or the group asked for.
 fn point_out(
     p: &Point,
     catalog: &Catalog,
     opts: &Options,
-) -> Result<(String, PointOut), AnalysisError> {
+) -> Result<((String, String), PointOut), AnalysisError> {
     let system_name = p
         .system
         .clone()
@@ -171,16 +270,13 @@ fn point_out(
     let f = tco::figures(&p.measured, gpus, system, dollars);
     let mut meta = opts.meta.clone();
     meta.extend(p.meta.clone());
-    let group = opts.group.clone().unwrap_or_else(|| {
-        std::iter::once(system.name.clone())
-            .chain(
-                ["engine", "precision", "spec_decode"]
-                    .iter()
-                    .filter_map(|k| meta.get(*k).cloned()),
-            )
-            .collect::<Vec<_>>()
-            .join(" · ")
-    });
+    let meta = normalised(meta, gpus);
+    let (chart, series) = (chart_of(p), series_of(&system.name, &meta));
+    let config = format!("{chart} — {series}");
+    let key = match &opts.group {
+        Some(g) => (String::new(), g.clone()),
+        None => (chart, series),
+    };
     let intvty = |t: Option<f64>| t.filter(|t| *t > 0.0).map(|t| 1000.0 / t);
     let out = PointOut {
         source: p.source.clone(),
@@ -199,19 +295,95 @@ fn point_out(
         model: p.model.clone(),
         gpus,
         latency_ms: p.latency_ms.clone(),
+        config,
     };
-    Ok((group, out))
+    Ok((key, out))
+}
+
+/// The chart a point is drawn on: its model and nominal lengths, as far as known.
+fn chart_of(p: &Point) -> String {
+    let lengths = match (p.nominal_lengths, p.isl, p.osl) {
+        (true, Some(i), Some(o)) => Some(format!("{}/{}", i.round(), o.round())),
+        _ => None,
+    };
+    // A Hugging Face id and a bare name are one model: `openai/gpt-oss-120b` is
+    // `gpt-oss-120b`.
+    let model = p
+        .model
+        .as_deref()
+        .and_then(|m| m.rsplit('/').next())
+        .filter(|m| !m.is_empty())
+        .map(str::to_lowercase);
+    [model, lengths]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// A series name: the system, then framework, precision and spec decoding when known and
+/// not "none", then "disagg".
+fn series_of(system: &str, meta: &BTreeMap<String, String>) -> String {
+    std::iter::once(system.to_owned())
+        .chain(
+            ["engine", "precision", "spec_decode"]
+                .iter()
+                .filter_map(|k| meta.get(*k).cloned())
+                .filter(|v| v != "none"),
+        )
+        .chain((meta.get("disagg").map(String::as_str) == Some("true")).then(|| "disagg".into()))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// The grouping keys as the InferenceX dashboard normalises them
+/// (`packages/db/src/etl/normalizers.ts`, `framework-aliases.ts`): lower case; precision
+/// `mxfp4`/`nvfp4` → `fp4`; framework `trtllm` → `trt`, `dynamo-trtllm` → `dynamo-trt`,
+/// `sglang-disagg` → `mori-sglang` (disaggregated); spec decoding empty → `none`.
+fn normalised(mut meta: BTreeMap<String, String>, gpus: Gpus) -> BTreeMap<String, String> {
+    for v in meta.values_mut() {
+        *v = v.trim().to_lowercase();
+    }
+    if let Some(p) = meta.get_mut("precision")
+        && matches!(p.as_str(), "mxfp4" | "nvfp4")
+    {
+        *p = "fp4".into();
+    }
+    let mut disagg = matches!(gpus, Gpus::Disaggregated { .. });
+    if let Some(e) = meta.get_mut("engine") {
+        let canonical = match e.as_str() {
+            "trtllm" | "trt-llm" => Some("trt"),
+            "dynamo-trtllm" => Some("dynamo-trt"),
+            "sglang-disagg" => {
+                disagg = true;
+                Some("mori-sglang")
+            }
+            _ => None,
+        };
+        if let Some(c) = canonical {
+            *e = c.into();
+        }
+    }
+    if let Some(s) = meta.get_mut("spec_decode")
+        && s.is_empty()
+    {
+        *s = "none".into();
+    }
+    meta.insert("disagg".into(), disagg.to_string());
+    meta
 }
 
 /// A group: its points in order of interactivity, which are on the frontier, and the
 /// figures read off it at the targets asked for.
 fn group_out(
+    chart: String,
     name: String,
     system_name: String,
-    mut pts: Vec<PointOut>,
+    pts: Vec<PointOut>,
     catalog: &Catalog,
     opts: &Options,
 ) -> Result<GroupOut, AnalysisError> {
+    let (mut pts, duplicates) = without_duplicates(pts);
     pts.sort_by(|a, b| a.figures.interactivity.total_cmp(&b.figures.interactivity));
     let xy: Vec<Xy> = pts
         .iter()
@@ -225,37 +397,67 @@ fn group_out(
     }
     let system = catalog.system(&system_name)?;
     let dollars = system.cost(&opts.tier)?;
-    let tput = curve(&pts, |p| p.figures.tput_per_gpu);
+    let cost = cost_curve(&pts, dollars, opts.interpolation);
     let at = opts
         .at
         .iter()
         .filter_map(|&x| {
-            let t = tput.as_ref()?.at(x)?;
+            let t = cost.tput.as_ref()?.at(x)?;
             Some(AtOut {
                 interactivity: x,
                 tput_per_gpu: t,
-                cost_per_mtok: tco::cost_per_mtok(dollars, t),
+                cost_per_mtok: cost.at(x)?,
                 tok_per_s_per_mw: tco::tok_per_s_per_mw(t, system.all_in_kw_per_gpu),
             })
         })
         .collect();
     Ok(GroupOut {
+        chart,
         name,
         system: system_name,
         tier: opts.tier.clone(),
         points: pts,
         at,
+        duplicates,
     })
 }
 
-/// Where two groups' cost curves cross, and which is cheaper above.
-fn crossovers_of(cost_curves: &[(String, Option<Steffen>)]) -> Vec<Crossover> {
+/// One point per configuration and concurrency (open loops: per label): the last given
+/// wins, as the dashboard keeps a configuration's latest result; each one dropped is
+/// said.
+fn without_duplicates(pts: Vec<PointOut>) -> (Vec<PointOut>, Vec<String>) {
+    let key = |p: &PointOut| match p.concurrency {
+        Some(c) if c > 0 => format!("{} c{c}", p.config),
+        _ => format!("{} {}", p.config, p.label),
+    };
+    let mut kept: Vec<PointOut> = Vec::with_capacity(pts.len());
+    let mut said = Vec::new();
+    for p in pts {
+        match kept.iter_mut().find(|k| key(k) == key(&p)) {
+            Some(old) => {
+                said.push(format!(
+                    "{}: {} kept, {} dropped",
+                    key(&p),
+                    p.source,
+                    old.source
+                ));
+                *old = p;
+            }
+            None => kept.push(p),
+        }
+    }
+    (kept, said)
+}
+
+/// Where two groups' cost curves cross, and which is cheaper above (groups of one chart
+/// only).
+fn crossovers_of(cost_curves: &[(String, String, CostCurve)]) -> Vec<Crossover> {
     let mut crosses = Vec::new();
-    for (i, (a, ca)) in cost_curves.iter().enumerate() {
-        for (b, cb) in &cost_curves[i + 1..] {
-            let (Some(ca), Some(cb)) = (ca, cb) else {
+    for (i, (chart_a, a, ca)) in cost_curves.iter().enumerate() {
+        for (chart_b, b, cb) in &cost_curves[i + 1..] {
+            if chart_a != chart_b || ca.tput.is_none() || cb.tput.is_none() {
                 continue;
-            };
+            }
             for x in crossovers(ca, cb) {
                 let above = x + 1e-6 * x.max(1.0);
                 let cheaper = match (ca.at(above), cb.at(above)) {
@@ -279,8 +481,16 @@ impl Analysis {
     pub fn table(&self) -> String {
         use std::fmt::Write;
         let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "figures at targets read by {} interpolation",
+            self.interpolation.name()
+        );
         for g in &self.groups {
-            let _ = writeln!(t, "{} ({} tier)", g.name, g.tier);
+            let _ = writeln!(t, "{} ({} tier)", g.title(), g.tier);
+            for d in &g.duplicates {
+                let _ = writeln!(t, "  duplicate {d}");
+            }
             let _ = writeln!(
                 t,
                 "  {:>10} {:>12} {:>12} {:>10} {:>12} {:>9}  frontier",

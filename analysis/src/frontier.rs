@@ -39,6 +39,15 @@ pub fn frontier(points: &[Xy]) -> Vec<usize> {
     out
 }
 
+/// A curve read at an interactivity: rackload's [`Steffen`], or the InferenceX
+/// dashboard's [`crate::inferencex_spline::CalculatorSpline`].
+pub trait Curve {
+    /// The curve at `x`, None outside its range.
+    fn at(&self, x: f64) -> Option<f64>;
+    /// The x range it answers in.
+    fn range(&self) -> (f64, f64);
+}
+
 /// Steffen's monotone cubic through points sorted by strictly increasing x: never
 /// overshoots, so between two frontier points it stays between their values.
 #[derive(Clone, Debug)]
@@ -100,6 +109,12 @@ impl Steffen {
 
     /// The curve at `x`, None outside the knots' range.
     pub fn at(&self, x: f64) -> Option<f64> {
+        Curve::at(self, x)
+    }
+}
+
+impl Curve for Steffen {
+    fn at(&self, x: f64) -> Option<f64> {
         let (first, last) = (*self.xs.first()?, *self.xs.last()?);
         if !(first..=last).contains(&x) {
             return None;
@@ -126,7 +141,7 @@ impl Steffen {
         )
     }
 
-    pub fn range(&self) -> (f64, f64) {
+    fn range(&self) -> (f64, f64) {
         (
             self.xs.first().copied().unwrap_or(0.0),
             self.xs.last().copied().unwrap_or(0.0),
@@ -136,7 +151,7 @@ impl Steffen {
 
 /// Interactivities in the overlap of `a` and `b` where `a(x) - b(x)` changes sign (for cost
 /// curves: where the cheaper system flips), found on a fine grid and refined by bisection.
-pub fn crossovers(a: &Steffen, b: &Steffen) -> Vec<f64> {
+pub fn crossovers(a: &dyn Curve, b: &dyn Curve) -> Vec<f64> {
     let lo = a.range().0.max(b.range().0);
     let hi = a.range().1.min(b.range().1);
     if hi <= lo {

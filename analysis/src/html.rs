@@ -246,7 +246,7 @@ fn frontier_section(
                     let _ = write!(
                         h,
                         "<tr><td>{} · {}</td><td>{:.1}</td><td>{:.1}</td><td>{:.4}</td><td>{:.0}</td><td>{:.4}</td><td>{}</td></tr>",
-                        esc(&g.name),
+                        esc(&g.title()),
                         esc(&p.label),
                         p.figures.interactivity,
                         p.figures.tput_per_gpu,
@@ -258,6 +258,11 @@ fn frontier_section(
                 }
             }
             h.push_str("</table>");
+            let _ = write!(
+                h,
+                "<p>Between frontier points: {} interpolation.</p>",
+                a.interpolation.name()
+            );
         }
         _ => {
             let _ = write!(

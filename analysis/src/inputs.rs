@@ -23,6 +23,9 @@ pub struct Point {
     pub concurrency: Option<u32>,
     pub isl: Option<f64>,
     pub osl: Option<f64>,
+    /// `isl`/`osl` are the nominal lengths (InferenceX rows, a random workload), not
+    /// measured means: they name a chart.
+    pub nominal_lengths: bool,
     /// Where the file came from: rackload, vllm, inferencex.
     pub format: &'static str,
     /// TPOT besides the median, ms, when the file has them (interactivity at each).
@@ -252,6 +255,7 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
                     .map(|(t, n)| t / n)
             }),
             format: "rackload",
+            nominal_lengths: nominal.is_some(),
             model: model.clone(),
             latency_ms: latency_ms(p, false),
         });
@@ -292,6 +296,7 @@ fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
         isl: completed.map(|n| input / n),
         osl: completed.map(|n| output / n),
         format: "vllm",
+        nominal_lengths: false,
         model: doc["model_id"].as_str().map(str::to_owned),
         latency_ms: latency_ms(doc, false),
     })
@@ -360,6 +365,7 @@ fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
         isl: num(doc, "isl"),
         osl: num(doc, "osl"),
         format: "inferencex",
+        nominal_lengths: num(doc, "isl").is_some() && num(doc, "osl").is_some(),
         model: doc["model"].as_str().map(str::to_owned),
         latency_ms: latency_ms(doc, true),
     })

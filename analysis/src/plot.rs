@@ -165,7 +165,7 @@ where
                 )
             }))
             .map_err(err)?
-            .label(g.name.clone())
+            .label(g.title())
             .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         chart
             .draw_series(LineSeries::new(
@@ -224,7 +224,7 @@ where
                 }),
         )
         .map_err(err)?
-        .label(g.name.clone())
+        .label(g.title())
         .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         cost.draw_series(LineSeries::new(
             frontier_line(&g.points, |p| p.figures.cost_per_mtok),
@@ -268,6 +268,7 @@ mod tests {
             meta: Default::default(),
             model: None,
             latency_ms: Default::default(),
+            nominal_lengths: false,
         };
         let points = vec![
             point("b200", "c4", 8_000.0, 4.0),

@@ -24,6 +24,8 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
         &run,
         serde_json::json!({
             "schema_version": 1,
+            "spec": {"target": {"model": "openai/gpt-oss-120b"},
+                     "workload": {"lengths": {"kind": "random", "input_len": 1024, "output_len": 1024}}},
             "environment": {"sim": {"profile": {"system": "b200"}, "gpus": 1}},
             "points": [
                 {"label": "c1", "max_concurrency": 1, "completed": 2, "duration_s": 7.0,
@@ -71,7 +73,9 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
             p
         })
         .collect();
-    // Grouped by what each file says: system, engine, precision.
+    // Grouped as the dashboard draws them: a chart per model and nominal ISL/OSL (the
+    // vLLM file has no nominal lengths: a chart of its own), a series per system, engine,
+    // precision.
     let mut all = rackload.clone();
     all.extend(vllm.clone());
     all.extend(ix);
@@ -81,16 +85,20 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
         ..Options::default()
     };
     let a = analyze(&all, &catalog, &opts).expect("analysis");
-    let names: Vec<&str> = a.groups.iter().map(|g| g.name.as_str()).collect();
+    let names: Vec<String> = a.groups.iter().map(|g| g.title()).collect();
     assert_eq!(
         names,
-        ["b200 · rackload-sim", "b200 · vllm", "mi355x · vllm · fp4"]
+        [
+            "gpt-oss-120b — b200 · vllm",
+            "gpt-oss-120b · 1024/1024 — b200 · rackload-sim",
+            "gpt-oss-120b · 1024/1024 — mi355x · vllm · fp4"
+        ]
     );
     let mi = &a.groups[2];
     assert_eq!(mi.points.len(), 3);
     assert_eq!(mi.at.len(), 1, "150 tok/s/user is inside MI355X's range");
     // The vLLM fixture's mean/p90/p99 TPOT give interactivity at each.
-    let v = &a.groups[1].points[0];
+    let v = &a.groups[0].points[0];
     assert!((v.interactivity_p99.expect("p99") - 1000.0 / 15.2).abs() < 1e-9);
     // It lies where both groups have a frontier.
     let range = |name: &str| {
@@ -106,8 +114,31 @@ fn vllm_inferencex_and_rackload_points_share_one_chart() {
             on.iter().copied().fold(0.0, f64::max),
         )
     };
-    // The sim's B200 curve (cheap at high throughput, steep towards 290 tok/s/user) and the
-    // MI355X rows cross once, at ~118 tok/s/user; the vLLM B200 group has one point: no curve.
+    // Cost is price ÷ throughput along each frontier: where both have one (112.7 to 240
+    // tok/s/user), the sim's B200 is the cheaper everywhere, so they never cross (and the
+    // vLLM B200 group, one point in another chart, has no curve).
+    assert!(a.crossovers.is_empty(), "{:?}", a.crossovers);
+    let b200 = &a.groups[1];
+    for x in [113.0, 150.0, 200.0, 239.0] {
+        let cost = |g: &rackload_analysis::analyze::GroupOut| {
+            let one = Options {
+                at: vec![x],
+                ..opts.clone()
+            };
+            let a = analyze(&all, &catalog, &one).expect("analysis");
+            let g = a.groups.iter().find(|h| h.name == g.name).expect("group");
+            g.at[0].cost_per_mtok
+        };
+        assert!(cost(b200) < cost(mi), "at {x}");
+    }
+    // The dashboard's calculator splines cost between the points themselves; between a
+    // cheap and a dear point that bends above price ÷ throughput, and read that way the
+    // two cross once.
+    let dashboard = Options {
+        interpolation: rackload_analysis::analyze::Interpolation::Inferencex,
+        ..opts.clone()
+    };
+    let a = analyze(&all, &catalog, &dashboard).expect("analysis");
     assert_eq!(a.crossovers.len(), 1, "{:?}", a.crossovers);
     assert_eq!(
         (a.crossovers[0].a.as_str(), a.crossovers[0].b.as_str()),

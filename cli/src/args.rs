@@ -88,6 +88,13 @@ pub enum FrontierFormat {
     Inferencex,
 }
 
+/// `--interpolation`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum InterpolationArg {
+    Steffen,
+    Inferencex,
+}
+
 #[derive(Debug, Args)]
 pub struct FrontierArgs {
     /// rackload result directories or run.json files, vLLM bench serve result files,
@@ -130,6 +137,12 @@ pub struct FrontierArgs {
     pub catalog: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: FrontierFormat,
+    /// How figures are read off a frontier at --at targets: steffen (monotone; cost =
+    /// price ÷ throughput there, so the two agree) or inferencex (the InferenceX
+    /// dashboard calculator's end slopes and two-point rule, cost splined from the
+    /// points' own costs: its numbers, to compare with it).
+    #[arg(long, value_enum, default_value = "steffen")]
+    pub interpolation: InterpolationArg,
     /// Also draw the frontiers (throughput per GPU, and cost) into this .svg or .png file.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,

@@ -1,17 +1,18 @@
-//! `rackload frontier`: reads results of any supported origin, groups them by system, and
-//! prints each group's points with their rack figures, the Pareto frontier, figures at
+//! `rackload frontier`: reads results of any supported origin, groups them as the
+//! InferenceX dashboard draws them (chart: model and ISL/OSL; series: system, framework,
+//! precision, spec decoding, disaggregation), and prints each group's points with their rack figures, the Pareto frontier, figures at
 //! target interactivities and the crossovers between groups (DESIGN.md §6).
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rackload_analysis::analyze::{Options, analyze};
+use rackload_analysis::analyze::{Interpolation, Options, analyze};
 use rackload_analysis::catalog::Catalog;
 use rackload_analysis::inputs;
 use rackload_analysis::tco::Gpus;
 
-use crate::args::{FrontierArgs, FrontierFormat};
+use crate::args::{FrontierArgs, FrontierFormat, InterpolationArg};
 
 pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
     if let Some(x) = args.at.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
@@ -44,6 +45,10 @@ pub fn main(args: FrontierArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
         .collect(),
+        interpolation: match args.interpolation {
+            InterpolationArg::Steffen => Interpolation::Steffen,
+            InterpolationArg::Inferencex => Interpolation::Inferencex,
+        },
     };
     let analysis = analyze(&points, &catalog, &opts)?;
     if let Some(path) = &args.plot {

@@ -200,3 +200,128 @@ fn inferencex_rows_round_trip(tag: &str, results: &std::path::Path, run: &std::p
     let group = |v: &Value| v["groups"][0]["name"].clone();
     assert_eq!(group(&orig), group(&back), "same group: system · engine");
 }
+
+/// InferenceX rows of two models and two ISL/OSL pairs: four charts, never one mixed
+/// (precision spellings and runner suffixes folded as the dashboard folds them, a repeated
+/// configuration and concurrency kept once); and values read at 35 and 90 tok/s/user off a
+/// two-point frontier, by rackload's interpolation and by the dashboard calculator's.
+#[test]
+fn inferencex_rows_group_and_read_as_the_dashboard_does() {
+    let tag = new_tag("dashboard");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rows = Vec::new();
+    for model in ["gpt-oss-120b", "deepseek-r1"] {
+        for (isl, osl) in [(1024, 1024), (8192, 1024)] {
+            for (k, (hw, precision)) in [("b200", "fp4"), ("b200-trt", "nvfp4"), ("b200", "mxfp4")]
+                .into_iter()
+                .enumerate()
+            {
+                let conc = [4, 64, 256][k];
+                rows.push(serde_json::json!({
+                    "hw": hw, "framework": "vllm", "precision": precision, "model": model,
+                    "isl": isl, "osl": osl, "conc": conc,
+                    "tput_per_gpu": 1000.0 * (k + 1) as f64, "output_tput_per_gpu": 500.0 * (k + 1) as f64,
+                    "median_intvty": 200.0 / (k + 1) as f64,
+                }));
+            }
+        }
+    }
+    // The same configuration and concurrency again, later: it replaces the first.
+    let mut again = rows[0].clone();
+    again["tput_per_gpu"] = serde_json::json!(1100.0);
+    rows.push(again);
+    let file = dir.path().join("rows.jsonl");
+    let text: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&file, text.join("\n")).expect("write");
+    let v = frontier_json(&tag, &[&file], &["--format", "json"]);
+    assert_eq!(v["interpolation"], "steffen");
+    let groups = v["groups"].as_array().expect("groups");
+    let charts: Vec<&str> = groups
+        .iter()
+        .map(|g| g["chart"].as_str().expect("chart"))
+        .collect();
+    assert_eq!(
+        charts,
+        [
+            "deepseek-r1 · 1024/1024",
+            "deepseek-r1 · 8192/1024",
+            "gpt-oss-120b · 1024/1024",
+            "gpt-oss-120b · 8192/1024"
+        ]
+    );
+    for g in groups {
+        assert_eq!(g["name"], "b200 · vllm · fp4", "{g}");
+        assert_eq!(g["points"].as_array().map(Vec::len), Some(3), "{g}");
+    }
+    let oss = &groups[2];
+    assert_eq!(oss["duplicates"].as_array().map(Vec::len), Some(1), "{oss}");
+    let c4 = oss["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .find(|p| p["concurrency"] == 4)
+        .expect("c4");
+    assert_eq!(c4["tput_per_gpu"], 1100.0, "the later row kept");
+
+    // A two-point frontier, (20, 1000) and (100, 200) tok/s/user → tok/s/GPU, on a
+    // system at $2/GPU-hour. The dashboard calculator's tangents there are 1.5·s and
+    // 0.75·s (s = −10): its own functions give 794.775 at 35 and 275.391 at 90, and cost
+    // splined from the points' ($0.5556 and $2.7778 per M tokens) 1.126 and 2.568.
+    // rackload's Steffen is the line: 850 and 300, cost = $2 ÷ throughput.
+    let catalog = dir.path().join("catalog.toml");
+    std::fs::write(
+        &catalog,
+        "[[system]]\nname = \"testgpu\"\ngpu = \"T\"\ngpus_per_node = 8\ngpus_per_rack = 32\ntdp_kw = 1.0\nall_in_kw_per_gpu = 2.0\ncost_per_gpu_hour = { owning = 2.0, rental = 2.0 }\nsource = \"test\"\n",
+    )
+    .expect("catalog");
+    let two = dir.path().join("two.jsonl");
+    std::fs::write(
+        &two,
+        [
+            r#"{"hw": "testgpu", "framework": "vllm", "precision": "fp8", "model": "m", "isl": 1024, "osl": 1024, "conc": 4, "tput_per_gpu": 200.0, "output_tput_per_gpu": 100.0, "median_intvty": 100.0}"#,
+            r#"{"hw": "testgpu", "framework": "vllm", "precision": "fp8", "model": "m", "isl": 1024, "osl": 1024, "conc": 64, "tput_per_gpu": 1000.0, "output_tput_per_gpu": 500.0, "median_intvty": 20.0}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    let catalog = catalog.to_str().expect("utf-8");
+    let at = |how: &str| -> Vec<(f64, f64)> {
+        let v = frontier_json(
+            &tag,
+            &[&two],
+            &[
+                "--format",
+                "json",
+                "--at",
+                "35,90",
+                "--catalog",
+                catalog,
+                "--interpolation",
+                how,
+            ],
+        );
+        assert_eq!(v["interpolation"], how);
+        v["groups"][0]["at"]
+            .as_array()
+            .expect("at")
+            .iter()
+            .map(|a| {
+                (
+                    a["tput_per_gpu"].as_f64().expect("tput"),
+                    a["cost_per_mtok"].as_f64().expect("cost"),
+                )
+            })
+            .collect()
+    };
+    let close = |a: f64, b: f64, tol: f64| assert!((a - b).abs() <= tol, "{a} vs {b}");
+    let ix = at("inferencex");
+    close(ix[0].0, 794.775, 5e-4);
+    close(ix[1].0, 275.391, 5e-4);
+    close(ix[0].1, 1.126, 5e-4);
+    close(ix[1].1, 2.568, 5e-4);
+    let st = at("steffen");
+    close(st[0].0, 850.0, 1e-9);
+    close(st[1].0, 300.0, 1e-9);
+    close(st[0].1, 2.0 / (850.0 * 3600.0 / 1e6), 1e-12);
+    close(st[1].1, 2.0 / (300.0 * 3600.0 / 1e6), 1e-12);
+}

@@ -385,8 +385,9 @@ fn an_open_loop_held_back_counts_late_starts_and_latency_from_the_intended_send(
 }
 
 /// A reasoning model with speculative decoding (DESIGN.md §5): the first 12 output tokens
-/// of each answer are reasoning deltas, and each event carries the 1..=3 tokens a step
-/// accepted, events 3 × ITL apart. The worker's TTFT, TTFO, per-chunk ITL, per-token ITL
+/// of each answer are reasoning deltas, and each event carries the 1..=5 tokens a step
+/// accepted, events 5 × ITL apart. (With 1..=5, per-token values 15/k ms put the median
+/// and p90 well inside one step size each, not on the edge between two.) The worker's TTFT, TTFO, per-chunk ITL, per-token ITL
 /// and TPOT must each sit within 1 ms of the sim's own stamps at p50, and the reasoning and
 /// chunk counts must add up.
 #[test]
@@ -402,7 +403,7 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
             "--reasoning-tokens",
             "12",
             "--tokens-per-chunk",
-            "3",
+            "5",
             "--stamp",
         ],
     );
@@ -439,14 +440,14 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
         .as_f64()
         .expect("tokens per chunk");
     assert!(
-        (1.5..=2.5).contains(&per_chunk),
-        "1..=3 accepted per step: {per_chunk}"
+        (2.0..=3.5).contains(&per_chunk),
+        "1..=5 accepted per step: {per_chunk}"
     );
-    // One per-token sample per token after each request's first chunk (of 1..=3).
+    // One per-token sample per token after each request's first chunk (of 1..=5).
     let per_token = count(&p["histogram_counts"]["itl_per_token"]);
     let output = count(&p["total_output_tokens"]);
     assert!(
-        (output - 3 * completed..=output - completed).contains(&per_token),
+        (output - 5 * completed..=output - completed).contains(&per_token),
         "{per_token} per-token samples for {output} tokens"
     );
     let server = get_json(&url, "/stats")["timing"].clone();
@@ -467,6 +468,47 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
     assert!(median("itl_per_token") < median("itl"), "{p}");
     assert!(stdout.contains("Median TTFO (ms):"), "{stdout}");
     assert!(stdout.contains("Mean tokens per chunk:"), "{stdout}");
+
+    // Without usage on every chunk, the run's tokenizer counts each chunk's tokens (the
+    // sim's words are one Qwen2.5 token each): the same per-token ITL.
+    let tokenizer = shared_tokenizer();
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            "--endpoint",
+            "/v1/chat/completions",
+            "--request-rate",
+            "40",
+            "--num-prompts",
+            "100",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            "48",
+            "--random-range-ratio",
+            "1",
+            "--no-continuous-usage-stats",
+            "--tokenizer",
+            tokenizer.to_str().expect("utf-8 path"),
+        ],
+        results.path(),
+    );
+    assert!(ok, "{stdout}");
+    let p = &run["points"][0];
+    assert_eq!(count(&p["total_reasoning_tokens"]), 12 * 100, "{p}");
+    // The p90 tells exact counts from usage spread evenly (which puts every sample near
+    // 15 ms / 3, where the p90 is a step of two tokens, 7.5 ms each).
+    let server = get_json(&url, "/stats")["timing"]["itl_per_token"].clone();
+    for (q, key) in [("median", "p50_us"), ("p90", "p90_us")] {
+        let client = p[format!("{q}_itl_per_token_ms")].as_f64().expect("client");
+        let server = server[key].as_f64().expect("server") / 1000.0;
+        eprintln!("{q} itl_per_token by tokenizer: worker {client:.3} ms, server {server:.3} ms");
+        assert!((client - server).abs() <= 1.0, "{q}: {client} vs {server}");
+    }
 }
 
 #[test]

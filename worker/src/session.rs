@@ -28,6 +28,7 @@ use crate::schedule::{Shard, StopMode};
 use crate::target::OpenAiTarget;
 use crate::trace::RequestTracer;
 use rackload_telemetry::RequestSampler;
+use rackload_workloads::tokenizer::LoadedTokenizer;
 
 /// How a worker finds and presents itself to its coordinator, and the caps it enforces
 /// whatever a plan asks.
@@ -584,8 +585,11 @@ async fn prepare(
             })?;
         let target_spec = plan.target.as_ref().ok_or("plan has no target")?;
         crate::allow::check(&config.allow_targets, &target_spec.base_urls).await?;
-        let target =
+        let mut target =
             OpenAiTarget::new(target_spec, workload.ignore_eos).map_err(|e| e.to_string())?;
+        if let Some(tok) = tokenizer_of(&workload).await {
+            target.set_tokenizer(tok);
+        }
         target.preflight().await.map_err(|e| e.to_string())?;
         Ok::<_, String>((workload, target, concurrency, report_interval))
     };
@@ -610,6 +614,43 @@ async fn prepare(
             ack.error = e;
             (ack, None)
         }
+    }
+}
+
+/// The workload's tokenizer, when this worker has its file (loaded once per process): it
+/// counts the tokens of chunks whose usage does not say. Without it, usage is spread.
+async fn tokenizer_of(workload: &WorkloadSpec) -> Option<Arc<LoadedTokenizer>> {
+    static LOADED: std::sync::Mutex<Vec<(String, Arc<LoadedTokenizer>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let path = workload.tokenizer_path()?.to_owned();
+    if let Some((_, t)) = LOADED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(p, _)| *p == path)
+    {
+        return Some(t.clone());
+    }
+    if !std::path::Path::new(&path).is_file() {
+        tracing::info!("tokenizer {path} is not on this worker: chunk tokens from usage only");
+        return None;
+    }
+    let p = path.clone();
+    match tokio::task::spawn_blocking(move || LoadedTokenizer::load(std::path::Path::new(&p))).await
+    {
+        Ok(Ok(t)) => {
+            let t = Arc::new(t);
+            LOADED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((path, t.clone()));
+            Some(t)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("{e}: chunk tokens from usage only");
+            None
+        }
+        Err(_) => None,
     }
 }
 

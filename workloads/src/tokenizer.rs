@@ -46,6 +46,28 @@ impl LoadedTokenizer {
         Ok(u32::try_from(enc.len()).unwrap_or(u32::MAX))
     }
 
+    /// Tokens of each piece of `text`, piece k ending at byte `ends[k]` (pieces in order,
+    /// the last ending at `text.len()`): the text is encoded once, as a whole, and each
+    /// token counts for the piece its first byte is in. For streamed output, where
+    /// encoding each chunk alone would split merges at chunk boundaries.
+    pub fn tokens_per_piece(&self, text: &str, ends: &[usize]) -> Result<Vec<u32>, WorkloadError> {
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| WorkloadError::File {
+                path: self.path.clone(),
+                reason: format!("cannot encode text: {e}"),
+            })?;
+        let mut counts = vec![0u32; ends.len()];
+        for &(start, _) in enc.get_offsets() {
+            let k = ends.partition_point(|&end| end <= start);
+            if let Some(c) = counts.get_mut(k.min(ends.len().saturating_sub(1))) {
+                *c += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Up to `max` lowercase ASCII words that this tokenizer encodes, with a leading space,
     /// as exactly one token — in id order, so the most frequent merges come first.
     pub(crate) fn single_token_words(&self, max: usize) -> Vec<(String, u32)> {

@@ -67,6 +67,37 @@ pub fn delta(data: &[u8], reasoned: bool) -> Delta {
     Delta { reasoning, answer }
 }
 
+static TEXT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"text\""));
+
+/// The generated text a chunk carries (`text`, or a delta's `reasoning`,
+/// `reasoning_content` and `content`), each string value passed to `f` as it stands in
+/// the JSON (escapes and all).
+pub fn texts(data: &[u8], mut f: impl FnMut(&[u8])) {
+    for key in [&TEXT, &REASONING, &REASONING_CONTENT, &CONTENT] {
+        let Some(v) = value_of(data, key, 0) else {
+            continue;
+        };
+        if data.get(v) != Some(&b'"') {
+            continue;
+        }
+        // The closing quote: the first one not escaped (an odd run of backslashes).
+        let mut at = v + 1;
+        while let Some(q) = memchr::memchr(b'"', &data[at..]) {
+            let end = at + q;
+            let slashes = data[v + 1..end]
+                .iter()
+                .rev()
+                .take_while(|&&c| c == b'\\')
+                .count();
+            if slashes % 2 == 0 {
+                f(&data[v + 1..end]);
+                break;
+            }
+            at = end + 1;
+        }
+    }
+}
+
 /// The usage's reasoning tokens (`completion_tokens_details.reasoning_tokens`, vLLM and
 /// OpenAI; SGLang puts `reasoning_tokens` in `usage` itself), when the chunk says.
 pub fn reasoning_tokens(data: &[u8]) -> Option<u64> {
@@ -252,6 +283,16 @@ mod tests {
                 answer: true
             }
         );
+    }
+
+    #[test]
+    fn texts_are_found_with_their_escapes() {
+        let mut got = Vec::new();
+        texts(
+            br#"{"choices":[{"delta":{"reasoning":"a \"b\\","content":" c"}}],"text":null}"#,
+            |t| got.push(String::from_utf8_lossy(t).into_owned()),
+        );
+        assert_eq!(got, [r#"a \"b\\"#, " c"]);
     }
 
     #[test]

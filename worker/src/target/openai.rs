@@ -44,6 +44,9 @@ pub struct OpenAiTarget {
     headers: HeaderMap,
     timeouts: Timeouts,
     body: BodyOptions,
+    /// Counts the tokens of chunks whose usage does not say (the run's tokenizer, when
+    /// this worker has its file).
+    tokenizer: Option<std::sync::Arc<rackload_workloads::tokenizer::LoadedTokenizer>>,
 }
 
 impl fmt::Debug for OpenAiTarget {
@@ -137,7 +140,16 @@ impl OpenAiTarget {
                 continuous_usage: !spec.no_continuous_usage,
                 extra: options::extra_body(spec)?,
             },
+            tokenizer: None,
         })
+    }
+
+    /// Counts the tokens of chunks whose usage does not say with `tokenizer`.
+    pub fn set_tokenizer(
+        &mut self,
+        tokenizer: std::sync::Arc<rackload_workloads::tokenizer::LoadedTokenizer>,
+    ) {
+        self.tokenizer = Some(tokenizer);
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -308,7 +320,8 @@ impl OpenAiTarget {
             return stream::read_whole(body, sent_at, output_len, first_byte_due, traced).await;
         }
         let chat = self.body.api == Api::Chat;
-        stream::read_sse(body, sent_at, self.timeouts, gaps, chat, traced).await
+        let tokenizer = self.tokenizer.as_deref();
+        stream::read_sse(body, sent_at, self.timeouts, gaps, chat, tokenizer, traced).await
     }
 }
 

@@ -18,6 +18,7 @@ use super::openai::error_chain;
 use super::options::Timeouts;
 use crate::error::ErrorClass;
 use crate::sse::SseParser;
+use rackload_workloads::tokenizer::LoadedTokenizer;
 
 /// One chunk after the first: the gap since the previous one and the tokens it carried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,6 +193,11 @@ struct StreamState<'a> {
     /// each chunk's tokens. A server that gives usage only once (at the end, on the last
     /// chunk) does not say how it was spread.
     usage_running: bool,
+    /// With a tokenizer, the text of the chunks whose tokens usage does not tell, and
+    /// where each ends (chunk number, byte): counted at the end, encoded as one text.
+    tokenizer: Option<&'a LoadedTokenizer>,
+    texts: String,
+    text_ends: Vec<(u64, usize)>,
     /// Traced requests keep their last chunk with a choice, to read its finish reason
     /// once at the end (scanning every chunk for it cost more than the span).
     traced: bool,
@@ -212,6 +218,7 @@ impl<'a> StreamState<'a> {
         sent_at: Instant,
         gaps: &'a mut Vec<Gap>,
         classify: bool,
+        tokenizer: Option<&'a LoadedTokenizer>,
         traced: bool,
     ) -> StreamState<'a> {
         StreamState {
@@ -232,6 +239,9 @@ impl<'a> StreamState<'a> {
             cached_tokens: None,
             first_tokens: Gap::UNKNOWN,
             usage_running: true,
+            tokenizer,
+            texts: String::new(),
+            text_ends: Vec::new(),
             traced,
             last_choice: Vec::new(),
         }
@@ -268,7 +278,7 @@ impl<'a> StreamState<'a> {
                 self.cached_tokens = chunk_scan::cached_tokens(data).or(self.cached_tokens);
             }
             let delta = self.delta(c.has_choice, data);
-            self.on_chunk(c.has_choice, c.usage_tokens, delta, now);
+            self.on_chunk(c.has_choice, c.usage_tokens, delta, data, now);
             return;
         }
         let chunk: Chunk = match serde_json::from_slice(data) {
@@ -307,8 +317,49 @@ impl<'a> StreamState<'a> {
             has_choice,
             chunk.usage.and_then(|u| u.completion_tokens),
             delta,
+            data,
             now,
         );
+    }
+
+    /// Keeps a chunk's text for the tokenizer (only when usage does not say its tokens).
+    fn keep_text(&mut self, data: &[u8]) {
+        let texts = &mut self.texts;
+        chunk_scan::texts(data, |raw| {
+            if !raw.contains(&b'\\') {
+                texts.push_str(&String::from_utf8_lossy(raw));
+                return;
+            }
+            let quoted = [&b"\""[..], raw, &b"\""[..]].concat();
+            match serde_json::from_slice::<String>(&quoted) {
+                Ok(t) => texts.push_str(&t),
+                Err(_) => texts.push_str(&String::from_utf8_lossy(raw)),
+            }
+        });
+        self.text_ends
+            .push((self.choice_messages, self.texts.len()));
+    }
+
+    /// Chunks whose tokens usage did not tell, counted by the tokenizer.
+    fn count_texts(&mut self) {
+        let Some(tok) = self.tokenizer else { return };
+        if self.text_ends.is_empty() {
+            return;
+        }
+        let ends: Vec<usize> = self.text_ends.iter().map(|e| e.1).collect();
+        let Ok(counts) = tok.tokens_per_piece(&self.texts, &ends) else {
+            return;
+        };
+        for (&(chunk, _), k) in self.text_ends.iter().zip(counts) {
+            match chunk {
+                0 => self.first_tokens = k,
+                n => {
+                    if let Some(g) = self.gaps.get_mut(n as usize - 1) {
+                        g.tokens = k;
+                    }
+                }
+            }
+        }
     }
 
     fn keep_if_traced(&mut self, has_choice: bool, data: &[u8]) {
@@ -323,6 +374,7 @@ impl<'a> StreamState<'a> {
         has_choice: bool,
         usage_tokens: Option<u64>,
         delta: Option<Delta>,
+        data: &[u8],
         now: Instant,
     ) {
         if has_choice {
@@ -339,6 +391,9 @@ impl<'a> StreamState<'a> {
                 _ => Gap::UNKNOWN,
             };
             self.usage_running &= usage_tokens.is_some();
+            if tokens == Gap::UNKNOWN && self.tokenizer.is_some() {
+                self.keep_text(data);
+            }
             match self.last {
                 None => {
                     self.first = Some(now);
@@ -371,7 +426,8 @@ impl<'a> StreamState<'a> {
     }
 
     /// The measurements of a stream that ended well.
-    fn completed(self, endpoint: usize) -> Result<Completed, Failed> {
+    fn completed(mut self, endpoint: usize) -> Result<Completed, Failed> {
+        self.count_texts();
         let (Some(first), Some(last)) = (self.first, self.last) else {
             return Err(Failed::new(
                 ErrorClass::Malformed,
@@ -431,7 +487,7 @@ impl<'a> StreamState<'a> {
 pub fn read_sse_bytes(bytes: &[u8], chat: bool, gaps: &mut Vec<Gap>) -> Result<Completed, Failed> {
     let now = Instant::now();
     let mut parser = SseParser::new();
-    let mut st = StreamState::new(now, gaps, chat, false);
+    let mut st = StreamState::new(now, gaps, chat, None, false);
     parser.feed(bytes, |ev| st.on_event(ev.event, ev.data, now));
     if let Some(f) = st.failure.take() {
         return Err(f);
@@ -451,18 +507,20 @@ pub(crate) fn first_byte_timeout(t: Duration) -> Failed {
 }
 
 /// Reads an SSE response to its `data: [DONE]`, timing every message; `chat` streams are
-/// read for reasoning until their answer starts.
+/// read for reasoning until their answer starts; with a `tokenizer`, chunks whose tokens
+/// usage does not tell are counted by it.
 pub(crate) async fn read_sse(
     mut body: hyper::body::Incoming,
     sent_at: Instant,
     timeouts: Timeouts,
     gaps: &mut Vec<Gap>,
     chat: bool,
+    tokenizer: Option<&LoadedTokenizer>,
     traced: bool,
 ) -> Result<Completed, Failed> {
     let first_byte_due = timeouts.first_byte.map(|t| sent_at + t);
     let mut parser = SseParser::new();
-    let mut st = StreamState::new(sent_at, gaps, chat, traced);
+    let mut st = StreamState::new(sent_at, gaps, chat, tokenizer, traced);
     // The silence allowed before the next read: first-byte until the first one, then
     // idle. One timer, re-armed only when it fires early (not per read).
     let watch = timeouts.first_byte.is_some() || timeouts.idle.is_some();
@@ -628,7 +686,7 @@ mod tests {
     fn chunk_counting_ignores_the_usage_chunk() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState::new(t0, &mut itl, false, false);
+        let mut st = StreamState::new(t0, &mut itl, false, None, false);
         st.on_event(
             b"",
             br#"{"choices":[{"text":"a"}]}"#,
@@ -662,7 +720,7 @@ mod tests {
     /// Feeds `chunks` (data, ms after the send) to a chat stream and completes it.
     fn chat_stream(chunks: &[(&str, u64)], gaps: &mut Vec<Gap>) -> Completed {
         let t0 = Instant::now();
-        let mut st = StreamState::new(t0, gaps, true, false);
+        let mut st = StreamState::new(t0, gaps, true, None, false);
         for (data, ms) in chunks {
             st.on_event(b"", data.as_bytes(), t0 + Duration::from_millis(*ms));
         }
@@ -789,7 +847,7 @@ mod tests {
     fn error_events_are_classified() {
         let mut itl = Vec::new();
         let t0 = Instant::now();
-        let mut st = StreamState::new(t0, &mut itl, false, false);
+        let mut st = StreamState::new(t0, &mut itl, false, None, false);
         st.on_event(b"", br#"{"error":{"message":"x","code":503}}"#, t0);
         assert_eq!(st.failure.map(|f| f.class), Some(ErrorClass::Http5xx));
     }
