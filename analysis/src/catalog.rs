@@ -55,8 +55,41 @@ pub enum CatalogError {
 
 const EMBEDDED: &str = include_str!("catalog.toml");
 
-/// Suffixes InferenceX appends to a hardware name for the runner that served it.
-const RUNNER_SUFFIXES: [&str; 6] = ["-trt", "-nv", "-amd", "_trt", "_nv", "_amd"];
+/// Suffixes InferenceX appends to a hardware name for the runner that served it, stripped
+/// in this order as the dashboard does (`hwToGpuKey` in InferenceX-app's
+/// `packages/db/src/etl/normalizers.ts`), after a trailing `_<digits>`.
+const RUNNER_SUFFIXES: [&str; 12] = [
+    "-trt",
+    "-multinode-slurm",
+    "-multinode",
+    "-nvs",
+    "-disagg",
+    "-amds",
+    "-amd",
+    "-nvd",
+    "-dgxc-slurm",
+    "-dgxc",
+    "-nb",
+    "-nv",
+];
+
+/// `name` without its runner suffixes (lower case).
+fn without_runner(name: &str) -> String {
+    let mut base = name.to_ascii_lowercase().replace('_', "-");
+    // A trailing runner number, `_2` (now `-2`).
+    if let Some((head, tail)) = base.rsplit_once('-')
+        && !tail.is_empty()
+        && tail.bytes().all(|b| b.is_ascii_digit())
+    {
+        base = head.to_owned();
+    }
+    for suffix in RUNNER_SUFFIXES {
+        if let Some(b) = base.strip_suffix(suffix) {
+            base = b.to_owned();
+        }
+    }
+    base
+}
 
 impl Catalog {
     /// The embedded catalog.
@@ -117,20 +150,12 @@ impl Catalog {
     }
 
     /// The system named `name`, or one of its aliases, in any case; InferenceX's runner
-    /// suffixes (`-trt`, `-nv`, `-amd`, also with `_`) are ignored.
+    /// suffixes (`-trt`, `-nv`, `-amd`, `-multinode`, … also with `_`) are ignored.
     pub fn system(&self, name: &str) -> Result<&System, CatalogError> {
         let is = |s: &System, n: &str| {
             s.name.eq_ignore_ascii_case(n) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
         };
-        let bare = RUNNER_SUFFIXES
-            .iter()
-            .find_map(|suffix| {
-                let lower = name.to_ascii_lowercase();
-                lower
-                    .strip_suffix(suffix)
-                    .map(|b| name[..b.len()].to_owned())
-            })
-            .unwrap_or_else(|| name.to_owned());
+        let bare = without_runner(name);
         self.systems
             .iter()
             .find(|s| is(s, name))
@@ -195,6 +220,10 @@ mod tests {
             ("b200-nv", "b200"),
             ("mi355x-amd", "mi355x"),
             ("h200_trt", "h200"),
+            ("b200-multinode-slurm", "b200"),
+            ("gb200-dgxc-slurm", "gb200-nvl72"),
+            ("mi355x-amds_2", "mi355x"),
+            ("b300-nb", "b300"),
         ] {
             assert_eq!(
                 c.system(hw).map(|s| s.name.as_str()).ok(),
