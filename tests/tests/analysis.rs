@@ -38,6 +38,10 @@ fn a_run_vllm_results_and_inferencex_rows_share_one_frontier() {
     // The run left its report and chart next to run.json.
     let html = std::fs::read_to_string(dir.join("report.html")).expect("report.html");
     assert!(html.contains("<svg") && html.contains("Latency distributions"));
+    assert!(
+        html.contains("steffen interpolation"),
+        "the report says how it reads frontiers"
+    );
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
     let svg = std::fs::read_to_string(dir.join("frontier.svg")).expect("frontier.svg");
     assert!(
