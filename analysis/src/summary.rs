@@ -229,30 +229,7 @@ impl<'a> PointSummary<'a> {
             .map(|&(m, name)| (name.to_owned(), json!(self.stats(m).count)))
             .collect();
         o.insert("histogram_counts".into(), Value::Object(counts));
-        o.insert(
-            "workers".into(),
-            Value::Array(
-                p.workers
-                    .iter()
-                    .map(|w| {
-                        let wc = w.counters.clone().unwrap_or_default();
-                        json!({
-                            "id": w.worker_id,
-                            "concurrency": w.concurrency,
-                            "sent": wc.sent,
-                            "completed": wc.completed,
-                            "failed": wc.failed(),
-                            "lost": w.lost,
-                            "lost_requests": w.lost_requests,
-                            "cpu_percent": round3(w.cpu_percent),
-                            "duration_s": round3(w.duration_s),
-                            "saturated_intervals": w.saturated_intervals,
-                            "saturation_reason": w.saturation_reason,
-                        })
-                    })
-                    .collect(),
-            ),
-        );
+        o.insert("workers".into(), self.workers_json());
         o.insert("client_saturated".into(), json!(p.client_saturated));
         o.insert("late_starts".into(), json!(c.late_starts));
         o.insert("output_len_mismatch".into(), json!(c.output_len_mismatch));
@@ -275,6 +252,32 @@ impl<'a> PointSummary<'a> {
             );
         }
         Value::Object(o)
+    }
+
+    /// Each worker's share of the point, as `run.json`'s `points[].workers`.
+    fn workers_json(&self) -> Value {
+        let p = self.point;
+        Value::Array(
+            p.workers
+                .iter()
+                .map(|w| {
+                    let wc = w.counters.clone().unwrap_or_default();
+                    json!({
+                        "id": w.worker_id,
+                        "concurrency": w.concurrency,
+                        "sent": wc.sent,
+                        "completed": wc.completed,
+                        "failed": wc.failed(),
+                        "lost": w.lost,
+                        "lost_requests": w.lost_requests,
+                        "cpu_percent": round3(w.cpu_percent),
+                        "duration_s": round3(w.duration_s),
+                        "saturated_intervals": w.saturated_intervals,
+                        "saturation_reason": w.saturation_reason,
+                    })
+                })
+                .collect(),
+        )
     }
 
     /// One endpoint's share of the point: counters, throughput over the point's window,

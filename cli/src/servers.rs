@@ -133,13 +133,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(rackload_sim::tls_config(cert, key).map_err(|e| anyhow::anyhow!(e))?)
-        }
-        _ => None,
-    };
+/// The sim's configuration from its flags (the tokenizer and profile loaded).
+fn sim_config(args: &SimArgs) -> anyhow::Result<SimConfig> {
     let fixed =
         args.ttft_ms.is_some() || args.itl_ms.is_some() || args.fast || args.tokens_per_chunk > 1;
     if args.fast && args.reasoning_tokens > 0 {
@@ -164,19 +159,18 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(rackload_sim::profile::DEFAULT);
         Some(rackload_sim::Profile::load(name).map_err(|e| anyhow::anyhow!("--profile: {e}"))?)
     };
-    if args.ports_per_replica && tls.is_some() {
-        anyhow::bail!("--ports-per-replica is not supported with --tls-cert");
-    }
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener = bind_as(scheme, args.listen).await?;
-    let config = SimConfig {
-        model: args.model,
+    Ok(SimConfig {
+        model: args.model.clone(),
         latency: FixedLatency {
             ttft: Duration::from_millis(args.ttft_ms.unwrap_or(50)),
             itl: Duration::from_millis(args.itl_ms.unwrap_or(2)),
         },
         fast: args.fast,
-        faults: args.faults.unwrap_or_default().with_seed(args.fault_seed),
+        faults: args
+            .faults
+            .clone()
+            .unwrap_or_default()
+            .with_seed(args.fault_seed),
         stamp: args.stamp,
         profile,
         replicas: args.replicas,
@@ -186,7 +180,22 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         reasoning_tokens: args.reasoning_tokens,
         tokens_per_chunk: args.tokens_per_chunk,
         prompt_counter,
+    })
+}
+
+pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(rackload_sim::tls_config(cert, key).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        _ => None,
     };
+    let config = sim_config(&args)?;
+    if args.ports_per_replica && tls.is_some() {
+        anyhow::bail!("--ports-per-replica is not supported with --tls-cert");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = bind_as(scheme, args.listen).await?;
     if let Some(p) = &config.profile {
         tracing::info!(
             "profile {}: {}; {} replica(s) × {} GPU(s)",

@@ -195,6 +195,93 @@ pub(crate) fn paced_stream(reply: Reply) -> Body {
     Body::from_stream(stream)
 }
 
+/// What a batch stream writes with: the request and its answer's shape.
+struct Batch {
+    s: Arc<Shared>,
+    writer: ChunkWriter,
+    req: GenRequest,
+    n: u32,
+    reasoning: u32,
+    finish: &'static str,
+    fault: Option<Fault>,
+    interval: u32,
+    strike: Option<(u32, Fault)>,
+}
+
+/// A batch stream's progress.
+struct BatchState {
+    sent: u32,
+    stamps: StreamStamps,
+    ended: bool,
+    fail: Option<Fault>,
+}
+
+impl Batch {
+    /// The events of the tokens ready (of `produced`; `finished`: the engine is done),
+    /// whole intervals only unless the answer is complete; usage and `[DONE]` at its end.
+    fn events(
+        &self,
+        st: &mut BatchState,
+        produced: u32,
+        finished: bool,
+        guard: &InFlight,
+    ) -> String {
+        let (n, reasoning) = (self.n, self.reasoning);
+        let mut buf = String::new();
+        let now = Instant::now();
+        while st.sent < produced {
+            if let Some((at, f)) = self.strike
+                && st.sent >= at
+            {
+                if f == Fault::Malformed {
+                    buf.push_str(MALFORMED_EVENT);
+                    st.ended = true;
+                } else {
+                    st.fail = Some(f);
+                }
+                break;
+            }
+            let k = st.sent;
+            // An event never spans the end of the reasoning.
+            let want = self
+                .interval
+                .min(if k < reasoning { reasoning } else { n } - k);
+            let count = want.min(produced - k);
+            if count < want && !(finished || produced == n) {
+                break;
+            }
+            let last = k + count == n;
+            buf.push_str(&self.writer.event(&Piece {
+                k,
+                count,
+                first: k == 0,
+                finish: last.then_some(self.finish),
+                reasoning: k < reasoning,
+                usage: usage_so_far(&self.req, k + count),
+            }));
+            st.sent += count;
+            guard.tokens(u64::from(count));
+            self.s.event_sent(&mut st.stamps, now, count, k < reasoning);
+        }
+        if st.sent == n && !st.ended && st.fail.is_none() {
+            if self.req.include_usage {
+                buf.push_str(
+                    &self
+                        .writer
+                        .usage_event(self.req.prompt_tokens, n, reasoning),
+                );
+            }
+            self.s.stream_done(&st.stamps, n);
+            if self.fault != Some(Fault::NoDone) {
+                buf.push_str(DONE_EVENT);
+                guard.served();
+            }
+            st.ended = true;
+        }
+        buf
+    }
+}
+
 /// Streams what the batch engine produces for one request: an SSE event per
 /// `stream_interval` tokens (the last may hold fewer), as soon as the engine has them; a
 /// client that reads late gets several events in one write, as from a real server.
@@ -211,27 +298,27 @@ pub(crate) fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
         guard,
         ..
     } = reply;
-    struct St {
-        sent: u32,
-        stamps: StreamStamps,
-        ended: bool,
-        fail: Option<Fault>,
-    }
-    let interval = s.config.stream_interval.max(1);
-    let strike = fault_at(fault, n);
-    let st = St {
+    let batch = Arc::new(Batch {
+        interval: s.config.stream_interval.max(1),
+        strike: fault_at(fault, n),
+        s,
+        writer,
+        req,
+        n,
+        reasoning,
+        finish,
+        fault,
+    });
+    let st = BatchState {
         sent: 0,
         stamps: StreamStamps::new(arrival),
         ended: false,
         fail: None,
     };
-    let ctx = Arc::new((writer, req));
     let stream = futures_util::stream::unfold((st, guard), move |(mut st, guard)| {
-        let s = s.clone();
         let seq = seq.clone();
-        let ctx = ctx.clone();
+        let batch = batch.clone();
         async move {
-            let (writer, req) = (&ctx.0, &ctx.1);
             if st.ended {
                 return None;
             }
@@ -244,59 +331,23 @@ pub(crate) fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
                 return Some((Err(reset_error()), (st, guard)));
             }
             loop {
-                let produced = seq.produced.load(Ordering::Acquire).min(n);
+                let produced = seq.produced.load(Ordering::Acquire).min(batch.n);
                 let finished = seq.finished.load(Ordering::Acquire);
                 let ready = produced - st.sent;
-                if ready >= interval || (ready > 0 && (finished || produced == n)) {
-                    let mut buf = String::new();
-                    let now = Instant::now();
-                    while st.sent < produced {
-                        if let Some((at, f)) = strike
-                            && st.sent >= at
-                        {
-                            if f == Fault::Malformed {
-                                buf.push_str(MALFORMED_EVENT);
-                                st.ended = true;
-                            } else {
-                                st.fail = Some(f);
-                            }
-                            break;
-                        }
-                        let k = st.sent;
-                        // An event never spans the end of the reasoning.
-                        let want = interval.min(if k < reasoning { reasoning } else { n } - k);
-                        let count = want.min(produced - k);
-                        if count < want && !(finished || produced == n) {
-                            break;
-                        }
-                        let last = k + count == n;
-                        buf.push_str(&writer.event(&Piece {
-                            k,
-                            count,
-                            first: k == 0,
-                            finish: last.then_some(finish),
-                            reasoning: k < reasoning,
-                            usage: usage_so_far(req, k + count),
-                        }));
-                        st.sent += count;
-                        guard.tokens(u64::from(count));
-                        s.event_sent(&mut st.stamps, now, count, k < reasoning);
+                if ready >= batch.interval || (ready > 0 && (finished || produced == batch.n)) {
+                    let buf = batch.events(&mut st, produced, finished, &guard);
+                    if !buf.is_empty() {
+                        return Some((Ok(Bytes::from(buf)), (st, guard)));
                     }
-                    if st.sent == n && !st.ended && st.fail.is_none() {
-                        if req.include_usage {
-                            buf.push_str(&writer.usage_event(req.prompt_tokens, n, reasoning));
-                        }
-                        s.stream_done(&st.stamps, n);
-                        if fault != Some(Fault::NoDone) {
-                            buf.push_str(DONE_EVENT);
-                            guard.served();
-                        }
+                    // A fault struck before any event: now, not on a busy loop.
+                    if let Some(f) = st.fail {
                         st.ended = true;
+                        if f == Fault::Stall {
+                            tokio::time::sleep(STALL).await;
+                            return None;
+                        }
+                        return Some((Err(reset_error()), (st, guard)));
                     }
-                    if buf.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(Bytes::from(buf)), (st, guard)));
                 }
                 if finished && st.sent >= produced {
                     return None;
