@@ -14,6 +14,7 @@ mod report;
 mod run;
 mod sample;
 mod servers;
+mod signals;
 
 use std::process::ExitCode;
 

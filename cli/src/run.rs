@@ -272,21 +272,33 @@ impl Follow<'_> {
         let mut points: Vec<PointResult> = Vec::new();
         let mut bar: Option<PointProgress> = None;
         let mut aborting = false;
-        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut signals = crate::signals::Interrupts::new();
         let finished = loop {
             let msg = tokio::select! {
                 m = stream.message() => m,
-                _ = &mut ctrl_c, if !aborting => {
-                    aborting = true;
-                    eprintln!("interrupted: aborting the run");
-                    match &record {
-                        Some(r) => {
-                            let req = AbortRunRequest { run_id: r.run_id().to_owned() };
-                            let _ = tokio::time::timeout(Duration::from_secs(5), client.abort_run(req)).await;
-                        }
+                name = signals.next() => {
+                    let Some(r) = &record else {
                         // Not accepted yet: dropping the stream aborts it on the coordinator.
-                        None => bail!("interrupted before the run started"),
+                        bail!("{name} before the run started: nothing was measured");
+                    };
+                    if aborting {
+                        // A second signal: leave now, with what is on disk.
+                        eprintln!("{name} again: leaving without waiting for the coordinator");
+                        break Some(RunFinished {
+                            run_id: r.run_id().to_owned(),
+                            status: RunStatus::Aborted as i32,
+                            message: format!("{name} twice: left without waiting for the point in progress"),
+                        });
                     }
+                    aborting = true;
+                    eprintln!("{name}: aborting the run (again to leave at once)");
+                    // Asked on the side, so a second signal is heard even while an
+                    // unresponsive coordinator keeps this waiting.
+                    let req = AbortRunRequest { run_id: r.run_id().to_owned() };
+                    let mut abort = client.clone();
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), abort.abort_run(req)).await;
+                    });
                     continue;
                 }
             };

@@ -13,21 +13,7 @@ use rackload_worker::WorkerConfig;
 use crate::args::{CoordinatorArgs, SimArgs, WorkerArgs, check_url};
 use crate::children::LISTENING;
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
+pub use crate::signals::shutdown_signal;
 
 /// How long servers finish open streams after a shutdown signal.
 const GRACE: Duration = Duration::from_secs(2);

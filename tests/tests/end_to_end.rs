@@ -199,27 +199,50 @@ fn embedded_run_writes_results_and_leaves_no_process() {
     assert_no_processes_left(&tag);
 }
 
-/// Ctrl-C in the middle of a sweep: the run is aborted, every child is reaped, and the
-/// points that finished before it are on disk — in run.json and their own point files.
+/// Ctrl-C in the middle of a sweep — or SIGTERM, as Kubernetes and Slurm stop a job, or
+/// SIGHUP — aborts the run: every child is reaped, and the points that finished before it
+/// are on disk, in run.json and their own point files. A second signal leaves at once.
 #[test]
-fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
-    let tag = new_tag("e2e-ctrl-c");
+fn a_signal_aborts_the_run_keeps_results_and_reaps_children() {
+    for signal in ["INT", "TERM", "HUP"] {
+        interrupted_run(signal, None);
+    }
+    // A second signal while the coordinator does not answer (stopped): out at once.
+    let tag = new_tag("e2e-sig-twice");
+    let (coordinator, url) = start_coordinator(&tag);
+    let _worker = start_worker(&tag, &url, "w1");
+    let (_sim, sim_url) = start_sim(&tag, &["--ttft-ms", "5", "--itl-ms", "1"]);
+    let run = interrupted_run("TERM", Some((&url, &sim_url, coordinator.child.id())));
+    let message = run["message"].as_str().unwrap_or_default();
+    assert!(message.contains("twice"), "{message}");
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &coordinator.child.id().to_string()])
+        .status();
+}
+
+/// Runs a two-point sweep, embedded, or on `standing` (coordinator URL, target URL, and
+/// the coordinator's pid, stopped once the first point is on disk, so that one signal is
+/// answered by nobody and a second one is sent); sends `signal` once the first point is on
+/// disk and checks what is left; returns run.json.
+fn interrupted_run(signal: &str, standing: Option<(&str, &str, u32)>) -> serde_json::Value {
+    let tag = new_tag(&format!("e2e-sig{}", signal.to_lowercase()));
     let results = tempfile::tempdir().expect("tempdir");
     let mut cmd = rackload(&tag);
+    if let Some((coordinator, target, _)) = standing {
+        cmd.args(["run", "--coordinator", coordinator, "--workers", "1"])
+            .args(["--base-url", target]);
+    } else {
+        cmd.args(["run", "--sim-ttft-ms", "5", "--sim-itl-ms", "1"]);
+    }
     // Two points: 20 requests at 50 req/s (under a second), then 20 at 1 req/s, surely
     // still running when interrupted.
     cmd.args([
-        "run",
         "--request-rate",
         "50,1",
         "--num-prompts",
         "20",
         "--random-output-len",
         "8",
-        "--sim-ttft-ms",
-        "5",
-        "--sim-itl-ms",
-        "1",
         "--results-dir",
     ]);
     cmd.arg(results.path());
@@ -235,11 +258,21 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
             .filter(|p| p.exists())
     };
     wait_until(60.0, "the first point's file", || point_file().is_some());
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    let kill = |args: &[&str]| {
+        let status = std::process::Command::new("kill")
+            .args(args)
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {args:?}");
+    };
+    if let Some((_, _, coordinator)) = standing {
+        kill(&["-STOP", &coordinator.to_string()]);
+    }
+    kill(&[&format!("-{signal}"), &pid.to_string()]);
+    if standing.is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        kill(&[&format!("-{signal}"), &pid.to_string()]);
+    }
     let mut waited = 0;
     let code = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -248,7 +281,7 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
         waited += 1;
         assert!(
             waited < (400.0 * patience()) as u32,
-            "the CLI did not stop after SIGINT"
+            "the CLI did not stop after SIG{signal}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
@@ -257,7 +290,8 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
     }
-    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(code, Some(2), "SIG{signal}: {stderr}");
+    assert!(stderr.contains(&format!("SIG{signal}")), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let run = run_json(results.path()).expect("run.json parses");
     assert_eq!(run["status"], "aborted", "{stderr}");
@@ -270,7 +304,15 @@ fn ctrl_c_aborts_the_run_keeps_results_and_reaps_children() {
     )
     .expect("the point file parses");
     assert_eq!(count(&file["completed"]), 20, "{file}");
-    assert_no_processes_left(&tag);
+    let dir = run_dir(results.path()).expect("run dir");
+    assert!(
+        dir.join("report.html").exists(),
+        "the report of what finished"
+    );
+    if standing.is_none() {
+        assert_no_processes_left(&tag);
+    }
+    run
 }
 
 /// `--duration` without `--num-prompts`: the clock, not the default count, ends a point.
