@@ -1,7 +1,12 @@
 //! An incremental Server-Sent Events parser. Bytes arrive in arbitrary chunks; complete
 //! events are handed to a callback as borrowed slices, and the buffers are reused, so the
 //! steady state allocates nothing per event. An incomplete event is normal control flow:
-//! its bytes wait for the next chunk.
+//! its bytes wait for the next chunk — up to [`MAX_EVENT_BYTES`]: a server that streams a
+//! line without end is a malformed stream, not a reason to grow without limit.
+
+/// The largest event (its data lines and an unterminated line) a stream may send; an
+/// OpenAI chunk is a few hundred bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// One dispatched event. `data` is the `data:` lines joined by `\n`.
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +24,8 @@ pub struct SseParser {
     event: Vec<u8>,
     /// A `data:` field was seen in the current event.
     has_data: bool,
+    /// An event outgrew [`MAX_EVENT_BYTES`]; nothing more is parsed.
+    overflowed: bool,
 }
 
 impl SseParser {
@@ -26,8 +33,16 @@ impl SseParser {
         SseParser::default()
     }
 
+    /// An event outgrew [`MAX_EVENT_BYTES`] (the stream is malformed).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
     /// Feeds `input`; calls `on_event` for every event it completes.
     pub(crate) fn feed(&mut self, input: &[u8], mut on_event: impl FnMut(Event<'_>)) {
+        if self.overflowed {
+            return;
+        }
         let mut rest = input;
         while let Some(nl) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(nl);
@@ -42,10 +57,19 @@ impl SseParser {
                 self.pending = pending;
             }
         }
+        if self.pending.len() + self.data.len() + rest.len() > MAX_EVENT_BYTES {
+            self.overflowed = true;
+            self.pending = Vec::new();
+            self.data = Vec::new();
+            return;
+        }
         self.pending.extend_from_slice(rest);
     }
 
     fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
+        if self.overflowed {
+            return;
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             if self.has_data {
@@ -71,6 +95,11 @@ impl SseParser {
         };
         match field {
             b"data" => {
+                if self.data.len() + value.len() >= MAX_EVENT_BYTES {
+                    self.overflowed = true;
+                    self.data = Vec::new();
+                    return;
+                }
                 if self.has_data {
                     self.data.push(b'\n');
                 }
@@ -98,6 +127,29 @@ mod tests {
             p.feed(c, |e| out.push((e.event.to_vec(), e.data.to_vec())));
         }
         out
+    }
+
+    #[test]
+    fn an_endless_line_or_event_stops_the_parser_at_the_cap() {
+        let mut p = SseParser::new();
+        let chunk = vec![b'x'; 64 * 1024];
+        p.feed(b"data: ", |_| panic!("no event"));
+        for _ in 0..(MAX_EVENT_BYTES / chunk.len() + 2) {
+            p.feed(&chunk, |_| panic!("no event"));
+        }
+        assert!(p.overflowed());
+        assert!(p.pending.capacity() == 0, "its memory is given back");
+        // Many data lines of one event count together.
+        let mut p = SseParser::new();
+        let line = [b"data: ".as_slice(), &chunk, b"\n"].concat();
+        for _ in 0..(MAX_EVENT_BYTES / chunk.len() + 2) {
+            p.feed(&line, |_| panic!("no event"));
+        }
+        assert!(p.overflowed());
+        // A normal stream is far from it.
+        let mut p = SseParser::new();
+        p.feed(STREAM, |_| {});
+        assert!(!p.overflowed());
     }
 
     const STREAM: &[u8] = b": keep-alive\n\ndata: {\"a\":1}\n\nevent: error\ndata: line1\ndata: line2\r\n\r\ndata:[DONE]\n\n";

@@ -307,6 +307,8 @@ impl OpenAiTarget {
         let status = resp.status();
         let body = resp.into_body();
         if !status.is_success() {
+            // An error body is read for its message only: 64 KiB, 5 s at most.
+            let body = http_body_util::Limited::new(body, 64 << 10);
             let text = match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
                 Ok(Ok(b)) => error_message(&b.to_bytes()),
                 _ => String::new(),

@@ -582,6 +582,15 @@ pub(crate) async fn read_sse(
         }
         if let Ok(data) = frame.into_data() {
             parser.feed(&data, |ev| st.on_event(ev.event, ev.data, now));
+            if parser.overflowed() {
+                return Err(Failed::new(
+                    ErrorClass::Malformed,
+                    format!(
+                        "an SSE event grew past {} MiB without ending",
+                        crate::sse::MAX_EVENT_BYTES >> 20
+                    ),
+                ));
+            }
         }
         if st.done || st.failure.is_some() {
             break;
@@ -599,6 +608,9 @@ pub(crate) async fn read_sse(
     st.completed(0)
 }
 
+/// The largest whole (non-streaming) response read: far above any completion.
+pub(crate) const MAX_WHOLE_BYTES: usize = 64 << 20;
+
 /// Reads a whole (non-streaming) response: TTFT = E2EL = until its last byte.
 pub(crate) async fn read_whole(
     body: hyper::body::Incoming,
@@ -607,7 +619,7 @@ pub(crate) async fn read_whole(
     first_byte_due: Option<Instant>,
     traced: bool,
 ) -> Result<Completed, Failed> {
-    let collect = body.collect();
+    let collect = http_body_util::Limited::new(body, MAX_WHOLE_BYTES).collect();
     let bytes = match first_byte_due {
         Some(due) => tokio::time::timeout_at(due, collect).await.map_err(|_| {
             Failed::new(
@@ -618,9 +630,15 @@ pub(crate) async fn read_whole(
         None => collect.await,
     }
     .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return Failed::new(
+                ErrorClass::Malformed,
+                format!("the response is larger than {} MiB", MAX_WHOLE_BYTES >> 20),
+            );
+        }
         Failed::new(
-            ErrorClass::classify(&e, ErrorClass::StreamReset),
-            format!("response broke: {}", error_chain(&e)),
+            ErrorClass::classify(&*e, ErrorClass::StreamReset),
+            format!("response broke: {}", error_chain(&*e)),
         )
     })?
     .to_bytes();
