@@ -597,7 +597,26 @@ fn shard(s: &str) -> Result<(u64, u64), String> {
     if n == 0 || k >= n {
         return Err(format!("shard {k}/{n}: need 0 <= K < N"));
     }
+    let most = u64::from(rackload_spec::defaults::MAX_WORKERS);
+    if n > most {
+        return Err(format!(
+            "shard {k}/{n}: a run has at most {most} workers, so at most {most} shards"
+        ));
+    }
     Ok((k, n))
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard;
+
+    #[test]
+    fn shard_counts_are_bounded_by_the_workers_a_run_may_have() {
+        assert_eq!(shard("1/4"), Ok((1, 4)));
+        let e = shard("0/18446744073709551615").expect_err("too many");
+        assert!(e.contains("at most 10000"), "{e}");
+        assert!(shard("4/4").is_err() && shard("x/4").is_err() && shard("0/0").is_err());
+    }
 }
 
 #[derive(Debug, Args)]
@@ -706,7 +725,7 @@ pub struct WorkerArgs {
     /// Coordinator URL, e.g. http://127.0.0.1:7400.
     #[arg(long, value_name = "URL")]
     pub coordinator: String,
-    /// Worker id [default: HOST-PID].
+    /// Worker id: up to 128 letters, digits and - _ . : @ [default: HOST-PID].
     #[arg(long)]
     pub id: Option<String>,
     /// Cap: most concurrent requests this worker accepts in a plan (0 = no limit).

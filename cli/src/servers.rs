@@ -80,14 +80,27 @@ pub async fn coordinator(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `s`, cut to its first 40 characters for a message.
+fn truncated(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
+    if let Some(id) = &args.id {
+        // Shown escaped: a bad id may hold a newline or a terminal escape.
+        rackload_proto::worker_id::check_worker_id(id)
+            .map_err(|reason| anyhow::anyhow!("--id {:?}: {reason}", truncated(id)))?;
+    }
     let id = args.id.unwrap_or_else(|| {
-        format!(
+        rackload_proto::worker_id::sanitized(&format!(
             "{}-{}",
             rackload_worker::session::host_name(),
             std::process::id()
-        )
+        ))
     });
     let secs = |flag: &str, v: f64| {
         std::time::Duration::try_from_secs_f64(v)

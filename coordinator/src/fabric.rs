@@ -80,6 +80,12 @@ impl Fabric for FabricService {
             let _ = tx.send(msg(CMsg::Refused(Refused { reason }))).await;
             return Ok(Response::new(out));
         }
+        if let Err(reason) = rackload_proto::worker_id::check_worker_id(&hello.worker_id) {
+            // Logged escaped: the id is what was wrong.
+            tracing::warn!(worker = ?hello.worker_id, %peer, "refused: {reason}");
+            let _ = tx.send(msg(CMsg::Refused(Refused { reason }))).await;
+            return Ok(Response::new(out));
+        }
         let id = hello.worker_id.clone();
         let proof = self
             .token

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod histogram;
 pub mod names;
 pub mod time;
+pub mod worker_id;
 
 /// Generated code of `rackload/v1/*.proto`.
 #[allow(clippy::all, missing_docs)]

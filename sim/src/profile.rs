@@ -151,6 +151,10 @@ pub(crate) fn built_in() -> Vec<Profile> {
     ]
 }
 
+/// The longest a simulated engine step may take (a profile asking more is refused: the
+/// engine would never answer).
+const MAX_STEP_SECONDS: f64 = 60.0;
+
 impl Profile {
     /// A built-in profile by name, or a TOML file's (a name ending in `.toml`).
     pub fn load(name_or_file: &str) -> Result<Profile, ProfileError> {
@@ -208,6 +212,21 @@ impl Profile {
         if self.step_fixed_us + self.step_per_seq_us <= 0.0 {
             return Err(bad("step_fixed_us", "and step_per_seq_us cannot both be 0"));
         }
+        // The slowest step the engine can take (a full batch, a full cache, a full
+        // prefill budget) must end: no step past a minute.
+        let worst = self.step_seconds(
+            self.max_num_seqs as usize,
+            self.kv_cache_tokens,
+            u64::from(self.max_num_batched_tokens),
+        );
+        if !(worst.is_finite() && worst <= MAX_STEP_SECONDS) {
+            return Err(bad(
+                "step_fixed_us",
+                &format!(
+                    "with step_per_seq_us, step_per_kv_token_ns and prefill_tokens_per_s, a full step would take {worst:.3e} s; at most {MAX_STEP_SECONDS} s"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -223,6 +242,20 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_that_would_never_end_is_refused() {
+        let mut p = built_in().remove(0);
+        p.step_fixed_us = 1e30;
+        let e = p.validate().expect_err("1e30 µs").to_string();
+        assert!(
+            e.contains("step_fixed_us") && e.contains("at most 60"),
+            "{e}"
+        );
+        let mut p = built_in().remove(0);
+        p.prefill_tokens_per_s = 1e-300;
+        assert!(p.validate().is_err(), "an endless prefill");
+    }
 
     #[test]
     fn built_ins_are_valid_and_of_the_right_order() {

@@ -12,7 +12,7 @@ pub use rackload_workloads::scenario::defaults as workload;
 /// Worker processes a run uses (`--workers`).
 pub const WORKERS: u32 = 2;
 /// Most workers one run may ask for.
-pub(crate) const MAX_WORKERS: u32 = 10_000;
+pub const MAX_WORKERS: u32 = 10_000;
 /// How long the coordinator waits for the run's workers to connect (`--worker-wait`).
 pub(crate) const WORKER_WAIT: Duration = Duration::from_secs(30);
 /// A point whose failed share is above this fails its gate (InferenceX's 5%).

@@ -86,3 +86,54 @@ fn unreachable_target_is_named_and_children_are_reaped() {
         &[&url],
     );
 }
+
+/// Numbers and names that broke things before they were bounded where they enter: a
+/// shard count past any run (it panicked allocating), a worker id that is empty, huge, or
+/// carries a newline that would forge a row in `rackload workers`, and a sim profile
+/// whose step would never end (the engine panicked and requests hung to their timeout).
+#[test]
+fn numbers_and_names_are_bounded_where_they_enter() {
+    let tag = new_tag("bounded");
+    check_refused(
+        &tag,
+        &[
+            "workload",
+            "sample",
+            "--shard",
+            "0/18446744073709551615",
+            "--num-prompts",
+            "3",
+        ],
+        &["--shard", "at most 10000"],
+    );
+    let huge = "w".repeat(100_000);
+    for (id, why) in [
+        ("", "cannot be empty"),
+        (huge.as_str(), "at most 128"),
+        ("w1\nw9 idle", "letters, digits"),
+    ] {
+        check_refused(
+            &tag,
+            &["worker", "--coordinator", "http://127.0.0.1:9", "--id", id],
+            &["--id", why],
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("slow.toml");
+    std::fs::write(
+        &profile,
+        "name = \"slow\"\ngpus_per_replica = 1\nmax_num_seqs = 8\nmax_num_batched_tokens = 64\nkv_cache_tokens = 1000\nstep_fixed_us = 1e30\nstep_per_seq_us = 1\nstep_per_kv_token_ns = 1\nprefill_tokens_per_s = 1000\n",
+    )
+    .expect("profile");
+    check_refused(
+        &tag,
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--profile",
+            profile.to_str().expect("utf-8"),
+        ],
+        &["step_fixed_us", "at most 60"],
+    );
+}
