@@ -441,18 +441,23 @@ fn conclude(
         .filter(|p| p.gate_failed)
         .map(|p| {
             let c = p.counters.clone().unwrap_or_default();
-            format!(
-                "{} ({} of {} requests failed)",
-                p.label,
-                c.failed(),
-                c.completed + c.failed()
-            )
+            let finished = c.completed + c.failed();
+            if finished == 0 {
+                // Nothing failed: nothing ended at all (a --duration shorter than any
+                // request, or every request still in flight when the point stopped).
+                format!(
+                    "{} (no measured request ended: nothing to report; is --duration shorter than a request?)",
+                    p.label
+                )
+            } else {
+                format!("{} ({} of {finished} requests failed)", p.label, c.failed())
+            }
         })
         .collect();
     match status {
         RunStatus::Completed if !gate_failures.is_empty() => {
             eprintln!(
-                "error: points over the failure gate ({:.0}% max): {}",
+                "error: points that failed their gate (over {:.0}% failed, or none completed): {}",
                 run.max_failure_rate * 100.0,
                 gate_failures.join(", ")
             );

@@ -137,3 +137,29 @@ fn numbers_and_names_are_bounded_where_they_enter() {
         &["step_fixed_us", "at most 60"],
     );
 }
+
+/// A point too short for any request to end says so, rather than "0 of 0 requests
+/// failed", and fails its gate (exit 1: nothing was measured).
+#[test]
+fn a_point_that_measured_nothing_says_so() {
+    let tag = new_tag("nothing-measured");
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut cmd = rackload(&tag);
+    cmd.args([
+        "run",
+        "--duration",
+        "0.001",
+        "--sim-ttft-ms",
+        "50",
+        "--sim-itl-ms",
+        "1",
+    ])
+    .arg("--results-dir")
+    .arg(results.path());
+    let out = run_with_timeout(cmd, 60.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no measured request ended"), "{stderr}");
+    assert!(!stderr.contains("0 of 0"), "{stderr}");
+    assert_no_processes_left(&tag);
+}
