@@ -193,8 +193,11 @@ const QUEUE: usize = 65_536;
 pub fn init(settings: &Settings) -> Result<Telemetry, TelemetryError> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.default_filter));
+    // Colour only for a terminal: logs sent to a file or a pipe stay plain text.
+    use std::io::IsTerminal;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let fmt = match settings.log_format {
         LogFormat::Human => fmt.boxed(),

@@ -163,3 +163,33 @@ fn a_point_that_measured_nothing_says_so() {
     assert!(!stderr.contains("0 of 0"), "{stderr}");
     assert_no_processes_left(&tag);
 }
+
+/// A worker pointed at a server that answers but is no coordinator (here the sim) says
+/// so and gives up after --connect-wait, instead of retrying every 200 ms forever in
+/// silence; its logs, sent to a pipe, carry no terminal colour codes.
+#[test]
+fn a_worker_facing_no_coordinator_says_so_within_its_connect_wait() {
+    let (_sim, url) = start_sim(
+        &new_tag("not-a-coordinator-sim"),
+        &["--ttft-ms", "1", "--itl-ms", "1"],
+    );
+    let tag = new_tag("not-a-coordinator");
+    let started = std::time::Instant::now();
+    let mut cmd = rackload(&tag);
+    cmd.args(["worker", "--coordinator", &url, "--connect-wait", "2"])
+        .env("RUST_LOG", "info");
+    let out = run_with_timeout(cmd, 30.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is this a rackload coordinator"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying"), "the wait is said: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in a pipe: {stderr:?}"
+    );
+    assert!(started.elapsed().as_secs_f64() < 20.0 * patience());
+    assert_no_processes_left(&tag);
+}

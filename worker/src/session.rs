@@ -218,6 +218,7 @@ async fn run_inner(
     let started = Instant::now();
     let mut ever_connected = false;
     let mut backoff = Duration::from_millis(200);
+    let mut last_said: Option<Instant> = None;
     loop {
         let attempt = session(&config, &mut shutdown, &mut ever_connected).await;
         match attempt {
@@ -227,14 +228,22 @@ async fn run_inner(
                 | WorkerError::BadUrl { .. }
                 | WorkerError::Untrusted { .. }),
             ) => return Err(e),
-            Err(e @ WorkerError::Connect { .. })
-                if !ever_connected && started.elapsed() >= config.connect_wait =>
-            {
+            // Never welcomed: whatever went wrong, --connect-wait bounds the waiting.
+            Err(e) if !ever_connected && started.elapsed() >= config.connect_wait => {
                 return Err(e);
             }
             Err(e) => {
                 if ever_connected {
                     tracing::warn!("{e}; reconnecting");
+                } else if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    // Waiting for a coordinator that is not there yet is normal; say so,
+                    // now and then, rather than retry in silence.
+                    let left = config.connect_wait.saturating_sub(started.elapsed());
+                    tracing::info!(
+                        "{e}; retrying for {:.0} s more (--connect-wait)",
+                        left.as_secs_f64()
+                    );
+                    last_said = Some(Instant::now());
                 }
                 backoff = if ever_connected {
                     backoff.min(Duration::from_secs(5))
@@ -287,8 +296,19 @@ async fn session(
         }
     };
     heartbeat.abort();
+    let welcomed = state.welcomed;
     release(state.running, result.is_ok(), config.lease).await;
-    result
+    match result {
+        // It answered, but ended the session without a welcome: not a coordinator, or
+        // not this protocol.
+        Err(WorkerError::Lost { url, reason }) if !welcomed => Err(WorkerError::Connect {
+            url,
+            reason: format!(
+                "it answered but sent no welcome: is this a rackload coordinator? ({reason})"
+            ),
+        }),
+        other => other,
+    }
 }
 
 /// Dials the coordinator, says hello (with a nonce it must answer when a token is
