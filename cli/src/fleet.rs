@@ -1,7 +1,6 @@
 //! `rackload workers` and `rackload abort`: small Control calls on a standing coordinator.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use rackload_proto::v1::{AbortRunRequest, ListWorkersRequest};
 
@@ -11,17 +10,11 @@ use crate::run::connect;
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
     let mut client = connect(&args.coordinator, &args.security.client()).await?;
-    let list = tokio::time::timeout(
-        Duration::from_secs(10),
+    let list = crate::run::answered(
+        &args.coordinator,
         client.list_workers(ListWorkersRequest {}),
     )
-    .await
-    .map_err(|_| {
-        anyhow::anyhow!(
-            "the coordinator at {} did not answer within 10 s",
-            args.coordinator
-        )
-    })?
+    .await?
     .map_err(|s| anyhow::anyhow!("the coordinator refused: {}", s.message()))?
     .into_inner();
     println!(
@@ -31,24 +24,41 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     for w in &list.workers {
         println!(
             "{:<24} {:<20} {:>5} {:<10} {:<22} {}",
-            w.worker_id, w.host, w.cores, w.build_version, w.peer, w.state
+            shown(&w.worker_id),
+            shown(&w.host),
+            w.cores,
+            shown(&w.build_version),
+            shown(&w.peer),
+            shown(&w.state)
         );
     }
     eprintln!("{} worker(s)", list.workers.len());
     Ok(ExitCode::SUCCESS)
 }
 
+/// A worker-given string as it may be printed: control characters (newlines, terminal
+/// escapes) shown escaped, so no row of the listing can be forged or the terminal driven.
+fn shown(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.escape_default().to_string()
+    } else {
+        s.to_owned()
+    }
+}
+
 pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
     let mut client = connect(&args.coordinator, &args.security.client()).await?;
-    let found = client
-        .abort_run(AbortRunRequest {
+    let found = crate::run::answered(
+        &args.coordinator,
+        client.abort_run(AbortRunRequest {
             run_id: args.run.clone(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("the coordinator refused: {}", s.message()))?
-        .into_inner()
-        .found;
+        }),
+    )
+    .await?
+    .map_err(|s| anyhow::anyhow!("the coordinator refused: {}", s.message()))?
+    .into_inner()
+    .found;
     if !found {
         anyhow::bail!(
             "no run {:?} is in progress on {}",
@@ -58,4 +68,16 @@ pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("run {} is being aborted", args.run);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn worker_given_strings_cannot_forge_rows() {
+        assert_eq!(shown("node-1"), "node-1");
+        assert_eq!(shown("a\nw9 idle"), "a\\nw9 idle");
+        assert!(!shown("\u{1b}[2J").contains('\u{1b}'));
+    }
 }

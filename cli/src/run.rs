@@ -88,6 +88,24 @@ pub async fn connect(
         .max_encoding_message_size(rackload_coordinator::MAX_MESSAGE))
 }
 
+/// How long a coordinator may take to answer a call (a run's stream opens at once; its
+/// events may then take as long as the run).
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// `call`'s answer from the coordinator at `url`, or an error saying it did not answer in
+/// time (a port that accepts and never answers is not waited on for minutes).
+pub async fn answered<T>(
+    url: &str,
+    call: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(ANSWER_WITHIN, call).await.map_err(|_| {
+        anyhow::anyhow!(
+            "the coordinator at {url} did not answer within {} s (is it a rackload coordinator, and reachable?)",
+            ANSWER_WITHIN.as_secs()
+        )
+    })
+}
+
 async fn run_with(
     args: &RunArgs,
     resolved: Resolved,
@@ -263,9 +281,8 @@ type Followed = (RunFinished, Option<RunRecord>, Vec<PointResult>);
 
 impl Follow<'_> {
     async fn events(self, mut client: Control) -> anyhow::Result<Followed> {
-        let mut stream = client
-            .submit_run(self.spec.clone())
-            .await
+        let mut stream = answered(&self.coordinator_url, client.submit_run(self.spec.clone()))
+            .await?
             .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?
             .into_inner();
         let mut record: Option<RunRecord> = None;

@@ -193,3 +193,37 @@ fn a_worker_facing_no_coordinator_says_so_within_its_connect_wait() {
     assert!(started.elapsed().as_secs_f64() < 20.0 * patience());
     assert_no_processes_left(&tag);
 }
+
+/// A port that accepts and never answers is not waited on for minutes: `rackload abort`
+/// and `rackload run --coordinator` give up after 10 s, saying what they waited for.
+#[test]
+fn a_silent_coordinator_is_not_waited_on_for_minutes() {
+    let tag = new_tag("silent-coordinator");
+    // Bound, listening, never accepting: connections complete, nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", silent.local_addr().expect("addr"));
+    let started = std::time::Instant::now();
+    check_refused(
+        &tag,
+        &["abort", "--coordinator", &url, "some-run"],
+        &["did not answer within 10 s"],
+    );
+    let results = tempfile::tempdir().expect("tempdir");
+    check_refused(
+        &tag,
+        &[
+            "run",
+            "--coordinator",
+            &url,
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--model",
+            "m",
+            "--results-dir",
+            results.path().to_str().expect("utf-8"),
+        ],
+        &["did not answer within 10 s"],
+    );
+    assert!(started.elapsed().as_secs_f64() < 40.0 * patience());
+    drop(silent);
+}
