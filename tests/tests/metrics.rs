@@ -252,11 +252,13 @@ fn metrics_are_live_valid_and_add_up_to_the_results() {
     wait_until(60.0, "the run to end", || {
         let text = get_text(&metrics_url, "/metrics");
         let running = run.child.try_wait().expect("wait").is_none();
+        let m = samples(&text);
+        // (The run-active gauge reads 1 — "1.0" on the page — while the run goes.)
         if running
-            && samples(&text)
-                .iter()
+            && m.iter()
                 .any(|(k, v)| k.starts_with("rackload_requests_completed_total{") && *v > 0.0)
-            && text.contains("} 1\n")
+            && m.iter()
+                .any(|(k, v)| k.starts_with("rackload_run_active{") && *v == 1.0)
         {
             seen_live = true;
         }
