@@ -771,6 +771,9 @@ pub struct CertsArgs {
     /// Names and addresses the coordinator is reached by (its certificate's SANs).
     #[arg(long, value_name = "HOST,...", default_value = "127.0.0.1,localhost")]
     pub hosts: String,
+    /// Replace a set already in DIR (its CA then no longer vouches for anything).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,25 +14,84 @@ use rcgen::{
 
 use crate::args::CertsArgs;
 
-fn write(dir: &Path, name: &str, text: &str, private: bool) -> anyhow::Result<()> {
+/// The files a set is made of.
+const FILES: [&str; 7] = [
+    "ca.pem",
+    "coordinator.pem",
+    "coordinator-key.pem",
+    "worker.pem",
+    "worker-key.pem",
+    "client.pem",
+    "client-key.pem",
+];
+
+/// Writes every file of the set, each first to a temporary beside it (keys owner-only
+/// from the start), then renames them into place: a failure (a full disk) removes the
+/// temporaries and leaves no partial key and no half-replaced set.
+fn write_all(dir: &Path, files: &[(String, String, bool)]) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let path = dir.join(name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let tmp = |name: &str| dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let staged: anyhow::Result<()> = files.iter().try_for_each(|(name, text, private)| {
+        let path = tmp(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(if *private { 0o600 } else { 0o644 })
+            .open(&path)
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))
+    });
+    let renamed = staged.and_then(|()| {
+        files.iter().try_for_each(|(name, _, _)| {
+            std::fs::rename(tmp(name), dir.join(name))
+                .with_context(|| format!("cannot write {}", dir.join(name).display()))
+        })
+    });
+    if renamed.is_err() {
+        for (name, _, _) in files {
+            let _ = std::fs::remove_file(tmp(name));
+        }
+    }
+    renamed
 }
 
 pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
+    let hosts: Vec<String> = args
+        .hosts
+        .split(',')
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hosts.is_empty() {
+        anyhow::bail!("--hosts: give at least one name or address the coordinator is reached by");
+    }
+    if let Some(bad) = hosts.iter().find(|h| {
+        !h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
+    }) {
+        anyhow::bail!(
+            "--hosts: {:?} is not a host name or an IP address",
+            bad.escape_default().to_string()
+        );
+    }
+    let existing: Vec<&str> = FILES
+        .into_iter()
+        .filter(|f| args.out.join(f).exists())
+        .collect();
+    if !existing.is_empty() && !args.force {
+        anyhow::bail!(
+            "{} already holds {}: give --force to replace the set (a new CA does not vouch for the old certificates)",
+            args.out.display(),
+            existing.join(", ")
+        );
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut files: Vec<(String, String, bool)> = Vec::new();
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -43,17 +102,7 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-    write(&args.out, "ca.pem", &ca.pem(), false)?;
-
-    let hosts: Vec<String> = args
-        .hosts
-        .split(',')
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .collect();
-    if hosts.is_empty() {
-        anyhow::bail!("--hosts: give at least one name or address the coordinator is reached by");
-    }
+    files.push(("ca.pem".into(), ca.pem(), false));
     let leaves: [(&str, Vec<String>, &[ExtendedKeyUsagePurpose]); 3] = [
         // Server and client: one certificate may serve every role (one Secret for all).
         (
@@ -76,14 +125,10 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate()?;
         let cert = p.signed_by(&key, &ca)?;
-        write(&args.out, &format!("{name}.pem"), &cert.pem(), false)?;
-        write(
-            &args.out,
-            &format!("{name}-key.pem"),
-            &key.serialize_pem(),
-            true,
-        )?;
+        files.push((format!("{name}.pem"), cert.pem(), false));
+        files.push((format!("{name}-key.pem"), key.serialize_pem(), true));
     }
+    write_all(&args.out, &files)?;
     println!(
         "wrote ca.pem, coordinator.pem/-key.pem (for {}), worker.pem/-key.pem, client.pem/-key.pem to {}",
         args.hosts,

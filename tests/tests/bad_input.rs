@@ -227,3 +227,43 @@ fn a_silent_coordinator_is_not_waited_on_for_minutes() {
     assert!(started.elapsed().as_secs_f64() < 40.0 * patience());
     drop(silent);
 }
+
+/// `rackload certs` never silently replaces a set (a new CA would not vouch for the
+/// certificates already handed out): it refuses without --force, names the files, and
+/// leaves them as they were; with --force it replaces them, and no temporary is left.
+#[test]
+fn certs_refuse_to_replace_a_set_without_force() {
+    let tag = new_tag("certs-force");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("utf-8");
+    let mut first = rackload(&tag);
+    first.args(["certs", "--out", out]);
+    assert!(run_with_timeout(first, 30.0).status.success());
+    let ca = std::fs::read(dir.path().join("ca.pem")).expect("ca.pem");
+    check_refused(
+        &tag,
+        &["certs", "--out", out],
+        &["already holds", "--force"],
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("ca.pem")).expect("ca.pem"),
+        ca
+    );
+    check_refused(
+        &tag,
+        &["certs", "--out", out, "--force", "--hosts", "ok,bad\nname"],
+        &["--hosts", "not a host name"],
+    );
+    let mut forced = rackload(&tag);
+    forced.args(["certs", "--out", out, "--force"]);
+    assert!(run_with_timeout(forced, 30.0).status.success());
+    assert_ne!(
+        std::fs::read(dir.path().join("ca.pem")).expect("ca.pem"),
+        ca
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 7, "the set, and no temporary: {names:?}");
+}
