@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod headers;
 pub mod histogram;
 pub mod names;
 pub mod time;

@@ -38,7 +38,12 @@ impl Origin {
     /// `--request-timeout`, or `scenario file x.toml: target.request_timeout`.
     pub fn name(&self, table: &str, key: &str) -> String {
         match self {
-            Origin::Flags => format!("--{}", key.replace('_', "-")),
+            // Keys that are lists in a file are one repeatable flag each.
+            Origin::Flags => match key {
+                "headers" => "--header".to_owned(),
+                "base_url" => "--base-url".to_owned(),
+                _ => format!("--{}", key.replace('_', "-")),
+            },
             Origin::File(p) => format!("scenario file {}: {table}.{key}", p.display()),
         }
     }
@@ -278,6 +283,9 @@ impl RawRun {
         for (name, _) in t.headers.iter().flatten() {
             if name.trim().is_empty() {
                 return bad("target", "headers", "a header has an empty name".into());
+            }
+            if let Some(why) = rackload_proto::headers::framing_header(name) {
+                return bad("target", "headers", why);
             }
         }
         Ok(())

@@ -267,3 +267,29 @@ fn certs_refuse_to_replace_a_set_without_force() {
         .collect();
     assert_eq!(names.len(), 7, "the set, and no temporary: {names:?}");
 }
+
+/// A header that would change how a request is framed or routed is refused where it
+/// enters, flag or scenario file, naming it.
+#[test]
+fn headers_that_frame_or_route_a_request_are_refused() {
+    let tag = new_tag("framing-headers");
+    check_refused(
+        &tag,
+        &[
+            "run",
+            "--header",
+            "Transfer-Encoding: chunked",
+            "--num-prompts",
+            "1",
+        ],
+        &["--header", "Transfer-Encoding", "cannot be set"],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, "[target]\nheaders = { \"Host\" = \"elsewhere\" }\n").expect("write");
+    check_refused(
+        &tag,
+        &["run", file.to_str().expect("utf-8"), "--num-prompts", "1"],
+        &["target.headers", "Host", "cannot be set"],
+    );
+}

@@ -170,6 +170,10 @@ pub(crate) fn headers(spec: &TargetSpec) -> Result<HeaderMap, TargetError> {
         headers.insert(AUTHORIZATION, v);
     }
     for (name, value) in &spec.headers {
+        // The coordinator's run may come from any client: checked here too.
+        if let Some(why) = rackload_proto::headers::framing_header(name) {
+            return Err(bad_option("header", why));
+        }
         let n = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| bad_option("header", format!("{name:?} is not a header name")))?;
         let mut v = HeaderValue::from_str(value).map_err(|_| {
