@@ -195,15 +195,10 @@ pub(crate) fn paced_stream(reply: Reply) -> Body {
     Body::from_stream(stream)
 }
 
-/// What a batch stream writes with: the request and its answer's shape.
+/// What a batch stream writes with: the reply (which it holds for as long as the stream
+/// lives, its in-flight guard included), its stream interval and where its fault strikes.
 struct Batch {
-    s: Arc<Shared>,
-    writer: ChunkWriter,
-    req: GenRequest,
-    n: u32,
-    reasoning: u32,
-    finish: &'static str,
-    fault: Option<Fault>,
+    r: Reply,
     interval: u32,
     strike: Option<(u32, Fault)>,
 }
@@ -219,14 +214,9 @@ struct BatchState {
 impl Batch {
     /// The events of the tokens ready (of `produced`; `finished`: the engine is done),
     /// whole intervals only unless the answer is complete; usage and `[DONE]` at its end.
-    fn events(
-        &self,
-        st: &mut BatchState,
-        produced: u32,
-        finished: bool,
-        guard: &InFlight,
-    ) -> String {
-        let (n, reasoning) = (self.n, self.reasoning);
+    fn events(&self, st: &mut BatchState, produced: u32, finished: bool) -> String {
+        let r = &self.r;
+        let (n, reasoning, guard) = (r.n, r.reasoning, &r.guard);
         let mut buf = String::new();
         let now = Instant::now();
         while st.sent < produced {
@@ -251,28 +241,24 @@ impl Batch {
                 break;
             }
             let last = k + count == n;
-            buf.push_str(&self.writer.event(&Piece {
+            buf.push_str(&r.writer.event(&Piece {
                 k,
                 count,
                 first: k == 0,
-                finish: last.then_some(self.finish),
+                finish: last.then_some(r.finish),
                 reasoning: k < reasoning,
-                usage: usage_so_far(&self.req, k + count),
+                usage: usage_so_far(&r.req, k + count),
             }));
             st.sent += count;
             guard.tokens(u64::from(count));
-            self.s.event_sent(&mut st.stamps, now, count, k < reasoning);
+            r.s.event_sent(&mut st.stamps, now, count, k < reasoning);
         }
         if st.sent == n && !st.ended && st.fail.is_none() {
-            if self.req.include_usage {
-                buf.push_str(
-                    &self
-                        .writer
-                        .usage_event(self.req.prompt_tokens, n, reasoning),
-                );
+            if r.req.include_usage {
+                buf.push_str(&r.writer.usage_event(r.req.prompt_tokens, n, reasoning));
             }
-            self.s.stream_done(&st.stamps, n);
-            if self.fault != Some(Fault::NoDone) {
+            r.s.stream_done(&st.stamps, n);
+            if r.fault != Some(Fault::NoDone) {
                 buf.push_str(DONE_EVENT);
                 guard.served();
             }
@@ -286,36 +272,18 @@ impl Batch {
 /// `stream_interval` tokens (the last may hold fewer), as soon as the engine has them; a
 /// client that reads late gets several events in one write, as from a real server.
 pub(crate) fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
-    let Reply {
-        s,
-        writer,
-        req,
-        n,
-        reasoning,
-        finish,
-        fault,
-        arrival,
-        guard,
-        ..
-    } = reply;
-    let batch = Arc::new(Batch {
-        interval: s.config.stream_interval.max(1),
-        strike: fault_at(fault, n),
-        s,
-        writer,
-        req,
-        n,
-        reasoning,
-        finish,
-        fault,
-    });
     let st = BatchState {
         sent: 0,
-        stamps: StreamStamps::new(arrival),
+        stamps: StreamStamps::new(reply.arrival),
         ended: false,
         fail: None,
     };
-    let stream = futures_util::stream::unfold((st, guard), move |(mut st, guard)| {
+    let batch = Arc::new(Batch {
+        interval: reply.s.config.stream_interval.max(1),
+        strike: fault_at(reply.fault, reply.n),
+        r: reply,
+    });
+    let stream = futures_util::stream::unfold(st, move |mut st| {
         let seq = seq.clone();
         let batch = batch.clone();
         async move {
@@ -328,16 +296,16 @@ pub(crate) fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
                     return None;
                 }
                 st.ended = true;
-                return Some((Err(reset_error()), (st, guard)));
+                return Some((Err(reset_error()), st));
             }
             loop {
-                let produced = seq.produced.load(Ordering::Acquire).min(batch.n);
+                let produced = seq.produced.load(Ordering::Acquire).min(batch.r.n);
                 let finished = seq.finished.load(Ordering::Acquire);
                 let ready = produced - st.sent;
-                if ready >= batch.interval || (ready > 0 && (finished || produced == batch.n)) {
-                    let buf = batch.events(&mut st, produced, finished, &guard);
+                if ready >= batch.interval || (ready > 0 && (finished || produced == batch.r.n)) {
+                    let buf = batch.events(&mut st, produced, finished);
                     if !buf.is_empty() {
-                        return Some((Ok(Bytes::from(buf)), (st, guard)));
+                        return Some((Ok(Bytes::from(buf)), st));
                     }
                     // A fault struck before any event: now, not on a busy loop.
                     if let Some(f) = st.fail {
@@ -346,7 +314,7 @@ pub(crate) fn batch_stream(reply: Reply, seq: Arc<SeqShared>) -> Body {
                             tokio::time::sleep(STALL).await;
                             return None;
                         }
-                        return Some((Err(reset_error()), (st, guard)));
+                        return Some((Err(reset_error()), st));
                     }
                 }
                 if finished && st.sent >= produced {
