@@ -230,13 +230,8 @@ pub fn analyze(
     let mut out = Vec::new();
     let mut cost_curves = Vec::new();
     for ((chart, name), (system_name, pts)) in groups {
-        let g = group_out(chart, name, system_name, pts, catalog, opts)?;
-        let dollars = catalog.system(&g.system)?.cost(&opts.tier)?;
-        cost_curves.push((
-            g.chart.clone(),
-            g.name.clone(),
-            cost_curve(&g.points, dollars, opts.interpolation),
-        ));
+        let (g, cost) = group_out(chart, name, system_name, pts, catalog, opts)?;
+        cost_curves.push((g.chart.clone(), g.name.clone(), cost));
         out.push(g);
     }
     Ok(Analysis {
@@ -270,8 +265,8 @@ fn point_out(
     let f = tco::figures(&p.measured, gpus, system, dollars);
     let mut meta = opts.meta.clone();
     meta.extend(p.meta.clone());
-    let meta = normalised(meta, gpus);
-    let (chart, series) = (chart_of(p), series_of(&system.name, &meta));
+    let (meta, disagg) = normalised(meta, gpus);
+    let (chart, series) = (chart_of(p), series_of(&system.name, &meta, disagg));
     let config = format!("{chart} — {series}");
     let key = match &opts.group {
         Some(g) => (String::new(), g.clone()),
@@ -323,7 +318,7 @@ fn chart_of(p: &Point) -> String {
 
 /// A series name: the system, then framework, precision and spec decoding when known and
 /// not "none", then "disagg".
-fn series_of(system: &str, meta: &BTreeMap<String, String>) -> String {
+fn series_of(system: &str, meta: &BTreeMap<String, String>, disagg: bool) -> String {
     std::iter::once(system.to_owned())
         .chain(
             ["engine", "precision", "spec_decode"]
@@ -331,7 +326,7 @@ fn series_of(system: &str, meta: &BTreeMap<String, String>) -> String {
                 .filter_map(|k| meta.get(*k).cloned())
                 .filter(|v| v != "none"),
         )
-        .chain((meta.get("disagg").map(String::as_str) == Some("true")).then(|| "disagg".into()))
+        .chain(disagg.then(|| "disagg".into()))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -339,8 +334,9 @@ fn series_of(system: &str, meta: &BTreeMap<String, String>) -> String {
 /// The grouping keys as the InferenceX dashboard normalises them
 /// (`packages/db/src/etl/normalizers.ts`, `framework-aliases.ts`): lower case; precision
 /// `mxfp4`/`nvfp4` → `fp4`; framework `trtllm` → `trt`, `dynamo-trtllm` → `dynamo-trt`,
-/// `sglang-disagg` → `mori-sglang` (disaggregated); spec decoding empty → `none`.
-fn normalised(mut meta: BTreeMap<String, String>, gpus: Gpus) -> BTreeMap<String, String> {
+/// `sglang-disagg` → `mori-sglang` (disaggregated); spec decoding empty → `none`. Also
+/// whether the point is disaggregated (its GPUs apart, or its framework says so).
+fn normalised(mut meta: BTreeMap<String, String>, gpus: Gpus) -> (BTreeMap<String, String>, bool) {
     for v in meta.values_mut() {
         *v = v.trim().to_lowercase();
     }
@@ -369,12 +365,11 @@ fn normalised(mut meta: BTreeMap<String, String>, gpus: Gpus) -> BTreeMap<String
     {
         *s = "none".into();
     }
-    meta.insert("disagg".into(), disagg.to_string());
-    meta
+    (meta, disagg)
 }
 
 /// A group: its points in order of interactivity, which are on the frontier, and the
-/// figures read off it at the targets asked for.
+/// figures read off it at the targets asked for; and its cost curve, for crossovers.
 fn group_out(
     chart: String,
     name: String,
@@ -382,7 +377,7 @@ fn group_out(
     pts: Vec<PointOut>,
     catalog: &Catalog,
     opts: &Options,
-) -> Result<GroupOut, AnalysisError> {
+) -> Result<(GroupOut, CostCurve), AnalysisError> {
     let (mut pts, duplicates) = without_duplicates(pts);
     pts.sort_by(|a, b| a.figures.interactivity.total_cmp(&b.figures.interactivity));
     let xy: Vec<Xy> = pts
@@ -411,7 +406,7 @@ fn group_out(
             })
         })
         .collect();
-    Ok(GroupOut {
+    let g = GroupOut {
         chart,
         name,
         system: system_name,
@@ -419,7 +414,8 @@ fn group_out(
         points: pts,
         at,
         duplicates,
-    })
+    };
+    Ok((g, cost))
 }
 
 /// One point per configuration and concurrency (open loops: per label): the last given

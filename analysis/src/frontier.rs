@@ -48,14 +48,14 @@ pub trait Curve {
     fn range(&self) -> (f64, f64);
 }
 
-/// Steffen's monotone cubic through points sorted by strictly increasing x: never
-/// overshoots, so between two frontier points it stays between their values.
+/// A cubic Hermite curve: knots of strictly increasing x and a derivative at each. What
+/// tells one monotone spline from another is only how the derivatives are chosen.
 #[derive(Clone, Debug)]
-pub struct Steffen {
-    xs: Vec<f64>,
-    ys: Vec<f64>,
+pub(crate) struct Hermite {
+    pub xs: Vec<f64>,
+    pub ys: Vec<f64>,
     /// Derivatives at the knots.
-    ds: Vec<f64>,
+    pub ds: Vec<f64>,
 }
 
 fn sign(v: f64) -> f64 {
@@ -68,53 +68,30 @@ fn sign(v: f64) -> f64 {
     }
 }
 
-impl Steffen {
-    /// None unless there is at least one point and x strictly increases.
-    pub fn new(knots: &[Xy]) -> Option<Steffen> {
+impl Hermite {
+    /// The knots with Steffen's interior derivatives (the ends left 0), and the secant
+    /// slopes `s` and widths `h` of their segments; None unless there is at least one
+    /// knot and x strictly increases.
+    pub(crate) fn steffen_interior(knots: &[Xy]) -> Option<(Hermite, Vec<f64>, Vec<f64>)> {
         if knots.is_empty() || knots.windows(2).any(|w| w[1].x <= w[0].x) {
             return None;
         }
         let xs: Vec<f64> = knots.iter().map(|p| p.x).collect();
         let ys: Vec<f64> = knots.iter().map(|p| p.y).collect();
-        let n = xs.len();
-        let mut ds = vec![0.0; n];
-        if n >= 2 {
-            let h: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
-            let s: Vec<f64> = (0..n - 1).map(|i| (ys[i + 1] - ys[i]) / h[i]).collect();
-            for i in 1..n - 1 {
-                let p = (s[i - 1] * h[i] + s[i] * h[i - 1]) / (h[i - 1] + h[i]);
-                ds[i] = (sign(s[i - 1]) + sign(s[i]))
-                    * s[i - 1].abs().min(s[i].abs()).min(0.5 * p.abs());
-            }
-            let end = |s0: f64, s1: f64, h0: f64, h1: f64| {
-                let p = s0 * (1.0 + h0 / (h0 + h1)) - s1 * h0 / (h0 + h1);
-                if p * s0 <= 0.0 {
-                    0.0
-                } else if p.abs() > 2.0 * s0.abs() {
-                    2.0 * s0
-                } else {
-                    p
-                }
-            };
-            if n == 2 {
-                ds[0] = s[0];
-                ds[1] = s[0];
-            } else {
-                ds[0] = end(s[0], s[1], h[0], h[1]);
-                ds[n - 1] = end(s[n - 2], s[n - 3], h[n - 2], h[n - 3]);
-            }
+        let h: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
+        let s: Vec<f64> = (0..h.len()).map(|i| (ys[i + 1] - ys[i]) / h[i]).collect();
+        let mut ds = vec![0.0; xs.len()];
+        for i in 1..xs.len().saturating_sub(1) {
+            let (s0, s1, h0, h1) = (s[i - 1], s[i], h[i - 1], h[i]);
+            let p = (s0 * h1 + s1 * h0) / (h0 + h1);
+            let d = (sign(s0) + sign(s1)) * s0.abs().min(s1.abs()).min(0.5 * p.abs());
+            ds[i] = if d.is_nan() { 0.0 } else { d };
         }
-        Some(Steffen { xs, ys, ds })
+        Some((Hermite { xs, ys, ds }, h, s))
     }
 
     /// The curve at `x`, None outside the knots' range.
-    pub fn at(&self, x: f64) -> Option<f64> {
-        Curve::at(self, x)
-    }
-}
-
-impl Curve for Steffen {
-    fn at(&self, x: f64) -> Option<f64> {
+    pub(crate) fn at(&self, x: f64) -> Option<f64> {
         let (first, last) = (*self.xs.first()?, *self.xs.last()?);
         if !(first..=last).contains(&x) {
             return None;
@@ -141,11 +118,57 @@ impl Curve for Steffen {
         )
     }
 
-    fn range(&self) -> (f64, f64) {
+    pub(crate) fn range(&self) -> (f64, f64) {
         (
             self.xs.first().copied().unwrap_or(0.0),
             self.xs.last().copied().unwrap_or(0.0),
         )
+    }
+}
+
+/// Steffen's monotone cubic through points sorted by strictly increasing x: never
+/// overshoots, so between two frontier points it stays between their values. Its ends
+/// take Steffen's one-sided slopes; two points make a line.
+#[derive(Clone, Debug)]
+pub struct Steffen(Hermite);
+
+impl Steffen {
+    /// None unless there is at least one point and x strictly increases.
+    pub fn new(knots: &[Xy]) -> Option<Steffen> {
+        let (mut c, h, s) = Hermite::steffen_interior(knots)?;
+        let n = c.xs.len();
+        let end = |s0: f64, s1: f64, h0: f64, h1: f64| {
+            let p = s0 * (1.0 + h0 / (h0 + h1)) - s1 * h0 / (h0 + h1);
+            if p * s0 <= 0.0 {
+                0.0
+            } else if p.abs() > 2.0 * s0.abs() {
+                2.0 * s0
+            } else {
+                p
+            }
+        };
+        if n == 2 {
+            c.ds = vec![s[0], s[0]];
+        } else if n > 2 {
+            c.ds[0] = end(s[0], s[1], h[0], h[1]);
+            c.ds[n - 1] = end(s[n - 2], s[n - 3], h[n - 2], h[n - 3]);
+        }
+        Some(Steffen(c))
+    }
+
+    /// The curve at `x`, None outside the knots' range.
+    pub fn at(&self, x: f64) -> Option<f64> {
+        self.0.at(x)
+    }
+}
+
+impl Curve for Steffen {
+    fn at(&self, x: f64) -> Option<f64> {
+        self.0.at(x)
+    }
+
+    fn range(&self) -> (f64, f64) {
+        self.0.range()
     }
 }
 

@@ -18,79 +18,38 @@
 //! one-sided end slopes), is a line between two points, and reads cost as price ÷
 //! throughput at the target, so cost and throughput there are one consistent pair.
 
-use crate::frontier::{Curve, Xy};
+use crate::frontier::{Curve, Hermite, Xy};
 
 /// The calculator's spline through knots of strictly increasing x.
 #[derive(Clone, Debug)]
-pub struct CalculatorSpline {
-    xs: Vec<f64>,
-    ys: Vec<f64>,
-    ms: Vec<f64>,
-}
-
-fn sign(v: f64) -> f64 {
-    if v > 0.0 {
-        1.0
-    } else if v < 0.0 {
-        -1.0
-    } else {
-        0.0
-    }
-}
+pub struct CalculatorSpline(Hermite);
 
 impl CalculatorSpline {
     /// None unless there is at least one knot and x strictly increases.
     pub fn new(knots: &[Xy]) -> Option<CalculatorSpline> {
-        if knots.is_empty() || knots.windows(2).any(|w| w[1].x <= w[0].x) {
-            return None;
-        }
-        let xs: Vec<f64> = knots.iter().map(|p| p.x).collect();
-        let ys: Vec<f64> = knots.iter().map(|p| p.y).collect();
-        let n = xs.len();
-        let mut ms = vec![0.0; n];
+        let (mut c, _, s) = Hermite::steffen_interior(knots)?;
+        let n = c.xs.len();
         if n >= 2 {
-            let h: Vec<f64> = xs.windows(2).map(|w| w[1] - w[0]).collect();
-            let s: Vec<f64> = (0..n - 1).map(|i| (ys[i + 1] - ys[i]) / h[i]).collect();
-            for i in 1..n - 1 {
-                let (s0, s1, h0, h1) = (s[i - 1], s[i], h[i - 1], h[i]);
-                let p = (s0 * h1 + s1 * h0) / (h0 + h1);
-                let m = (sign(s0) + sign(s1)) * s0.abs().min(s1.abs()).min(0.5 * p.abs());
-                ms[i] = if m.is_nan() { 0.0 } else { m };
-            }
             // In this order, as the calculator does (m[n-1] sees the new m[0] when n = 2).
-            ms[0] = (3.0 * s[0] - ms[1]) / 2.0;
-            ms[n - 1] = (3.0 * s[n - 2] - ms[n - 2]) / 2.0;
+            c.ds[0] = (3.0 * s[0] - c.ds[1]) / 2.0;
+            c.ds[n - 1] = (3.0 * s[n - 2] - c.ds[n - 2]) / 2.0;
         }
-        Some(CalculatorSpline { xs, ys, ms })
+        Some(CalculatorSpline(c))
     }
 }
 
 impl Curve for CalculatorSpline {
     fn at(&self, x: f64) -> Option<f64> {
-        let (first, last) = (*self.xs.first()?, *self.xs.last()?);
-        if self.xs.len() == 1 {
-            return ((x - first).abs() < 1e-6).then(|| self.ys[0].max(0.0));
+        let c = &self.0;
+        // One knot answers only at itself, within the calculator's 1e-6.
+        if c.xs.len() == 1 {
+            return ((x - c.xs[0]).abs() < 1e-6).then(|| c.ys[0].max(0.0));
         }
-        if !(first..=last).contains(&x) {
-            return None;
-        }
-        let hi = self.xs.iter().position(|&k| k >= x)?.max(1);
-        let lo = hi - 1;
-        let h = self.xs[hi] - self.xs[lo];
-        let t = (x - self.xs[lo]) / h;
-        let (t2, t3) = (t * t, t * t * t);
-        let y = (2.0 * t3 - 3.0 * t2 + 1.0) * self.ys[lo]
-            + (t3 - 2.0 * t2 + t) * h * self.ms[lo]
-            + (-2.0 * t3 + 3.0 * t2) * self.ys[hi]
-            + (t3 - t2) * h * self.ms[hi];
-        Some(y.max(0.0))
+        c.at(x).map(|y| y.max(0.0))
     }
 
     fn range(&self) -> (f64, f64) {
-        (
-            self.xs.first().copied().unwrap_or(0.0),
-            self.xs.last().copied().unwrap_or(0.0),
-        )
+        self.0.range()
     }
 }
 
@@ -107,7 +66,7 @@ mod tests {
     #[test]
     fn a_two_point_frontier_reads_as_the_calculator_reads_it() {
         let c = CalculatorSpline::new(&[xy(20.0, 1000.0), xy(100.0, 200.0)]).expect("knots");
-        assert_eq!(c.ms, [-15.0, -7.5], "1.5·s and 0.75·s");
+        assert_eq!(c.0.ds, [-15.0, -7.5], "1.5·s and 0.75·s");
         assert!((c.at(35.0).expect("in range") - 794.775).abs() < 5e-4);
         assert!((c.at(90.0).expect("in range") - 275.391).abs() < 5e-4);
         assert_eq!(c.at(10.0), None, "no extrapolation");
@@ -144,8 +103,8 @@ mod tests {
             -2265.0 / 90.0,
             (-48.0 + 2265.0 / 90.0) / 2.0,
         ];
-        for (m, w) in c.ms.iter().zip(want) {
-            assert!((m - w).abs() < 1e-9, "{:?}", c.ms);
+        for (m, w) in c.0.ds.iter().zip(want) {
+            assert!((m - w).abs() < 1e-9, "{:?}", c.0.ds);
         }
         assert!((c.at(35.0).expect("in") - 3_744.791_666_7).abs() < 1e-6);
         assert!((c.at(90.0).expect("in") - 1465.0).abs() < 1e-9);
