@@ -73,18 +73,26 @@ impl Run {
             .is_ok()
     }
 
-    /// Passes a worker's per-request records on to the client, as they came.
-    async fn pass_on_records(&self, worker: &str, point: &Point, index: u32, gz: Vec<u8>) {
-        if gz.is_empty() {
-            return;
+    /// Merges a worker's report (`last`: its final one) and passes its per-request records
+    /// on to the client as they came — only from a report the merge counts.
+    async fn take_report(
+        &self,
+        merge: &mut PointMerge,
+        worker: &str,
+        point: &Point,
+        mut report: rackload_proto::v1::Report,
+        last: bool,
+    ) -> Result<(), rackload_proto::histogram::HistogramError> {
+        if merge.accepts(worker) && !report.requests_gz.is_empty() {
+            let records = RequestRecords {
+                point_index: report.point_index,
+                label: point.label.clone(),
+                worker_id: worker.to_owned(),
+                gz: std::mem::take(&mut report.requests_gz),
+            };
+            let _ = self.emit(Event::RequestRecords(records)).await;
         }
-        let records = RequestRecords {
-            point_index: index,
-            label: point.label.clone(),
-            worker_id: worker.to_owned(),
-            gz,
-        };
-        let _ = self.emit(Event::RequestRecords(records)).await;
+        merge.add(worker, &report, last)
     }
 
     fn aborted(&self) -> bool {
@@ -538,18 +546,11 @@ async fn collect(run: &mut Run, point: &Point, active: &Active) -> Result<PointM
         tokio::select! {
             ev = run.inbox.recv() => {
                 let merged = match ev {
-                    Some(WorkerEvent::Interval(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
-                        // Records only from a report that counts, as the merge decides.
-                        if merge.accepts(&id) {
-                            run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
-                        }
-                        merge.add(&id, &r, false)
+                    Some(WorkerEvent::Interval(id, r)) if r.run_id == run.run_id && r.point_index == index => {
+                        run.take_report(&mut merge, &id, point, r, false).await
                     }
-                    Some(WorkerEvent::Final(id, mut r)) if r.run_id == run.run_id && r.point_index == index => {
-                        if merge.accepts(&id) {
-                            run.pass_on_records(&id, point, index, std::mem::take(&mut r.requests_gz)).await;
-                        }
-                        merge.add(&id, &r, true)
+                    Some(WorkerEvent::Final(id, r)) if r.run_id == run.run_id && r.point_index == index => {
+                        run.take_report(&mut merge, &id, point, r, true).await
                     }
                     Some(WorkerEvent::Lost(id, reason)) => {
                         if merge.lose(&id) {

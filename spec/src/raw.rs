@@ -38,12 +38,9 @@ impl Origin {
     /// `--request-timeout`, or `scenario file x.toml: target.request_timeout`.
     pub fn name(&self, table: &str, key: &str) -> String {
         match self {
-            // Keys that are lists in a file are one repeatable flag each.
-            Origin::Flags => match key {
-                "headers" => "--header".to_owned(),
-                "base_url" => "--base-url".to_owned(),
-                _ => format!("--{}", key.replace('_', "-")),
-            },
+            // The file's `headers` table is the repeatable `--header` flag.
+            Origin::Flags if key == "headers" => "--header".to_owned(),
+            Origin::Flags => format!("--{}", key.replace('_', "-")),
             Origin::File(p) => format!("scenario file {}: {table}.{key}", p.display()),
         }
     }

@@ -34,16 +34,19 @@ impl LoadedTokenizer {
         })
     }
 
-    /// Tokens in `text`, without special tokens.
-    pub fn count(&self, text: &str) -> Result<u32, WorkloadError> {
-        let enc = self
-            .inner
+    /// `text` encoded, without special tokens.
+    fn encode(&self, text: &str) -> Result<tokenizers::Encoding, WorkloadError> {
+        self.inner
             .encode(text, false)
             .map_err(|e| WorkloadError::File {
                 path: self.path.clone(),
                 reason: format!("cannot encode text: {e}"),
-            })?;
-        Ok(u32::try_from(enc.len()).unwrap_or(u32::MAX))
+            })
+    }
+
+    /// Tokens in `text`, without special tokens.
+    pub fn count(&self, text: &str) -> Result<u32, WorkloadError> {
+        Ok(u32::try_from(self.encode(text)?.len()).unwrap_or(u32::MAX))
     }
 
     /// Tokens of each piece of `text`, piece k ending at byte `ends[k]` (pieces in order,
@@ -51,13 +54,7 @@ impl LoadedTokenizer {
     /// token counts for the piece its first byte is in. For streamed output, where
     /// encoding each chunk alone would split merges at chunk boundaries.
     pub fn tokens_per_piece(&self, text: &str, ends: &[usize]) -> Result<Vec<u32>, WorkloadError> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| WorkloadError::File {
-                path: self.path.clone(),
-                reason: format!("cannot encode text: {e}"),
-            })?;
+        let enc = self.encode(text)?;
         let mut counts = vec![0u32; ends.len()];
         for &(start, _) in enc.get_offsets() {
             let k = ends.partition_point(|&end| end <= start);

@@ -270,3 +270,21 @@ fn synthesised_prompts_have_exactly_the_requested_tokens() {
     assert!(prefixes.windows(2).all(|w| w[0] == w[1]), "shared prefix");
     assert!(matches!(spec.lengths, Lengths::Random { .. }));
 }
+
+/// Streamed text counted per chunk: the whole text is encoded once and each token goes to
+/// the chunk it starts in, so the counts add up to the text's own count.
+#[test]
+fn tokens_per_piece_count_each_chunk_of_one_encoding() {
+    let tok = rackload_workloads::tokenizer::LoadedTokenizer::load(&qwen()).expect("tokenizer");
+    // " the of and" is three one-token words; the chunks are " the", " of and".
+    let text = " the of and";
+    assert_eq!(
+        tok.tokens_per_piece(text, &[4, text.len()])
+            .expect("counts"),
+        [1, 2]
+    );
+    let long = "Speculative decoding sends several tokens per event.";
+    let ends = [11, 30, long.len()];
+    let counts = tok.tokens_per_piece(long, &ends).expect("counts");
+    assert_eq!(counts.iter().sum::<u32>(), tok.count(long).expect("count"));
+}
