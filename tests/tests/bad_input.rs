@@ -20,6 +20,20 @@ fn check_refused(tag: &str, args: &[&str], expect: &[&str]) {
     assert_no_processes_left(tag);
 }
 
+/// `rackload run` on the standing coordinator at `url` (against a target nothing listens
+/// on: these runs are refused before any request).
+fn standing_run(url: &str) -> [&str; 7] {
+    [
+        "run",
+        "--coordinator",
+        url,
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--model",
+        "m",
+    ]
+}
+
 #[test]
 fn unparseable_url_names_the_flag() {
     let tag = new_tag("bad-url");
@@ -47,15 +61,7 @@ fn unreachable_coordinator_is_named() {
     let url = format!("http://127.0.0.1:{}", closed_port());
     check_refused(
         &tag,
-        &[
-            "run",
-            "--coordinator",
-            &url,
-            "--base-url",
-            "http://127.0.0.1:9",
-            "--model",
-            "m",
-        ],
+        &standing_run(&url),
         &["cannot reach coordinator", &url],
     );
 }
@@ -208,22 +214,7 @@ fn a_silent_coordinator_is_not_waited_on_for_minutes() {
         &["abort", "--coordinator", &url, "some-run"],
         &["did not answer within 10 s"],
     );
-    let results = tempfile::tempdir().expect("tempdir");
-    check_refused(
-        &tag,
-        &[
-            "run",
-            "--coordinator",
-            &url,
-            "--base-url",
-            "http://127.0.0.1:9",
-            "--model",
-            "m",
-            "--results-dir",
-            results.path().to_str().expect("utf-8"),
-        ],
-        &["did not answer within 10 s"],
-    );
+    check_refused(&tag, &standing_run(&url), &["did not answer within 10 s"]);
     assert!(started.elapsed().as_secs_f64() < 40.0 * patience());
     drop(silent);
 }
