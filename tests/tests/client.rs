@@ -408,28 +408,27 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
         ],
     );
     let f = start_fabric(&tag, 1);
-    let results = tempfile::tempdir().expect("tempdir");
-    let (ok, stdout, run) = run_on(
-        &tag,
-        &f,
-        &[
+    // Chat at 40 req/s, 16 tokens in and 48 out, plus `extra`.
+    let chat = |extra: &[&str]| {
+        let results = tempfile::tempdir().expect("tempdir");
+        let mut args = vec![
             "--base-url",
             &url,
             "--endpoint",
             "/v1/chat/completions",
             "--request-rate",
             "40",
-            "--num-prompts",
-            "200",
             "--random-input-len",
             "16",
             "--random-output-len",
             "48",
             "--random-range-ratio",
             "1",
-        ],
-        results.path(),
-    );
+        ];
+        args.extend(extra);
+        run_on(&tag, &f, &args, results.path())
+    };
+    let (ok, stdout, run) = chat(&["--num-prompts", "200"]);
     assert!(ok, "{stdout}");
     let p = &run["points"][0];
     let completed = count(&p["completed"]);
@@ -472,31 +471,13 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
     // Without usage on every chunk, the run's tokenizer counts each chunk's tokens (the
     // sim's words are one Qwen2.5 token each): the same per-token ITL.
     let tokenizer = shared_tokenizer();
-    let results = tempfile::tempdir().expect("tempdir");
-    let (ok, stdout, run) = run_on(
-        &tag,
-        &f,
-        &[
-            "--base-url",
-            &url,
-            "--endpoint",
-            "/v1/chat/completions",
-            "--request-rate",
-            "40",
-            "--num-prompts",
-            "100",
-            "--random-input-len",
-            "16",
-            "--random-output-len",
-            "48",
-            "--random-range-ratio",
-            "1",
-            "--no-continuous-usage-stats",
-            "--tokenizer",
-            tokenizer.to_str().expect("utf-8 path"),
-        ],
-        results.path(),
-    );
+    let (ok, stdout, run) = chat(&[
+        "--num-prompts",
+        "100",
+        "--no-continuous-usage-stats",
+        "--tokenizer",
+        tokenizer.to_str().expect("utf-8 path"),
+    ]);
     assert!(ok, "{stdout}");
     let p = &run["points"][0];
     assert_eq!(count(&p["total_reasoning_tokens"]), 12 * 100, "{p}");
