@@ -6,6 +6,11 @@
 /// The longest worker id.
 pub const MAX_WORKER_ID: usize = 128;
 
+/// The characters a worker id is made of.
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')
+}
+
 /// Ok, or why `id` is not a worker id.
 pub fn check_worker_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
@@ -17,10 +22,7 @@ pub fn check_worker_id(id: &str) -> Result<(), String> {
             id.len()
         ));
     }
-    if let Some(c) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@')))
-    {
+    if let Some(c) = id.chars().find(|&c| !allowed(c)) {
         return Err(format!(
             "a worker id is letters, digits and - _ . : @ only; {:?} is not one",
             c
@@ -34,13 +36,7 @@ pub fn check_worker_id(id: &str) -> Result<(), String> {
 pub fn sanitized(raw: &str) -> String {
     let id: String = raw
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@') {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if allowed(c) { c } else { '-' })
         .take(MAX_WORKER_ID)
         .collect();
     if id.is_empty() { "worker".into() } else { id }
