@@ -66,6 +66,10 @@ impl SseParser {
         self.pending.extend_from_slice(rest);
     }
 
+    // Inlined into `feed`'s loop: once the overflow checks made it larger, the compiler
+    // stopped, and `benches/chunk_path` read 37-39 µs → 58-66 µs per 256-token answer with
+    // usage on every chunk (this inlining brings it back).
+    #[inline(always)]
     fn line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) {
         if self.overflowed {
             return;
