@@ -112,9 +112,11 @@ impl Catalog {
             path: path.display().to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| file(e.to_string()))?;
+        let text =
+            rackload_input::read_text_capped(path, rackload_input::caps::CONFIG, "a catalog")
+                .map_err(|e| file(e.to_string()))?;
         let extra: Catalog = toml::from_str(&text)
-            .map_err(|e| file(e.to_string().replace('\n', " ").trim().to_owned()))?;
+            .map_err(|e| file(rackload_input::located(&text, e.span(), e.message())))?;
         let mut cat = Catalog::embedded();
         for s in extra.systems {
             match cat.systems.iter_mut().find(|x| x.name == s.name) {

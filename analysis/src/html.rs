@@ -17,15 +17,15 @@ use crate::results::{ResultsError, write_atomic};
 /// Why a report was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path} is not JSON: {source}")]
+    #[error("{path} is not JSON: {error}")]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error(transparent)]
     Plot(#[from] PlotError),
@@ -67,13 +67,13 @@ pub(crate) fn run_analysis(
 /// Writes `report.html` (and `frontier.svg` when the analysis is possible) into `dir`.
 pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, ReportError> {
     let run_json = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_json).map_err(|source| ReportError::Read {
+    let text = std::fs::read_to_string(&run_json).map_err(|error| ReportError::Read {
         path: run_json.clone(),
-        source,
+        error,
     })?;
-    let run: Value = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+    let run: Value = serde_json::from_str(&text).map_err(|error| ReportError::Json {
         path: run_json.clone(),
-        source,
+        error,
     })?;
     let analysis = run_analysis(&run_json, tier, catalog);
     let svg = match &analysis {

@@ -23,41 +23,56 @@ pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("point {label}: {source}")]
+    #[error("point {label}: {error}")]
     Histogram {
         label: String,
-        #[source]
-        source: rackload_proto::histogram::HistogramError,
+        error: rackload_proto::histogram::HistogramError,
     },
 }
 
-/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
+/// Writes `bytes` to `path` through a temp file in the same folder and a rename; on any
+/// failure (a full disk included) the temp file is removed and `path` is as it was.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
-    let io = |source| ResultsError::Io {
+    let io = |error| ResultsError::Io {
         path: path.to_owned(),
-        source,
+        error,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io)
+}
+
+/// The last resort when `write_atomic` cannot write `path` (no room for a second copy):
+/// `bytes` over the old contents in place, the file cut to their length. Overwriting
+/// pages a file already holds needs no new space, so a record that is not longer than
+/// the old one fits on a full disk.
+fn overwrite_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(bytes)?;
+    f.set_len(bytes.len() as u64)?;
+    f.sync_all()
 }
 
 fn write_json(path: &Path, v: &impl Serialize) -> Result<(), ResultsError> {
     let mut bytes = serde_json::to_vec_pretty(v).map_err(|e| ResultsError::Io {
         path: path.to_owned(),
-        source: std::io::Error::other(e),
+        error: std::io::Error::other(e),
     })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
@@ -169,9 +184,9 @@ impl RunRecord {
     /// Appends one gzip member of per-request records of point `label`.
     pub fn add_requests(&mut self, label: &str, gz: &[u8]) -> Result<(), ResultsError> {
         let path = self.requests_path(label);
-        let io = |source| ResultsError::Io {
+        let io = |error| ResultsError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -186,9 +201,9 @@ impl RunRecord {
 
     /// Adds a finished point, writes `points/<label>.json`, and rewrites `run.json`.
     pub fn add_point(&mut self, point: &PointResult) -> Result<(), ResultsError> {
-        let summary = PointSummary::new(point).map_err(|source| ResultsError::Histogram {
+        let summary = PointSummary::new(point).map_err(|error| ResultsError::Histogram {
             label: point.label.clone(),
-            source,
+            error,
         })?;
         let target = self.spec.target.clone().unwrap_or_default();
         let date = compact_stamp(point.start_unix_nanos / 1_000_000_000);
@@ -262,7 +277,7 @@ impl RunRecord {
         let path = self.dir.join("histograms.hlog");
         let fail = |e: String| ResultsError::Io {
             path: path.clone(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         };
         let Some(first) = self.hlog.first() else {
             return Ok(());
@@ -299,11 +314,27 @@ impl RunRecord {
         write_atomic(&path, &buf)
     }
 
-    /// Records how the run ended and writes `run.json`.
+    /// Records how the run ended and writes `run.json`. When there is no room for the
+    /// usual atomic rewrite (a full disk), `run.json` is overwritten in place, compact,
+    /// so that it still says how the run ended.
     pub fn finish(&mut self, status: &str, message: &str) -> Result<(), ResultsError> {
         status.clone_into(&mut self.status);
         message.clone_into(&mut self.message);
-        self.write()
+        let Err(e) = self.write() else {
+            return Ok(());
+        };
+        let path = self.dir.join("run.json");
+        let compact = serde_json::to_vec(self).map_err(|error| ResultsError::Io {
+            path: path.clone(),
+            error: std::io::Error::other(error),
+        })?;
+        match overwrite_in_place(&path, &compact) {
+            Ok(()) => {
+                tracing::warn!("{e}: wrote {} in place instead", path.display());
+                Ok(())
+            }
+            Err(_) => Err(e),
+        }
     }
 }
 
@@ -322,5 +353,13 @@ mod tests {
             .expect("ls")
             .collect();
         assert_eq!(names.len(), 1);
+        // A write that fails (here: the target is a folder, so the rename fails) leaves
+        // no temporary behind.
+        std::fs::create_dir(dir.path().join("a/c.json")).expect("mkdir");
+        write_atomic(&dir.path().join("a/c.json"), b"{}").expect_err("a folder");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a")).expect("ls").count(),
+            2
+        );
     }
 }

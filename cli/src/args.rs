@@ -483,9 +483,12 @@ impl RunArgs {
                 let (what, text) = match text.strip_prefix('@') {
                     Some(path) => (
                         format!("--extra-body file {path}"),
-                        std::fs::read_to_string(path).map_err(|e| {
-                            anyhow::anyhow!("cannot read --extra-body file {path}: {e}")
-                        })?,
+                        rackload_input::read_text_capped(
+                            std::path::Path::new(path),
+                            rackload_input::caps::EXTRA_BODY,
+                            "--extra-body",
+                        )
+                        .map_err(|e| anyhow::anyhow!("--extra-body: {e}"))?,
                     ),
                     None => ("--extra-body".to_owned(), text.clone()),
                 };

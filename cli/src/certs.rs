@@ -3,6 +3,7 @@
 //! and a CLI client's — as PEM files, keys readable by their owner only. For production,
 //! use the organisation's CA (or cert-manager on Kubernetes); the flags take any PEM.
 
+use crate::console::say;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -129,11 +130,11 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
         files.push((format!("{name}-key.pem"), key.serialize_pem(), true));
     }
     write_all(&args.out, &files)?;
-    println!(
+    say!(
         "wrote ca.pem, coordinator.pem/-key.pem (for {}), worker.pem/-key.pem, client.pem/-key.pem to {}",
         args.hosts,
         args.out.display()
     );
-    println!("the CA's key was not kept: make a new set to add certificates");
+    say!("the CA's key was not kept: make a new set to add certificates");
     Ok(ExitCode::SUCCESS)
 }

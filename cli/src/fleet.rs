@@ -1,5 +1,6 @@
 //! `rackload workers` and `rackload abort`: small Control calls on a standing coordinator.
 
+use crate::console::{say, tell};
 use std::process::ExitCode;
 
 use rackload_proto::v1::{AbortRunRequest, ListWorkersRequest};
@@ -15,14 +16,18 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
         client.list_workers(ListWorkersRequest {}),
     )
     .await?
-    .map_err(|s| anyhow::anyhow!("the coordinator refused: {}", s.message()))?
+    .map_err(|s| crate::run::refused(&args.coordinator, &s))?
     .into_inner();
-    println!(
+    say!(
         "{:<24} {:<20} {:>5} {:<10} {:<22} state",
-        "id", "host", "cores", "version", "peer"
+        "id",
+        "host",
+        "cores",
+        "version",
+        "peer"
     );
     for w in &list.workers {
-        println!(
+        say!(
             "{:<24} {:<20} {:>5} {:<10} {:<22} {}",
             shown(&w.worker_id),
             shown(&w.host),
@@ -32,7 +37,7 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
             shown(&w.state)
         );
     }
-    eprintln!("{} worker(s)", list.workers.len());
+    tell!("{} worker(s)", list.workers.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,7 +61,7 @@ pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
         }),
     )
     .await?
-    .map_err(|s| anyhow::anyhow!("the coordinator refused: {}", s.message()))?
+    .map_err(|s| crate::run::refused(&args.coordinator, &s))?
     .into_inner()
     .found;
     if !found {
@@ -66,7 +71,7 @@ pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
             args.coordinator
         );
     }
-    eprintln!("run {} is being aborted", args.run);
+    tell!("run {} is being aborted", args.run);
     Ok(ExitCode::SUCCESS)
 }
 

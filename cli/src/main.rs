@@ -7,6 +7,7 @@
 mod args;
 mod certs;
 mod children;
+mod console;
 mod fleet;
 mod frontier;
 mod progress;
@@ -21,6 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
+use crate::console::tell;
 
 /// The global flags every process needs before it logs: `--log-format` and
 /// `--otlp-endpoint` (set once in `main`; the embedded mode passes them to its children).
@@ -99,14 +101,27 @@ fn parse() -> Result<Cli, ExitCode> {
             Err(ExitCode::from(2))
         }
         Err(e) => {
-            let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see 'rackload --help')");
+            tell!(
+                "{} (see 'rackload --help')",
+                one_line(&e.render().to_string())
+            );
             Err(ExitCode::from(2))
         }
+    }
+}
+
+/// clap's message as one line: its first paragraph (a missing argument is named on the
+/// lines after the first), without the usage and tips that follow a blank line.
+fn one_line(rendered: &str) -> String {
+    let words: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if words.is_empty() {
+        "error: invalid arguments".to_owned()
+    } else {
+        words.join(" ")
     }
 }
 
@@ -162,7 +177,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tell!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -263,5 +278,24 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?}");
         }
+    }
+
+    /// A usage error is one line that names what is wrong: for a missing argument, the
+    /// argument (clap puts it on the lines after the first).
+    #[test]
+    fn usage_errors_are_one_line_naming_the_argument() {
+        use clap::error::ErrorKind;
+        let missing = Cli::try_parse_from(["rackload", "worker"]).expect_err("missing");
+        assert_eq!(missing.kind(), ErrorKind::MissingRequiredArgument);
+        let line = super::one_line(&missing.render().to_string());
+        assert!(line.contains("--coordinator <URL>"), "{line}");
+        assert!(!line.contains('\n') && !line.contains("Usage"), "{line}");
+        let unknown = Cli::try_parse_from(["rackload", "run", "--bogus"]).expect_err("bogus");
+        let line = super::one_line(&unknown.render().to_string());
+        assert!(
+            line.starts_with("error: unexpected argument '--bogus'"),
+            "{line}"
+        );
+        assert!(!line.contains("tip"), "{line}");
     }
 }

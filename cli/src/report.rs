@@ -1,6 +1,7 @@
 //! `rackload report RUN_DIR`: writes the self-contained HTML report (and `frontier.svg`) of
 //! one run, or of every run under a results directory.
 
+use crate::console::say;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ pub fn main(args: ReportArgs) -> anyhow::Result<ExitCode> {
     }
     for dir in dirs {
         let path = write(&dir, &args.tier, &catalog)?;
-        println!("{}", path.display());
+        say!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

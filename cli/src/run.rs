@@ -4,6 +4,7 @@
 //! write results as points finish, print vLLM-style summaries, and stop every child on
 //! every way out (success, error, Ctrl-C).
 
+use crate::console::{say, tell, tell_raw};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -106,6 +107,25 @@ pub async fn answered<T>(
     })
 }
 
+/// What a coordinator's error status means, in words. A server that answers HTTP but not
+/// rackload's gRPC (a web server, the sim, a proxy's error page) is named as not being a
+/// coordinator, rather than quoting tonic's "grpc-status header missing".
+pub fn status_words(s: &tonic::Status) -> String {
+    let m = s.message();
+    if let Some(code) = m.split("HTTP status code ").nth(1) {
+        format!("it answered HTTP {code}, not gRPC: is this a rackload coordinator?")
+    } else if m.contains("grpc-status header missing") || s.code() == tonic::Code::Unimplemented {
+        format!("it does not speak rackload's gRPC ({m}): is this a rackload coordinator?")
+    } else {
+        m.to_owned()
+    }
+}
+
+/// The error for a call the coordinator at `url` refused.
+pub fn refused(url: &str, s: &tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the coordinator at {url} refused: {}", status_words(s))
+}
+
 async fn run_with(
     args: &RunArgs,
     resolved: Resolved,
@@ -116,7 +136,7 @@ async fn run_with(
         results_dir,
     } = resolved;
     let mut environment = json!({ "host": rackload_worker::session::host_name() });
-    eprintln!("{}", describe(&resolved));
+    tell!("{}", describe(&resolved));
     let target = &mut resolved.target;
     let embedded_sim = target.base_urls.is_empty() && args.coordinator.is_none();
     if target.base_urls.is_empty() && args.coordinator.is_some() {
@@ -283,7 +303,7 @@ impl Follow<'_> {
     async fn events(self, mut client: Control) -> anyhow::Result<Followed> {
         let mut stream = answered(&self.coordinator_url, client.submit_run(self.spec.clone()))
             .await?
-            .map_err(|s| anyhow::anyhow!("the coordinator refused the run: {}", s.message()))?
+            .map_err(|s| refused(&self.coordinator_url, &s))?
             .into_inner();
         let mut record: Option<RunRecord> = None;
         let mut points: Vec<PointResult> = Vec::new();
@@ -300,7 +320,7 @@ impl Follow<'_> {
                     };
                     if aborting {
                         // A second signal: leave now, with what is on disk.
-                        eprintln!("{name} again: leaving without waiting for the coordinator");
+                        tell!("{name} again: leaving without waiting for the coordinator");
                         break Some(RunFinished {
                             run_id: r.run_id().to_owned(),
                             status: RunStatus::Aborted as i32,
@@ -308,7 +328,7 @@ impl Follow<'_> {
                         });
                     }
                     aborting = true;
-                    eprintln!("{name}: aborting the run (again to leave at once)");
+                    tell!("{name}: aborting the run (again to leave at once)");
                     // Asked on the side, so a second signal is heard even while an
                     // unresponsive coordinator keeps this waiting.
                     let req = AbortRunRequest { run_id: r.run_id().to_owned() };
@@ -323,20 +343,28 @@ impl Follow<'_> {
                 Ok(Some(ev)) => ev.event,
                 Ok(None) => break None,
                 Err(s) => {
-                    if let Some(r) = record.as_mut() {
-                        let _ =
-                            r.finish("failed", &format!("lost the coordinator: {}", s.message()));
-                    }
+                    let Some(r) = record.as_mut() else {
+                        // It never accepted the run: not lost, refused.
+                        return Err(refused(&self.coordinator_url, &s));
+                    };
+                    let _ = r.finish(
+                        "failed",
+                        &format!("lost the coordinator: {}", status_words(&s)),
+                    );
                     bail!(
                         "lost the coordinator at {}: {}",
                         self.coordinator_url,
-                        s.message()
+                        status_words(&s)
                     );
                 }
             };
             match event {
                 Some(Event::Finished(f)) => break Some(f),
-                Some(e) => self.on_event(e, &mut record, &mut bar, &mut points)?,
+                Some(e) => {
+                    if let Err(e) = self.on_event(e, &mut record, &mut bar, &mut points) {
+                        return Err(self.give_up(e, record.as_mut(), &mut client).await);
+                    }
+                }
                 None => {}
             }
         };
@@ -346,6 +374,26 @@ impl Follow<'_> {
         let finished =
             finished.context("the coordinator ended the run without saying how it finished")?;
         Ok((finished, record, points))
+    }
+
+    /// A run this CLI cannot follow any more (its results cannot be written: a full
+    /// disk): the run is aborted, so that no load goes on unrecorded, and run.json says
+    /// why, if anything can still be written.
+    async fn give_up(
+        &self,
+        e: anyhow::Error,
+        record: Option<&mut RunRecord>,
+        client: &mut Control,
+    ) -> anyhow::Error {
+        let Some(r) = record else { return e };
+        let req = AbortRunRequest {
+            run_id: r.run_id().to_owned(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.abort_run(req)).await;
+        if let Err(w) = r.finish("failed", &format!("{e:#}")) {
+            tell!("warning: run.json could not record the failure either: {w}");
+        }
+        e
     }
 
     /// One event of the run (but its end).
@@ -374,7 +422,7 @@ impl Follow<'_> {
                 } else {
                     String::new()
                 };
-                eprintln!("run {} on workers {}{more}", a.run_id, shown.join(", "));
+                tell!("run {} on workers {}{more}", a.run_id, shown.join(", "));
                 *record = Some(r);
             }
             Event::PointStarted(p) => {
@@ -401,12 +449,12 @@ impl Follow<'_> {
                 }
                 let summary =
                     PointSummary::new(&p).context("the coordinator sent an unreadable point")?;
-                println!("{}", summary.table());
+                say!("{}", summary.table());
                 if let Some(r) = record.as_mut() {
                     r.add_point(&p)?;
                 }
                 if p.degraded {
-                    eprintln!(
+                    tell!(
                         "point {} is degraded: lost {} ({} requests in flight)",
                         p.label,
                         p.lost_workers.join(", "),
@@ -443,15 +491,15 @@ fn conclude(
     };
     if let Some(r) = record {
         r.finish(status_word, &f.message)?;
-        eprintln!("results: {}", r.dir().join("run.json").display());
+        tell!("results: {}", r.dir().join("run.json").display());
         // The report is a view of run.json: failing to write it loses nothing.
         match rackload_analysis::html::write(r.dir(), "owning", &Catalog::embedded()) {
-            Ok(path) => eprintln!("report: {}", path.display()),
-            Err(e) => eprintln!("warning: no report: {e:#}"),
+            Ok(path) => tell!("report: {}", path.display()),
+            Err(e) => tell!("warning: no report: {e:#}"),
         }
     }
     if points.len() > 1 {
-        eprint!("{}", sweep_table(points));
+        tell_raw!("{}", sweep_table(points));
     }
     let gate_failures: Vec<String> = points
         .iter()
@@ -473,7 +521,7 @@ fn conclude(
         .collect();
     match status {
         RunStatus::Completed if !gate_failures.is_empty() => {
-            eprintln!(
+            tell!(
                 "error: points that failed their gate (over {:.0}% failed, or none completed): {}",
                 run.max_failure_rate * 100.0,
                 gate_failures.join(", ")

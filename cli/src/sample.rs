@@ -10,6 +10,7 @@ use rackload_workloads::Stripe;
 use serde_json::json;
 
 use rackload_spec::RawRun;
+use rackload_spec::raw::Origin;
 use rackload_spec::resolve::{Sweep, resolve_workload};
 
 use crate::args::{SampleArgs, SampleFormat};
@@ -19,6 +20,8 @@ pub fn main(args: SampleArgs) -> anyhow::Result<ExitCode> {
         Some(path) => RawRun::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => RawRun::default(),
     };
+    rackload_spec::raw::check_workload(&args.workload.config(), &Origin::Flags)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let concurrencies = if args.max_concurrency.is_empty() {
         file.concurrencies()
     } else {

@@ -2,6 +2,7 @@
 //! `listening on ADDR` as their first stdout line (the embedded mode reads it to learn
 //! the port) and stop on SIGINT or SIGTERM.
 
+use crate::console::say;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -227,7 +228,7 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
                     let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                         format!("cannot listen on {addr} for replica {}", k + 2)
                     })?;
-                    println!("replica {} listening on http://{}", k + 2, l.local_addr()?);
+                    say!("replica {} listening on http://{}", k + 2, l.local_addr()?);
                     rest.push(tokio::spawn(rackload_sim::serve_router(
                         l,
                         router,

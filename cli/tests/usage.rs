@@ -25,7 +25,7 @@ fn bad_target_options_name_the_flag_before_anything_starts() {
         (&["--extra-body", "{"][..], "--extra-body is not JSON"),
         (
             &["--extra-body", "@/nonexistent/body.json"][..],
-            "cannot read --extra-body file",
+            "--extra-body: cannot read /nonexistent/body.json: No such file or directory",
         ),
         (&["--header", "no-colon"][..], "--header \"no-colon\""),
         (&["--header", "bad name: v"][..], "header"),
@@ -101,7 +101,7 @@ fn bad_numbers_and_modes_are_refused_before_anything_starts() {
         "--range-mode",
         "symmetric",
         "--random-range-ratio",
-        "1.5",
+        "1",
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
@@ -109,6 +109,12 @@ fn bad_numbers_and_modes_are_refused_before_anything_starts() {
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let (code, stderr) = rackload(&["run", "--random-range-ratio", "1.5"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--random-range-ratio: 1.5 is not a ratio between 0 and 1"),
+        "{stderr}"
+    );
 }
 
 #[test]

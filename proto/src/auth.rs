@@ -19,11 +19,11 @@ use tonic::{Request, Status};
 /// Bad security settings (all user input).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {error}")]
     Read {
         what: &'static str,
         path: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0}")]
     Settings(String),
@@ -40,10 +40,10 @@ pub struct TlsFiles {
 }
 
 fn read(what: &'static str, path: &str) -> Result<Vec<u8>, AuthError> {
-    std::fs::read(path).map_err(|source| AuthError::Read {
+    std::fs::read(path).map_err(|error| AuthError::Read {
         what,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 

@@ -49,8 +49,11 @@ pub struct Profile {
 pub enum ProfileError {
     #[error("unknown profile {0:?} (built-in: {names}); or give a TOML file", names = BUILT_IN_NAMES.join(", "))]
     Unknown(String),
-    #[error("cannot read profile file {path}: {reason}")]
+    #[error("profile file {path}: {reason}")]
     File { path: String, reason: String },
+    /// A file that could not be read (it names itself).
+    #[error("{0}")]
+    Read(#[from] rackload_input::ReadError),
     #[error("profile {name}: {field} {reason}")]
     Invalid {
         name: String,
@@ -163,9 +166,13 @@ impl Profile {
                 path: name_or_file.to_owned(),
                 reason,
             };
-            let text = std::fs::read_to_string(name_or_file).map_err(|e| file(e.to_string()))?;
+            let text = rackload_input::read_text_capped(
+                std::path::Path::new(name_or_file),
+                rackload_input::caps::CONFIG,
+                "a sim profile",
+            )?;
             toml::from_str::<Profile>(&text)
-                .map_err(|e| file(e.to_string().replace('\n', " ").trim().to_owned()))?
+                .map_err(|e| file(rackload_input::located(&text, e.span(), e.message())))?
         } else {
             built_in()
                 .into_iter()

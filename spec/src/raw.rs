@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rackload_proto::v1::{Endpoint, HttpVersion, LoadBalance, OnWorkerLoss};
+use rackload_workloads::WorkloadError;
 use rackload_workloads::scenario::WorkloadConfig;
 use serde::Deserialize;
 
@@ -77,7 +78,10 @@ pub struct RawTarget {
 
 /// One value or a list of them (`max_concurrency = 16` or `= [4, 8, 16]`).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "expected one value or a list of them, e.g. 16 or [4, 8, 16]"
+)]
 pub enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
@@ -140,13 +144,13 @@ impl RawRun {
     /// Reads a scenario file and checks its values (errors name the file and the key).
     pub fn load(path: &Path) -> Result<RawRun, SpecError> {
         let origin = Origin::File(path.to_owned());
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecError::new(format!("scenario file {}", path.display()), e.to_string())
-        })?;
+        let text =
+            rackload_input::read_text_capped(path, rackload_input::caps::CONFIG, "a scenario file")
+                .map_err(|e| SpecError::new("scenario file", e.to_string()))?;
         let mut raw: RawRun = toml::from_str(&text).map_err(|e| {
             SpecError::new(
                 format!("scenario file {}", path.display()),
-                e.to_string().replace('\n', " ").trim().to_owned(),
+                rackload_input::located(&text, e.span(), e.message()),
             )
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -194,6 +198,7 @@ impl RawRun {
         let bad = |table: &str, key: &str, reason: String| {
             Err(SpecError::new(origin.name(table, key), reason))
         };
+        check_workload(&self.workload, origin)?;
         for (key, v) in [
             ("request_timeout", t.request_timeout),
             ("connect_timeout", t.connect_timeout),
@@ -303,6 +308,17 @@ impl RawRun {
         let mut seen = std::collections::HashSet::new();
         all.into_iter().filter(|c| seen.insert(*c)).collect()
     }
+}
+
+/// The workload's values, each on its own ([`WorkloadConfig::check_values`]), named as
+/// `origin` spells them.
+pub fn check_workload(w: &WorkloadConfig, origin: &Origin) -> Result<(), SpecError> {
+    w.check_values().map_err(|e| match e {
+        WorkloadError::Invalid { field, reason } => {
+            SpecError::new(origin.name("workload", field), reason)
+        }
+        e => SpecError::new(origin.name("workload", "workload"), e.to_string()),
+    })
 }
 
 fn merge_maps<V>(

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_types)] // the harness waits on real processes, in real time
 
 pub mod otlp;
+pub mod scripted;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -548,12 +548,14 @@ async fn release(running: Option<Running>, shutdown: bool, lease: Duration) {
         return;
     };
     let grace = if shutdown { Duration::ZERO } else { lease };
-    let _ = r.stop.send(if grace.is_zero() {
-        StopMode::Abort
-    } else {
-        StopMode::Drain
-    });
     let mut task = r.task;
+    if grace.is_zero() {
+        tracing::info!("shutting down: cancelling requests still in flight");
+        let _ = r.stop.send(StopMode::Abort);
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        return;
+    }
+    let _ = r.stop.send(StopMode::Drain);
     if tokio::time::timeout(grace, &mut task).await.is_err() {
         tracing::warn!(
             "lease of {:.0} s over: cancelling requests still in flight",

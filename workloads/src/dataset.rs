@@ -83,6 +83,29 @@ pub struct LoadReport {
     pub oversampled: bool,
 }
 
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} entries in the file, {} with fewer than two turns",
+            self.entries_in_file, self.fewer_than_two_turns
+        )?;
+        if self.examined > 0 {
+            write!(
+                f,
+                "; of {} examined, {} kept, prompt too short {}, output too short {}, prompt too long {}, total too long {}",
+                self.examined,
+                self.kept,
+                self.dropped_prompt_too_short,
+                self.dropped_output_too_short,
+                self.dropped_prompt_too_long,
+                self.dropped_total_too_long
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A loaded dataset, ready to be sent to workers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
@@ -100,6 +123,12 @@ pub struct Dataset {
     /// Request i uses `entries[i mod len]`.
     #[serde(default)]
     pub entries: Vec<Entry>,
+}
+
+/// A dataset or trace file, whole, under [`rackload_input::caps::DATASET`].
+fn read_dataset(path: &Path) -> Result<Vec<u8>, WorkloadError> {
+    rackload_input::read_capped(path, rackload_input::caps::DATASET, "a dataset")
+        .map_err(|e| WorkloadError::Input(e.to_string()))
 }
 
 fn file_err(path: &Path, reason: impl Into<String>) -> WorkloadError {
@@ -175,7 +204,13 @@ pub fn load_sharegpt(
     tokenizer: Option<&LoadedTokenizer>,
     opts: &ShareGptOptions,
 ) -> Result<Dataset, WorkloadError> {
-    let text = std::fs::read(path).map_err(|e| file_err(path, e.to_string()))?;
+    let text = read_dataset(path)?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(file_err(
+            path,
+            "the file is empty (expected a JSON list of {\"conversations\": [...]} entries)",
+        ));
+    }
     let doc: Value =
         serde_json::from_slice(&text).map_err(|e| file_err(path, format!("not JSON: {e}")))?;
     let list = doc.as_array().ok_or_else(|| {
@@ -229,7 +264,7 @@ pub fn load_sharegpt(
     if entries.is_empty() {
         return Err(file_err(
             path,
-            format!("no entry passed the filters ({report:?})"),
+            format!("no entry passed the filters ({report})"),
         ));
     }
     report.oversampled = report.kept < opts.wanted;
@@ -262,7 +297,8 @@ struct TraceLine {
 /// Loads a Mooncake-style JSONL trace: one `{"timestamp": ms, "input_length": n,
 /// "output_length": m, "hash_ids": [...]}` per line, timestamps non-decreasing.
 pub fn load_trace(path: &Path) -> Result<Dataset, WorkloadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e.to_string()))?;
+    let text = String::from_utf8(read_dataset(path)?)
+        .map_err(|e| file_err(path, format!("not UTF-8 text: {}", e.utf8_error())))?;
     let mut entries = Vec::new();
     let mut prev = f64::NEG_INFINITY;
     for (n, line) in text.lines().enumerate() {
@@ -282,11 +318,12 @@ pub fn load_trace(path: &Path) -> Result<Dataset, WorkloadError> {
                 ),
             ));
         }
-        if t.input_length == 0 || t.output_length == 0 {
+        let cap = crate::scenario::MAX_TOKENS;
+        if !(1..=cap).contains(&t.input_length) || !(1..=cap).contains(&t.output_length) {
             return Err(file_err(
                 path,
                 format!(
-                    "line {}: input_length and output_length must be at least 1",
+                    "line {}: input_length and output_length must be between 1 and {cap}",
                     n + 1
                 ),
             ));

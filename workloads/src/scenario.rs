@@ -120,6 +120,16 @@ pub struct WorkloadConfig {
     pub ignore_eos: Option<bool>,
 }
 
+/// The longest length a run may ask for, in tokens (4 Mi): past every model's context,
+/// and a bound on the prompt a worker builds (about 4.4 bytes a token).
+pub const MAX_TOKENS: u32 = 1 << 22;
+
+/// Request rates, per second: from one an hour-ish (0.001) to ten million.
+pub const RATE_BOUNDS: (f64, f64) = (1e-3, 1e7);
+
+/// Gamma burstiness and trace time scales: a factor of a thousand either way.
+pub const SHAPE_BOUNDS: (f64, f64) = (1e-3, 1e3);
+
 macro_rules! merge {
     ($a:ident, $b:ident; $($f:ident),* $(,)?) => {
         WorkloadConfig { $($f: $a.$f.or($b.$f)),* }
@@ -162,6 +172,53 @@ impl WorkloadConfig {
             min_prompt_len, min_output_len, max_prompt_len, max_total_len, arrival,
             request_rate, burstiness, ramp_start_rate, ramp_end_rate, trace_time_scale,
             prompt_format, shared_prefix_len, seed, ignore_eos)
+    }
+
+    /// Checks each value on its own, before anything is merged or loaded, so that an error
+    /// can name where the value was said (the caller spells `field` as a flag or a file's
+    /// key). Lengths are at most [`MAX_TOKENS`]; rates, burstiness and time scales finite
+    /// and inside the bounds a run can keep (a rate of 1e-300 would schedule its second
+    /// request after the universe has ended).
+    pub fn check_values(&self) -> Result<(), WorkloadError> {
+        let invalid =
+            |field: &'static str, reason: String| Err(WorkloadError::Invalid { field, reason });
+        for (field, v) in [
+            ("random_input_len", self.random_input_len),
+            ("random_output_len", self.random_output_len),
+            ("sharegpt_output_len", self.sharegpt_output_len),
+            ("shared_prefix_len", self.shared_prefix_len),
+        ] {
+            match v {
+                Some(0) if field != "shared_prefix_len" => {
+                    return invalid(field, "must be at least 1 token".into());
+                }
+                Some(n) if n > MAX_TOKENS => {
+                    return invalid(field, format!("{n} is over the cap of {MAX_TOKENS} tokens"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = self.random_range_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
+            return invalid(
+                "random_range_ratio",
+                format!("{r} is not a ratio between 0 and 1"),
+            );
+        }
+        for (field, v, (lo, hi)) in [
+            ("request_rate", self.request_rate, RATE_BOUNDS),
+            ("ramp_start_rate", self.ramp_start_rate, RATE_BOUNDS),
+            ("ramp_end_rate", self.ramp_end_rate, RATE_BOUNDS),
+            ("burstiness", self.burstiness, SHAPE_BOUNDS),
+            ("trace_time_scale", self.trace_time_scale, SHAPE_BOUNDS),
+        ] {
+            if let Some(v) = v.filter(|v| !(lo..=hi).contains(v)) {
+                return invalid(
+                    field,
+                    format!("{v:?} is not a number between {lo} and {hi}"),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Makes relative paths relative to `dir` (a scenario file's folder).

@@ -24,7 +24,10 @@ impl std::fmt::Debug for LoadedTokenizer {
 
 impl LoadedTokenizer {
     pub fn load(path: &Path) -> Result<LoadedTokenizer, WorkloadError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| WorkloadError::File {
+        let bytes =
+            rackload_input::read_capped(path, rackload_input::caps::TOKENIZER, "a tokenizer")
+                .map_err(|e| WorkloadError::Input(e.to_string()))?;
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| WorkloadError::File {
             path: path.display().to_string(),
             reason: format!("not a usable tokenizer.json: {e}"),
         })?;

@@ -208,6 +208,37 @@ struct StreamState<'a> {
 /// such a chunk's tokens count as unknown.
 const MAX_CHUNK_TOKENS: u64 = 4096;
 
+/// What a server's usage may say and still be true: no count past the longest length a
+/// run can ask for ([`rackload_workloads::scenario::MAX_TOKENS`]), and no more reasoning
+/// tokens than tokens. A count that cannot be true fails the request as malformed,
+/// rather than becoming a throughput figure.
+fn plausible(
+    output_tokens: u64,
+    reasoning: Option<u64>,
+    cached: Option<u64>,
+) -> Result<(), Failed> {
+    let cap = u64::from(rackload_workloads::scenario::MAX_TOKENS);
+    let absurd = |what: &str, n: u64| {
+        Err(Failed::new(
+            ErrorClass::Malformed,
+            format!("usage says {n} {what}, past any model's length ({cap} tokens)"),
+        ))
+    };
+    if output_tokens > cap {
+        return absurd("completion tokens", output_tokens);
+    }
+    if let Some(c) = cached.filter(|&c| c > cap) {
+        return absurd("cached prompt tokens", c);
+    }
+    match reasoning {
+        Some(r) if r > output_tokens => Err(Failed::new(
+            ErrorClass::Malformed,
+            format!("usage says {r} reasoning tokens of {output_tokens} completion tokens"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A duration in whole microseconds (saturating).
 pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -435,6 +466,7 @@ impl<'a> StreamState<'a> {
             ));
         };
         let output_tokens = self.usage_tokens.unwrap_or(self.choice_messages);
+        plausible(output_tokens, self.usage_reasoning, self.cached_tokens)?;
         // What usage leaves to the gaps whose tokens are unknown, spread over them.
         let (mut known, mut unknown) = (0u64, 0u64);
         for g in self.gaps.iter() {
@@ -666,6 +698,7 @@ pub(crate) async fn read_whole(
     let usage = whole.usage.and_then(|u| u.completion_tokens);
     let e2el_us = micros(end - sent_at);
     let output_tokens = usage.unwrap_or(u64::from(output_len));
+    plausible(output_tokens, reasoning, cached_tokens)?;
     Ok(Completed {
         ttft_us: e2el_us,
         ttfo_us: Some(e2el_us),
