@@ -305,17 +305,33 @@ impl OpenAiTarget {
             )
         })?;
         let status = resp.status();
+        let not_a_stream = if self.body.stream {
+            not_event_stream(resp.headers())
+        } else {
+            None
+        };
         let body = resp.into_body();
-        if !status.is_success() {
-            // An error body is read for its message only: 64 KiB, 5 s at most.
+        // An error body is read for its message only: 64 KiB, 5 s at most.
+        let message = |body: hyper::body::Incoming| async {
             let body = http_body_util::Limited::new(body, 64 << 10);
-            let text = match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
+            match tokio::time::timeout(Duration::from_secs(5), body.collect()).await {
                 Ok(Ok(b)) => error_message(&b.to_bytes()),
                 _ => String::new(),
-            };
+            }
+        };
+        if !status.is_success() {
             return Err(Failed::new(
                 ErrorClass::from_status(status.as_u16()),
-                format!("HTTP {status}: {text}"),
+                format!("HTTP {status}: {}", message(body).await),
+            ));
+        }
+        if let Some(kind) = not_a_stream {
+            return Err(Failed::new(
+                ErrorClass::Malformed,
+                format!(
+                    "HTTP {status} of content-type {kind} where a stream (text/event-stream) was asked: {}",
+                    message(body).await
+                ),
             ));
         }
         if !self.body.stream {
@@ -325,6 +341,23 @@ impl OpenAiTarget {
         let tokenizer = self.tokenizer.as_deref();
         stream::read_sse(body, sent_at, self.timeouts, gaps, chat, tokenizer, traced).await
     }
+}
+
+/// The content type of a response to a streamed request when it says it is something
+/// other than an event stream (an HTML error page from a proxy, a whole JSON answer from a
+/// server that ignored `stream`); `None` when it is one, or does not say.
+fn not_event_stream(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::CONTENT_TYPE)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let media = text.split(';').next().unwrap_or("").trim();
+    (!media.eq_ignore_ascii_case("text/event-stream")).then(|| {
+        media
+            .chars()
+            .take(80)
+            .collect::<String>()
+            .escape_default()
+            .to_string()
+    })
 }
 
 /// `err: cause: cause` on one line.
