@@ -95,13 +95,21 @@ fn point_against(tag: &str, fabric: &Fabric, url: &str, extra: &[&str]) -> Value
     run["points"][0].clone()
 }
 
+/// A misbehaviour: its name, its script, the run's extra flags, the class it must land in.
+type Case = (
+    &'static str,
+    fn(&mut TcpStream),
+    &'static [&'static str],
+    &'static str,
+);
+
 /// Each misbehaviour fails every request in the class a user would look for, within the
 /// timeouts given, and the run completes.
 #[test]
 fn misbehaving_servers_fail_each_request_in_its_class() {
     let tag = new_tag("misbehaving");
     let fabric = start_fabric(&tag, 1);
-    let cases: [(&str, fn(&mut TcpStream), &[&str], &str); 6] = [
+    let cases: [Case; 6] = [
         ("silent", silent, &["--first-byte-timeout", "1"], "timeout"),
         ("garbage", garbage, &[], "malformed"),
         ("a 200 that is not a stream", html_200, &[], "malformed"),
