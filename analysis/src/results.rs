@@ -78,6 +78,18 @@ fn write_json(path: &Path, v: &impl Serialize) -> Result<(), ResultsError> {
     write_atomic(path, &bytes)
 }
 
+/// The spec as run.json shows it: target URLs with their secrets hidden (the API key
+/// never travels in it).
+fn shown_spec(spec: &RunSpec) -> RunSpec {
+    let mut spec = spec.clone();
+    if let Some(t) = spec.target.as_mut() {
+        for u in &mut t.base_urls {
+            *u = rackload_proto::redact::url(u);
+        }
+    }
+    spec
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 struct WorkerTotals {
     id: String,
@@ -131,7 +143,7 @@ impl RunRecord {
             created: rfc3339(unix_nanos() / 1_000_000_000),
             status: "running".to_owned(),
             message: String::new(),
-            spec: spec.clone(),
+            spec: shown_spec(spec),
             environment,
             workers: Vec::new(),
             points: Vec::new(),

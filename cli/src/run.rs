@@ -244,10 +244,11 @@ async fn start_sim(
 
 /// The first model the target lists at `/v1/models`.
 async fn learn_model(target: &rackload_spec::Target) -> anyhow::Result<String> {
-    let base = &target.base_urls[0];
-    let models = rackload_worker::target::openai::list_models(base, &target.to_proto())
+    let url = &target.base_urls[0];
+    let base = rackload_proto::redact::url(url);
+    let models = rackload_worker::target::openai::list_models(url, &target.to_proto())
         .await
-        .with_context(|| format!("cannot learn the model name from {base} (give --model)"))?;
+        .map_err(|e| anyhow::anyhow!("cannot learn the model name (give --model): {e}"))?;
     models
         .into_iter()
         .next()

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod headers;
 pub mod histogram;
 pub mod names;
+pub mod redact;
 pub mod time;
 pub mod worker_id;
 

@@ -52,7 +52,7 @@ pub enum ProfileError {
     #[error("profile file {path}: {reason}")]
     File { path: String, reason: String },
     /// A file that could not be read (it names itself).
-    #[error("{0}")]
+    #[error(transparent)]
     Read(#[from] rackload_input::ReadError),
     #[error("profile {name}: {field} {reason}")]
     Invalid {

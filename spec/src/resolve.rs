@@ -43,13 +43,24 @@ pub struct Sweep {
 }
 
 /// `flag` must be an absolute http(s) URL with a host.
+/// Credentials in it are refused: rackload does not send them (they go in `--api-key` or
+/// a header), and the error shows the URL with its secrets hidden.
 pub fn check_url(flag: &str, value: &str) -> Result<(), SpecError> {
+    let shown = rackload_proto::redact::url(value);
     let url = url::Url::parse(value)
-        .map_err(|e| SpecError::new(flag, format!("{value:?} is not a valid URL: {e}")))?;
+        .map_err(|e| SpecError::new(flag, format!("{shown:?} is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(SpecError::new(
             flag,
-            format!("{value:?} must be an http:// or https:// URL with a host"),
+            format!("{shown:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    if rackload_proto::redact::has_user_info(value) {
+        return Err(SpecError::new(
+            flag,
+            format!(
+                "{shown:?} carries credentials, which are not sent: give them with --api-key or --header \"Authorization: …\""
+            ),
         ));
     }
     Ok(())

@@ -66,6 +66,9 @@ fn files_text(dir: &Path) -> String {
 fn a_token_shuts_out_workers_and_clients_without_it_and_no_secret_leaks() {
     const TOKEN: &str = "fabric-token-6b1f0c9e";
     const API_KEY: &str = "sk-target-key-93d2a7";
+    // A secret in the target URL's query (as a signed URL or `?api-key=` carries one):
+    // it is sent with every request, and shown nowhere.
+    const URL_SECRET: &str = "url-secret-5e0b44";
     let tag = new_tag("token");
     let otlp = OtlpReceiver::start();
     let (_sim, sim) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
@@ -108,7 +111,8 @@ fn a_token_shuts_out_workers_and_clients_without_it_and_no_secret_leaks() {
         name: "w-good".into(),
         child: good.spawn().expect("worker"),
     };
-    let mut run = run_cmd(&tag, &url, &sim, results.path());
+    let signed = format!("{sim}/?sig={URL_SECRET}");
+    let mut run = run_cmd(&tag, &url, &signed, results.path());
     run.env("RACKLOAD_TOKEN", TOKEN)
         .env("RUST_LOG", "info,rackload=debug")
         .args([
@@ -140,7 +144,11 @@ fn a_token_shuts_out_workers_and_clients_without_it_and_no_secret_leaks() {
         everything += &format!("{s:?}");
     }
     assert!(everything.len() > 10_000, "outputs were read");
-    for secret in [TOKEN, API_KEY] {
+    assert!(
+        everything.contains("sig=REDACTED"),
+        "the URL is shown, redacted"
+    );
+    for secret in [TOKEN, API_KEY, URL_SECRET] {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
 }

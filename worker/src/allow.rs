@@ -131,7 +131,8 @@ pub async fn check(list: &[Allowed], base_urls: &[String]) -> Result<(), String>
             .join(", ")
     };
     for base in base_urls {
-        let url = url::Url::parse(base).map_err(|e| format!("target {base:?}: {e}"))?;
+        let target = rackload_proto::redact::url(base);
+        let url = url::Url::parse(base).map_err(|e| format!("target {target:?}: {e}"))?;
         let host = url.host_str().unwrap_or("").to_owned();
         let port = url.port_or_known_default().unwrap_or(80);
         let ips: Vec<IpAddr> = match tokio::net::lookup_host((
@@ -145,7 +146,7 @@ pub async fn check(list: &[Allowed], base_urls: &[String]) -> Result<(), String>
         };
         if !allows(list, &host, port, &ips) {
             return Err(format!(
-                "target {base} is outside this worker's --allow-target list ({})",
+                "target {target} is outside this worker's --allow-target list ({})",
                 shown()
             ));
         }

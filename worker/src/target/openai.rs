@@ -199,14 +199,14 @@ impl OpenAiTarget {
                     return Err(TargetError::Unreachable {
                         url: ep.base.clone(),
                         addr: ep.addr.clone(),
-                        source,
+                        error: source,
                     });
                 }
                 Err(_) => {
                     return Err(TargetError::Unreachable {
                         url: ep.base.clone(),
                         addr: ep.addr.clone(),
-                        source: std::io::Error::new(
+                        error: std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             "no answer within 5 s",
                         ),
@@ -382,11 +382,11 @@ pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>
         format!("{}/v1/models", ep.root)
             .parse()
             .map_err(|e: http::uri::InvalidUri| TargetError::BadUrl {
-                url: base_url.to_owned(),
+                url: ep.base.clone(),
                 reason: e.to_string(),
             })?;
     let probe = |reason: String| TargetError::Probe {
-        url: base_url.to_owned(),
+        url: ep.base.clone(),
         reason,
     };
     let client: HttpsClient = Client::builder(TokioExecutor::new()).build(

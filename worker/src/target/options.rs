@@ -19,12 +19,11 @@ pub enum TargetError {
     BadEndpoint(String),
     #[error("no target URL given")]
     NoUrl,
-    #[error("cannot reach target {url} ({addr}): {source}")]
+    #[error("cannot reach target {url} ({addr}): {error}")]
     Unreachable {
         url: String,
         addr: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("target {url}: {reason}")]
     Probe { url: String, reason: String },
@@ -93,7 +92,7 @@ pub(crate) struct Endpoint {
 /// Parses a base URL such as `http://127.0.0.1:8000` (a trailing `/v1` is accepted).
 pub(crate) fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> {
     let bad = |reason: String| TargetError::BadUrl {
-        url: base.to_owned(),
+        url: rackload_proto::redact::url(base),
         reason,
     };
     let url = url::Url::parse(base).map_err(|e| bad(e.to_string()))?;
@@ -109,11 +108,14 @@ pub(crate) fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> 
         _ => format!("{host}:{port}"),
     };
     let root = format!("{scheme}://{host_port}{root}");
-    let uri = format!("{root}{}", api.path())
+    // A query on the base URL (`?api-version=…`) goes on every request.
+    let query = url.query().map_or(String::new(), |q| format!("?{q}"));
+    let uri = format!("{root}{}{query}", api.path())
         .parse::<Uri>()
         .map_err(|e| bad(e.to_string()))?;
     Ok(Endpoint {
-        base: base.trim_end_matches('/').to_owned(),
+        // Shown in logs, errors and results: secrets in the URL are not.
+        base: rackload_proto::redact::url(base.trim_end_matches('/')),
         root,
         uri,
         addr: host_port,
