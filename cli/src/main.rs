@@ -121,8 +121,16 @@ fn one_line(rendered: &str) -> String {
     if words.is_empty() {
         "error: invalid arguments".to_owned()
     } else {
-        words.join(" ")
+        // A huge value is named, not repeated; escapes in it are shown, not obeyed.
+        rackload_input::printable(&rackload_input::clip_words(&words.join(" "), 200))
     }
+}
+
+/// An error as the one line it is printed as: control characters escaped, a huge value a
+/// user typed cut where it is echoed, and the whole at most 1,000 characters.
+fn shown_error(e: &anyhow::Error) -> String {
+    let text = rackload_input::clip_words(&format!("{e:#}"), 200);
+    rackload_input::printable(&rackload_input::clip(&text, 1000))
 }
 
 fn main() -> ExitCode {
@@ -177,7 +185,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            tell!("error: {e:#}");
+            // One line, whatever a user's value put in it (newlines, terminal escapes).
+            tell!("error: {}", crate::shown_error(&e));
             ExitCode::from(2)
         }
     }

@@ -659,4 +659,137 @@ mod tests {
         let asked = ["--num-prompts", "100", "--trace-sample", "0.5"];
         assert_eq!(trace_sample(&asked), 0.5);
     }
+
+    /// Hostile flag values: every number at and past its bound, NaN, infinities, empty,
+    /// huge and escaped strings. Parsing and resolving never panic; a refusal is one
+    /// line, free of control characters, that names a flag.
+    mod hostile_flags {
+        use clap::Parser;
+        use proptest::prelude::*;
+
+        use crate::args::{Cli, Command};
+
+        const FLAGS: &[&str] = &[
+            "--random-input-len",
+            "--random-output-len",
+            "--random-range-ratio",
+            "--range-mode",
+            "--request-rate",
+            "--burstiness",
+            "--ramp-start-rate",
+            "--ramp-end-rate",
+            "--max-concurrency",
+            "--concurrency-range",
+            "--num-prompts",
+            "--warmup",
+            "--duration",
+            "--cooldown",
+            "--max-failure-rate",
+            "--trace-sample",
+            "--request-timeout",
+            "--first-byte-timeout",
+            "--idle-timeout",
+            "--connect-timeout",
+            "--workers",
+            "--seed",
+            "--shared-prefix-len",
+            "--header",
+            "--extra-body",
+            "--base-url",
+            "--model",
+            "--dataset-name",
+            "--dataset-path",
+            "--tokenizer",
+            "--endpoint",
+            "--http",
+            "--lb",
+            "--prompt-format",
+            "--on-worker-loss",
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            let huge = "9".repeat(5_000);
+            let long = "x".repeat(20_000);
+            prop_oneof![
+                prop::sample::select(vec![
+                    "0",
+                    "1",
+                    "-1",
+                    "16",
+                    "4194305",
+                    "4294967296",
+                    "18446744073709551616",
+                    "nan",
+                    "NaN",
+                    "inf",
+                    "-inf",
+                    "1e-300",
+                    "1e300",
+                    "0.5",
+                    "1.5",
+                    "",
+                    " ",
+                    "a\nb\u{1b}[2J",
+                    "4,8",
+                    "0,4",
+                    "4:1024:x2",
+                    "1:4294967295:+1",
+                    "x-a: b",
+                    "Host: h",
+                    "Content-Length: 0",
+                    "{}",
+                    "[1]",
+                    "{\"max_tokens\": -1}",
+                    "@/dev/null",
+                    "@/nonexistent",
+                    "http://127.0.0.1:9",
+                    "http://u:p@h",
+                    "http://h/?k=v",
+                    "sharegpt",
+                    "trace",
+                    "token-ids",
+                    "/v1/chat/completions",
+                    "http2",
+                    "p2c",
+                    "symmetric",
+                    "abort",
+                ])
+                .prop_map(str::to_owned),
+                Just(huge),
+                Just(long),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            #[test]
+            fn hostile_flags_resolve_or_name_a_flag(
+                given in prop::collection::vec((prop::sample::select(FLAGS), value()), 1..5)
+            ) {
+                let mut argv = vec!["rackload".to_owned(), "run".to_owned()];
+                for (flag, v) in &given {
+                    argv.push(format!("{flag}={v}"));
+                }
+                let message = match Cli::try_parse_from(&argv) {
+                    Err(e) => crate::one_line(&e.render().to_string()),
+                    Ok(cli) => {
+                        let Command::Run(args) = cli.command else {
+                            panic!("not a run");
+                        };
+                        match super::super::resolve(&args) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => crate::shown_error(&e),
+                        }
+                    }
+                };
+                prop_assert!(!message.contains('\n'), "{message:?}");
+                prop_assert!(!message.contains('\u{1b}'), "{message:?}");
+                prop_assert!(message.contains("--"), "names no flag: {message:?} ({given:?})");
+                prop_assert!(message.chars().count() < 1200, "too long: {message:?}");
+            }
+        }
+    }
 }

@@ -75,6 +75,56 @@ pub fn read_text_capped(path: &Path, cap: u64, what: &'static str) -> Result<Str
     })
 }
 
+/// At most `max` characters of `text`, with `…` where it was cut: what an error echoes
+/// of a user's value (a 100 KB string in a scenario file is named, not repeated).
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// `text` with every run of more than `max` non-space characters cut to `max` and `…`:
+/// a huge value echoed inside a message is cut where it stands, so that what follows it
+/// (clap names the flag after the value) is still read.
+pub fn clip_words(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    let mut run = 0;
+    for c in text.chars() {
+        if c == ' ' {
+            run = 0;
+        } else {
+            run += 1;
+            if run == max + 1 {
+                out.push('…');
+            }
+            if run > max {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `text` with its control characters (newlines, terminal escapes) shown escaped, so that
+/// a value echoed in an error stays on one line and cannot drive the terminal.
+pub fn printable(text: &str) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// An OS error in its own words, once: `No such file or directory`, without the
 /// `(os error 2)` that would make it read like two errors.
 pub fn io_reason(e: &std::io::Error) -> String {
@@ -114,6 +164,10 @@ mod tests {
                 dir.path().join("none").display()
             )
         );
+        assert_eq!(clip("abcdé", 4), "abcd…");
+        assert_eq!(clip_words("a 'xxxxxx' for --f", 4), "a 'xxx… for --f");
+        assert_eq!(printable("a\nb\u{1b}[2Jé"), "a\\nb\\u{1b}[2Jé");
+        assert_eq!(clip("abcdé", 5), "abcdé");
         std::fs::write(&small, [0xff, 0xfe]).expect("write");
         assert!(matches!(
             read_text_capped(&small, 8, "x"),

@@ -7,7 +7,7 @@ use std::ops::Range;
 /// `line 3 (max_concurrency = "x"): <message>`, from the text, the error's byte span (if
 /// the parser gave one) and its message. The quoted line is cut at 80 characters.
 pub fn located(text: &str, span: Option<Range<usize>>, message: &str) -> String {
-    let message = message.trim().replace('\n', " ");
+    let message = crate::clip(&message.trim().replace('\n', " "), 400);
     let Some(span) = span else {
         return message;
     };

@@ -25,11 +25,15 @@ pub struct SpecError {
     pub reason: String,
 }
 
+/// The longest a field's name or a reason may be shown (values a user typed are echoed
+/// in reasons: a huge one is cut, not repeated).
+const SHOWN: usize = 400;
+
 impl SpecError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> SpecError {
         SpecError {
-            field: field.into(),
-            reason: reason.into(),
+            field: rackload_input::printable(&rackload_input::clip(&field.into(), SHOWN)),
+            reason: rackload_input::printable(&rackload_input::clip(&reason.into(), SHOWN)),
         }
     }
 }

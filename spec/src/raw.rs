@@ -159,7 +159,7 @@ impl RawRun {
             .into_iter()
             .flatten()
         {
-            if p.is_relative() {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = dir.join(&*p);
             }
         }
@@ -277,6 +277,14 @@ impl RawRun {
         ] {
             if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
                 return bad("run", key, format!("{v} is not a ratio between 0 and 1"));
+            }
+        }
+        for (table, key, p) in [
+            ("target", "tls_ca", &t.tls_ca),
+            ("run", "results_dir", &r.results_dir),
+        ] {
+            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return bad(table, key, "is empty (expected a path)".into());
             }
         }
         for u in t.base_url.iter().flatten() {

@@ -127,8 +127,12 @@ pub struct Dataset {
 
 /// A dataset or trace file, whole, under [`rackload_input::caps::DATASET`].
 fn read_dataset(path: &Path) -> Result<Vec<u8>, WorkloadError> {
-    rackload_input::read_capped(path, rackload_input::caps::DATASET, "a dataset")
-        .map_err(|e| WorkloadError::Input(e.to_string()))
+    rackload_input::read_capped(path, rackload_input::caps::DATASET, "a dataset").map_err(|e| {
+        WorkloadError::Invalid {
+            field: "dataset_path",
+            reason: e.to_string(),
+        }
+    })
 }
 
 fn file_err(path: &Path, reason: impl Into<String>) -> WorkloadError {

@@ -198,6 +198,14 @@ impl WorkloadConfig {
                 _ => {}
             }
         }
+        for (field, p) in [
+            ("dataset_path", &self.dataset_path),
+            ("tokenizer", &self.tokenizer),
+        ] {
+            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return invalid(field, "is empty (expected a file's path)".into());
+            }
+        }
         if let Some(r) = self.random_range_ratio.filter(|r| !(0.0..=1.0).contains(r)) {
             return invalid(
                 "random_range_ratio",
@@ -227,7 +235,7 @@ impl WorkloadConfig {
             .into_iter()
             .flatten()
         {
-            if p.is_relative() {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = dir.join(&*p);
             }
         }

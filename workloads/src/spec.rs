@@ -30,9 +30,6 @@ pub enum WorkloadError {
     Invalid { field: &'static str, reason: String },
     #[error("{path}: {reason}")]
     File { path: String, reason: String },
-    /// A file that could not be read (it names itself).
-    #[error("{0}")]
-    Input(String),
 }
 
 /// Where request lengths come from.

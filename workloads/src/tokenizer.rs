@@ -26,7 +26,10 @@ impl LoadedTokenizer {
     pub fn load(path: &Path) -> Result<LoadedTokenizer, WorkloadError> {
         let bytes =
             rackload_input::read_capped(path, rackload_input::caps::TOKENIZER, "a tokenizer")
-                .map_err(|e| WorkloadError::Input(e.to_string()))?;
+                .map_err(|e| WorkloadError::Invalid {
+                    field: "tokenizer",
+                    reason: e.to_string(),
+                })?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| WorkloadError::File {
             path: path.display().to_string(),
             reason: format!("not a usable tokenizer.json: {e}"),
