@@ -707,6 +707,23 @@ pub struct ClientSecurity {
     /// Allow plaintext to a coordinator off loopback (a token then travels in clear).
     #[arg(long)]
     pub fabric_insecure: bool,
+    /// Seconds to keep trying to reach the coordinator (a job started beside it); 0
+    /// tries once.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0, value_parser = wait_seconds)]
+    pub connect_wait: f64,
+}
+
+/// A wait in seconds: finite, 0 to a day.
+fn wait_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if (0.0..=86_400.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 86400 seconds"))
+    }
 }
 
 impl ClientSecurity {

@@ -10,7 +10,8 @@ use crate::run::connect;
 
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
-    let mut client = connect(&args.coordinator, &args.security.client()).await?;
+    let wait = std::time::Duration::from_secs_f64(args.security.connect_wait);
+    let mut client = connect(&args.coordinator, &args.security.client(), wait).await?;
     let list = crate::run::answered(
         &args.coordinator,
         client.list_workers(ListWorkersRequest {}),
@@ -53,7 +54,8 @@ fn shown(s: &str) -> String {
 
 pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
     check_url("--coordinator", &args.coordinator)?;
-    let mut client = connect(&args.coordinator, &args.security.client()).await?;
+    let wait = std::time::Duration::from_secs_f64(args.security.connect_wait);
+    let mut client = connect(&args.coordinator, &args.security.client(), wait).await?;
     let found = crate::run::answered(
         &args.coordinator,
         client.abort_run(AbortRunRequest {

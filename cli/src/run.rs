@@ -67,27 +67,51 @@ pub type Control = ControlClient<
     tonic::service::interceptor::InterceptedService<Channel, rackload_proto::auth::BearerToken>,
 >;
 
+/// Connects to the coordinator at `url`, trying again every half second for up to
+/// `wait` (saying so once) before giving up with the last reason.
 pub async fn connect(
     url: &str,
     auth: &rackload_proto::auth::ClientAuth,
+    wait: Duration,
 ) -> anyhow::Result<Control> {
     let interceptor = auth.interceptor()?;
-    let channel = auth
+    let endpoint = auth
         .endpoint(url)
         .map_err(|e| anyhow::anyhow!("--coordinator: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach coordinator at {url}: {}",
-                rackload_worker::target::openai::error_chain(&e)
-            )
-        })?;
+        .connect_timeout(Duration::from_secs(5));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
+            Err(e) => {
+                let why = rackload_worker::target::openai::error_chain(&e);
+                if tokio::time::Instant::now() + RETRY_EVERY > deadline {
+                    let waited = if wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" (tried for {:.0} s)", wait.as_secs_f64())
+                    };
+                    anyhow::bail!("cannot reach coordinator at {url}{waited}: {why}");
+                }
+                if !said {
+                    tell!(
+                        "cannot reach coordinator at {url} yet ({why}): retrying for up to {:.0} s",
+                        wait.as_secs_f64()
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+        }
+    };
     Ok(ControlClient::with_interceptor(channel, interceptor)
         .max_decoding_message_size(rackload_coordinator::MAX_MESSAGE)
         .max_encoding_message_size(rackload_coordinator::MAX_MESSAGE))
 }
+
+/// How often `connect` tries again.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a coordinator may take to answer a call (a run's stream opens at once; its
 /// events may then take as long as the run).
@@ -166,7 +190,8 @@ async fn run_with(
     if let Some(gpus) = args.gpus {
         environment["gpus"] = json!(gpus);
     }
-    let client = connect(&coordinator_url, &auth).await?;
+    let wait = Duration::from_secs_f64(args.security.connect_wait);
+    let client = connect(&coordinator_url, &auth, wait).await?;
     let follow = Follow {
         run: &resolved,
         spec: resolved.to_proto(),

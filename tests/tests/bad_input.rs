@@ -284,3 +284,65 @@ fn headers_that_frame_or_route_a_request_are_refused() {
         &["target.headers", "Host", "cannot be set"],
     );
 }
+
+/// `--connect-wait` on the CLI's side of a standing coordinator: a `run` started before
+/// its coordinator (a job beside it) says it is waiting and goes on once it is up; a
+/// `workers` facing nothing gives up after its wait, saying how long it tried.
+#[test]
+fn a_client_started_before_its_coordinator_waits_for_it() {
+    let tag = new_tag("connect-wait");
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (_sim, sim) = start_sim(&tag, &["--ttft-ms", "1", "--itl-ms", "1"]);
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
+    let (tag2, url2) = (tag.clone(), url.clone());
+    let fabric = std::thread::spawn(move || {
+        pause(1.5);
+        let listen = format!("127.0.0.1:{port}");
+        let (coordinator, _) =
+            start_server(&tag2, "coordinator", &["coordinator", "--listen", &listen]);
+        let worker = start_worker(&tag2, &url2, "w1");
+        // Kept up until the run is over.
+        let _ = up_rx.recv_timeout(std::time::Duration::from_secs(120));
+        drop((worker, coordinator));
+    });
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut run = rackload(&tag);
+    run.args([
+        "run",
+        "--coordinator",
+        &url,
+        "--connect-wait",
+        "30",
+        "--workers",
+        "1",
+    ])
+    .args(["--base-url", &sim, "--num-prompts", "4"])
+    .args([
+        "--max-concurrency",
+        "2",
+        "--random-input-len",
+        "8",
+        "--random-output-len",
+        "8",
+    ])
+    .arg("--results-dir")
+    .arg(results.path());
+    let out = run_with_timeout(run, 90.0);
+    let _ = up_tx.send(());
+    fabric.join().expect("fabric thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retrying for up to 30 s"), "{stderr}");
+    let run = run_json(results.path()).expect("run.json");
+    assert_eq!(count(&run["points"][0]["completed"]), 4);
+
+    let nothing = format!("http://127.0.0.1:{}", closed_port());
+    let started = std::time::Instant::now();
+    check_refused(
+        &new_tag("connect-wait-nothing"),
+        &["workers", "--coordinator", &nothing, "--connect-wait", "1"],
+        &["cannot reach coordinator", "(tried for 1 s)"],
+    );
+    assert!(started.elapsed().as_secs_f64() < 20.0 * patience());
+}
