@@ -201,7 +201,8 @@ fn a_worker_facing_no_coordinator_says_so_within_its_connect_wait() {
 }
 
 /// A port that accepts and never answers is not waited on for minutes: `rackload abort`
-/// and `rackload run --coordinator` give up after 10 s, saying what they waited for.
+/// and `rackload run --coordinator` give up after 10 s, a worker after its --connect-wait,
+/// saying what they waited for.
 #[test]
 fn a_silent_coordinator_is_not_waited_on_for_minutes() {
     let tag = new_tag("silent-coordinator");
@@ -215,7 +216,13 @@ fn a_silent_coordinator_is_not_waited_on_for_minutes() {
         &["did not answer within 10 s"],
     );
     check_refused(&tag, &standing_run(&url), &["did not answer within 10 s"]);
-    assert!(started.elapsed().as_secs_f64() < 40.0 * patience());
+    // A worker's handshake there is bounded by its --connect-wait, and says why.
+    check_refused(
+        &tag,
+        &["worker", "--coordinator", &url, "--connect-wait", "2"],
+        &["opened no session", "is this a rackload coordinator"],
+    );
+    assert!(started.elapsed().as_secs_f64() < 50.0 * patience());
     drop(silent);
 }
 

@@ -61,6 +61,24 @@ fn slow_drip(conn: &mut TcpStream) {
     }
 }
 
+/// A header block without end: 200 then 4 MiB of headers (bounded; the client stops
+/// reading long before).
+fn header_flood(conn: &mut TcpStream) {
+    if conn
+        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let line = format!("x-flood: {}\r\n", "y".repeat(1000));
+    for _ in 0..4096 {
+        if conn.write_all(line.as_bytes()).is_err() {
+            return;
+        }
+    }
+    hang_up(conn);
+}
+
 /// One SSE line without end (3 MiB, then a clean hang-up).
 fn endless_line(conn: &mut TcpStream) {
     if !chunked_head(conn, "text/event-stream") {
@@ -109,7 +127,7 @@ type Case = (
 fn misbehaving_servers_fail_each_request_in_its_class() {
     let tag = new_tag("misbehaving");
     let fabric = start_fabric(&tag, 1);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         ("silent", silent, &["--first-byte-timeout", "1"], "timeout"),
         ("garbage", garbage, &[], "malformed"),
         ("a 200 that is not a stream", html_200, &[], "malformed"),
@@ -121,6 +139,7 @@ fn misbehaving_servers_fail_each_request_in_its_class() {
             "timeout",
         ),
         ("a line without end", endless_line, &[], "malformed"),
+        ("a header block without end", header_flood, &[], "malformed"),
     ];
     for (name, script, extra, class) in cases {
         let url = scripted_server(script);

@@ -382,9 +382,17 @@ async fn dial(
                     reason: format!("refused this worker: {}", s.message()),
                 }
             } else {
+                // It took the connection (the channel is up) but did not open a
+                // session: something listens there that is not a coordinator.
                 WorkerError::Connect {
                     url: url.clone(),
-                    reason: tls_hint(config, s.message().to_owned()),
+                    reason: tls_hint(
+                        config,
+                        format!(
+                            "it took the connection but opened no session ({}): is this a rackload coordinator?",
+                            s.message()
+                        ),
+                    ),
                 }
             }
         })?
