@@ -159,6 +159,14 @@ async fn run_with(
         run: mut resolved,
         results_dir,
     } = resolved;
+    // A results folder that cannot be made is refused before anything starts.
+    std::fs::create_dir_all(&results_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "--results-dir: cannot create {}: {}",
+            results_dir.display(),
+            rackload_input::io_reason(&e)
+        )
+    })?;
     let mut environment = json!({ "host": rackload_worker::session::host_name() });
     tell!("{}", describe(&resolved));
     let target = &mut resolved.target;

@@ -36,11 +36,13 @@ pub enum ReadError {
     },
     #[error("{path} is not UTF-8 text: {reason}")]
     NotText { path: String, reason: String },
+    #[error("{path} is a device, not a file")]
+    Device { path: String },
 }
 
 /// The whole of `path`, if it is at most `cap` bytes; `what` names the kind of file in
-/// the error ("a dataset"). Reads at most `cap + 1` bytes whatever the file claims, so a
-/// device or a pipe cannot make it read without end.
+/// the error ("a dataset"). Devices are refused; a pipe (`<(zcat x.gz)`) is read, but at
+/// most `cap + 1` bytes of it whatever it holds, so nothing makes it read without end.
 pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>, ReadError> {
     let io = |e: std::io::Error| ReadError::Io {
         path: path.display().to_string(),
@@ -52,7 +54,17 @@ pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> Result<Vec<u8>,
         cap_mib: cap >> 20,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let claimed = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = meta.file_type();
+        if kind.is_char_device() || kind.is_block_device() {
+            return Err(ReadError::Device {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    let claimed = meta.len();
     if claimed > cap {
         return Err(too_large());
     }
@@ -153,9 +165,26 @@ mod tests {
             e.to_string().contains("over the 0 MiB cap for a test"),
             "{e}"
         );
-        // /dev/zero claims 0 bytes and never ends.
+        // /dev/zero claims 0 bytes and never ends; a pipe that never ends stops at the cap.
         let e = read_capped(Path::new("/dev/zero"), 1 << 20, "a dataset").expect_err("zero");
-        assert!(matches!(e, ReadError::TooLarge { .. }), "{e}");
+        assert!(matches!(e, ReadError::Device { .. }), "{e}");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let writer = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || {
+                    use std::io::Write as _;
+                    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+                        let block = [b'x'; 4096];
+                        while f.write_all(&block).is_ok() {}
+                    }
+                })
+            };
+            let e = read_capped(&fifo, 1 << 20, "a dataset").expect_err("endless pipe");
+            assert!(matches!(e, ReadError::TooLarge { .. }), "{e}");
+            writer.join().expect("writer");
+        }
         let e = read_capped(&dir.path().join("none"), 1, "x").expect_err("missing");
         assert_eq!(
             e.to_string(),

@@ -172,7 +172,8 @@ fn a_point_that_measured_nothing_says_so() {
 
 /// A worker pointed at a server that answers but is no coordinator (here the sim) says
 /// so and gives up after --connect-wait, instead of retrying every 200 ms forever in
-/// silence; its logs, sent to a pipe, carry no terminal colour codes.
+/// silence; its logs, sent to a pipe, carry no terminal colour codes. The CLI's commands
+/// pointed there say so too.
 #[test]
 fn a_worker_facing_no_coordinator_says_so_within_its_connect_wait() {
     let (_sim, url) = start_sim(
@@ -198,6 +199,18 @@ fn a_worker_facing_no_coordinator_says_so_within_its_connect_wait() {
     );
     assert!(started.elapsed().as_secs_f64() < 20.0 * patience());
     assert_no_processes_left(&tag);
+    // The CLI's calls at it say the same, not tonic's "grpc-status header missing".
+    for args in [
+        &["workers", "--coordinator", &url][..],
+        &["abort", "--coordinator", &url, "some-run"],
+        &standing_run(&url),
+    ] {
+        check_refused(
+            &tag,
+            args,
+            &["answered HTTP 404", "is this a rackload coordinator"],
+        );
+    }
 }
 
 /// A port that accepts and never answers is not waited on for minutes: `rackload abort`

@@ -203,7 +203,8 @@ fn can_mount_a_tmpfs() -> bool {
 /// A results folder on a disk that fills up during the run (a 256 KiB tmpfs, filled by
 /// `dd` once run.json is there): the run is aborted with exit 2 and a message that says
 /// the disk is full, no temporary is left, and run.json (rewritten in place, as there is
-/// no room for a second copy) says the run failed and why.
+/// no room for a second copy) says the run failed and why. `rackload certs` on the same
+/// full disk fails saying so, and leaves no file (no 0-byte key).
 #[test]
 fn a_full_disk_ends_the_run_with_run_json_saying_why() {
     if !can_mount_a_tmpfs() {
@@ -224,6 +225,9 @@ fn a_full_disk_ends_the_run_with_run_json_saying_why() {
         dd if=/dev/zero of="$1/filler" bs=4k 2>/dev/null
         wait $pid
         rc=$?
+        "$2" certs --out "$1/certs" 2>&1
+        echo "== certs rc=$?"
+        ls -A "$1/certs" 2>/dev/null
         echo "== files"
         ls -A "$1"/*/ "$1"/*/points
         echo "== run.json"
@@ -246,7 +250,24 @@ fn a_full_disk_ends_the_run_with_run_json_saying_why() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("No space left on device"), "{stderr}");
-    let (files, record) = stdout
+    // `certs` on the same full disk: exit 2, saying so, and no file at all (no 0-byte key).
+    let (said, after) = stdout
+        .split_once("== certs rc=")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        said.contains("No space left on device"),
+        "certs said: {said}"
+    );
+    let (certs, rest) = after
+        .split_once("== files")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(certs.starts_with("2\n"), "certs: {certs}");
+    assert_eq!(
+        certs.trim_start_matches("2\n").trim(),
+        "",
+        "files left: {certs}"
+    );
+    let (files, record) = rest
         .split_once("== run.json")
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(!files.contains(".tmp-"), "a temporary was left: {files}");
