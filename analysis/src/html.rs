@@ -17,11 +17,8 @@ use crate::results::{ResultsError, write_atomic};
 /// Why a report was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(rackload_input::ReadError),
     #[error("{path} is not JSON: {error}")]
     Json {
         path: PathBuf,
@@ -67,10 +64,12 @@ pub(crate) fn run_analysis(
 /// Writes `report.html` (and `frontier.svg` when the analysis is possible) into `dir`.
 pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, ReportError> {
     let run_json = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_json).map_err(|error| ReportError::Read {
-        path: run_json.clone(),
-        error,
-    })?;
+    let text = rackload_input::read_text_capped(
+        &run_json,
+        rackload_input::caps::DATASET,
+        "a run's results",
+    )
+    .map_err(ReportError::Read)?;
     let run: Value = serde_json::from_str(&text).map_err(|error| ReportError::Json {
         path: run_json.clone(),
         error,

@@ -101,6 +101,8 @@ pub enum InputError {
     Read { path: String, reason: String },
     #[error("{path}: {reason}")]
     Format { path: String, reason: String },
+    #[error(transparent)]
+    Capped(rackload_input::ReadError),
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -139,10 +141,9 @@ pub fn read(path: &Path) -> Result<Vec<Point>, InputError> {
         }
         return Ok(out);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| InputError::Read {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
+    let text =
+        rackload_input::read_text_capped(path, rackload_input::caps::DATASET, "a results file")
+            .map_err(InputError::Capped)?;
     let bad = |reason: String| InputError::Format {
         path: shown.clone(),
         reason,

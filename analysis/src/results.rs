@@ -59,13 +59,22 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError
 }
 
 /// The last resort when `write_atomic` cannot write `path` (no room for a second copy):
-/// `bytes` over the old contents in place, the file cut to their length. Overwriting
-/// pages a file already holds needs no new space, so a record that is not longer than
-/// the old one fits on a full disk.
+/// `bytes` over the old contents in place, padded with spaces (JSON allows them) to the
+/// old length, so the file neither grows nor shrinks: overwriting pages a file already
+/// holds needs no new space on a full disk. Refused (the old file kept whole) when the
+/// new record is longer than the old.
 fn overwrite_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    f.write_all(bytes)?;
-    f.set_len(bytes.len() as u64)?;
+    let old = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    if bytes.len() > old {
+        return Err(std::io::Error::other("the record is longer than the file"));
+    }
+    let mut padded = bytes.to_vec();
+    padded.resize(old, b' ');
+    if let Some(last) = padded.last_mut() {
+        *last = b'\n';
+    }
+    f.write_all(&padded)?;
     f.sync_all()
 }
 
@@ -367,6 +376,17 @@ mod tests {
         assert_eq!(names.len(), 1);
         // A write that fails (here: the target is a folder, so the rename fails) leaves
         // no temporary behind.
+        // The full-disk fallback: a shorter record overwrites in place, padded to the old
+        // length (still JSON); a longer one is refused and the old file kept whole.
+        let p = dir.path().join("a/b.json");
+        std::fs::write(&p, b"{\"status\": \"running\", \"points\": []}\n").expect("write");
+        overwrite_in_place(&p, br#"{"status":"failed"}"#).expect("fits");
+        let text = std::fs::read_to_string(&p).expect("read");
+        assert_eq!(text.len(), 36, "the old length");
+        let v: Value = serde_json::from_str(&text).expect("still JSON");
+        assert_eq!(v["status"], "failed");
+        overwrite_in_place(&p, &[b' '; 64]).expect_err("longer");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), text);
         std::fs::create_dir(dir.path().join("a/c.json")).expect("mkdir");
         write_atomic(&dir.path().join("a/c.json"), b"{}").expect_err("a folder");
         assert_eq!(

@@ -45,11 +45,7 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
 /// A worker-given string as it may be printed: control characters (newlines, terminal
 /// escapes) shown escaped, so no row of the listing can be forged or the terminal driven.
 fn shown(s: &str) -> String {
-    if s.chars().any(char::is_control) {
-        s.escape_default().to_string()
-    } else {
-        s.to_owned()
-    }
+    rackload_input::printable(s)
 }
 
 pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {

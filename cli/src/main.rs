@@ -110,13 +110,18 @@ fn parse() -> Result<Cli, ExitCode> {
     }
 }
 
-/// clap's message as one line: its first paragraph (a missing argument is named on the
-/// lines after the first), without the usage and tips that follow a blank line.
+/// clap's message as one line: its lines (a missing argument is named on the lines after
+/// the first; a value may hold blank lines) up to the tips and usage that close it.
 fn one_line(rendered: &str) -> String {
     let words: Vec<&str> = rendered
         .lines()
-        .take_while(|l| !l.trim().is_empty())
         .map(str::trim)
+        .take_while(|l| {
+            !l.starts_with("tip:")
+                && !l.starts_with("Usage:")
+                && !l.starts_with("For more information")
+        })
+        .filter(|l| !l.is_empty())
         .collect();
     if words.is_empty() {
         "error: invalid arguments".to_owned()
@@ -299,6 +304,10 @@ mod tests {
         let line = super::one_line(&missing.render().to_string());
         assert!(line.contains("--coordinator <URL>"), "{line}");
         assert!(!line.contains('\n') && !line.contains("Usage"), "{line}");
+        let blank = Cli::try_parse_from(["rackload", "run", "--max-concurrency", "x\n\ny"])
+            .expect_err("not a number");
+        let line = super::one_line(&blank.render().to_string());
+        assert!(line.contains("--max-concurrency"), "{line}");
         let unknown = Cli::try_parse_from(["rackload", "run", "--bogus"]).expect_err("bogus");
         let line = super::one_line(&unknown.render().to_string());
         assert!(

@@ -252,4 +252,20 @@ fn messages_name_what_is_wrong_in_one_plain_line() {
         &["/dev/zero is a device, not a file"],
         &[],
     );
+    one_line(
+        &["run", "--request-rate", "1,1e-19"],
+        &["--request-rate: 1e-19 is not a rate between 0.001 and 10000000"],
+        &[],
+    );
+    one_line(
+        &[
+            "run",
+            "--base-url",
+            "http://127.0.0.1:9",
+            "--tls-ca",
+            "/dev/zero",
+        ],
+        &["--tls-ca: /dev/zero is a device"],
+        &[],
+    );
 }

@@ -19,12 +19,6 @@ use tonic::{Request, Status};
 /// Bad security settings (all user input).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot read {what} {path}: {error}")]
-    Read {
-        what: &'static str,
-        path: String,
-        error: std::io::Error,
-    },
     #[error("{0}")]
     Settings(String),
 }
@@ -39,12 +33,14 @@ pub struct TlsFiles {
     pub ca: Option<String>,
 }
 
+/// A PEM file or a token, read under [`rackload_input::caps::CONFIG`].
 fn read(what: &'static str, path: &str) -> Result<Vec<u8>, AuthError> {
-    std::fs::read(path).map_err(|error| AuthError::Read {
+    rackload_input::read_capped(
+        std::path::Path::new(path),
+        rackload_input::caps::CONFIG,
         what,
-        path: path.to_owned(),
-        error,
-    })
+    )
+    .map_err(|e| AuthError::Settings(format!("{what}: {e}")))
 }
 
 impl TlsFiles {

@@ -19,7 +19,17 @@ pub fn url(value: &str) -> String {
         let _ = u.set_username(REDACTED);
     }
     if u.query().is_some() {
-        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        // A part without `=` may be the secret itself (`?sk-live-abc`): hidden whole.
+        let keys: Vec<String> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    REDACTED.to_owned()
+                } else {
+                    k.into_owned()
+                }
+            })
+            .collect();
         u.query_pairs_mut()
             .clear()
             .extend_pairs(keys.iter().map(|k| (k.as_str(), REDACTED)));
@@ -69,6 +79,10 @@ mod tests {
             "https://REDACTED@h/v1?api-version=REDACTED&api-key=REDACTED"
         );
         assert_eq!(url("https://tok3n@h"), "https://REDACTED@h");
+        assert_eq!(
+            url("http://h/v1?sk-live-abc"),
+            "http://h/v1?REDACTED=REDACTED"
+        );
         for mistyped in [
             "http//user:s3cret@h?k=s3cret",
             "ht tp://u:s3cret@h",

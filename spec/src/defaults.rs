@@ -13,6 +13,12 @@ pub use rackload_workloads::scenario::defaults as workload;
 pub const WORKERS: u32 = 2;
 /// Most workers one run may ask for.
 pub const MAX_WORKERS: u32 = 10_000;
+/// Most requests (warmup included) one point may send: 100 million. An open loop's
+/// schedule is held by every worker, 8 bytes a request (800 MB at the cap); at 10,000
+/// requests a second the cap is almost three hours.
+pub const MAX_REQUESTS_PER_POINT: u64 = 100_000_000;
+/// The longest any time setting may be (a duration, a timeout, a wait): 30 days.
+pub const MAX_SECONDS: f64 = 30.0 * 86_400.0;
 /// How long the coordinator waits for the run's workers to connect (`--worker-wait`).
 pub(crate) const WORKER_WAIT: Duration = Duration::from_secs(30);
 /// A point whose failed share is above this fails its gate (InferenceX's 5%).

@@ -27,6 +27,7 @@ use rackload_workloads::scenario::WorkloadConfig;
 use serde::Deserialize;
 
 use crate::SpecError;
+use crate::defaults::{MAX_REQUESTS_PER_POINT, MAX_SECONDS};
 
 /// Where a raw value came from, for naming it in an error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ impl Origin {
         match self {
             // The file's `headers` table is the repeatable `--header` flag.
             Origin::Flags if key == "headers" => "--header".to_owned(),
+            // The file's list of rates is the flag's comma-separated list.
+            Origin::Flags if key == "request_rates" => "--request-rate".to_owned(),
             Origin::Flags => format!("--{}", key.replace('_', "-")),
             Origin::File(p) => format!("scenario file {}: {table}.{key}", p.display()),
         }
@@ -205,29 +208,38 @@ impl RawRun {
             ("first_byte_timeout", t.first_byte_timeout),
             ("idle_timeout", t.idle_timeout),
         ] {
-            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+            if let Some(v) = v.filter(|v| !(0.0..=MAX_SECONDS).contains(v)) {
                 return bad(
                     "target",
                     key,
-                    format!("{v} is not a non-negative number of seconds (0 = none)"),
+                    format!("{v} is not a number of seconds from 0 (none) to {MAX_SECONDS}"),
                 );
             }
         }
         for (key, v) in [("worker_wait", r.worker_wait), ("cooldown", r.cooldown)] {
-            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+            if let Some(v) = v.filter(|v| !(0.0..=MAX_SECONDS).contains(v)) {
                 return bad(
                     "run",
                     key,
-                    format!("{v} is not a non-negative number of seconds"),
+                    format!("{v} is not a number of seconds from 0 to {MAX_SECONDS}"),
                 );
             }
         }
-        if let Some(d) = r.duration.filter(|d| !(*d > 0.0 && d.is_finite())) {
+        if let Some(d) = r.duration.filter(|d| !(*d > 0.0 && *d <= MAX_SECONDS)) {
             return bad(
                 "run",
                 "duration",
-                format!("{d} is not a positive number of seconds"),
+                format!("{d} is not a positive number of seconds up to {MAX_SECONDS}"),
             );
+        }
+        for (key, v) in [("num_prompts", r.num_prompts), ("warmup", r.warmup)] {
+            if let Some(n) = v.filter(|n| *n > MAX_REQUESTS_PER_POINT) {
+                return bad(
+                    "run",
+                    key,
+                    format!("{n} is over the cap of {MAX_REQUESTS_PER_POINT} requests a point"),
+                );
+            }
         }
         if let Some(w) = r
             .workers
@@ -259,16 +271,17 @@ impl RawRun {
         if r.num_prompts == Some(0) {
             return bad("run", "num_prompts", "must be at least 1".into());
         }
+        let (lo, hi) = rackload_workloads::scenario::RATE_BOUNDS;
         if let Some(rate) = r
             .request_rates
             .iter()
             .flatten()
-            .find(|r| !(r.is_finite() && **r > 0.0))
+            .find(|r| !(lo..=hi).contains(*r))
         {
             return bad(
                 "run",
                 "request_rates",
-                format!("{rate} is not a positive rate"),
+                format!("{rate:?} is not a rate between {lo} and {hi} per second"),
             );
         }
         for (key, v) in [

@@ -111,9 +111,8 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         .tls_ca
         .as_ref()
         .map(|p| {
-            std::fs::read(p).map_err(|e| {
-                SpecError::new("--tls-ca", format!("cannot read {}: {e}", p.display()))
-            })
+            rackload_input::read_capped(p, rackload_input::caps::CONFIG, "a CA file")
+                .map_err(|e| SpecError::new("--tls-ca", e.to_string()))
         })
         .transpose()?;
     let target = Target {
@@ -275,6 +274,26 @@ pub fn resolve_workload(
                 (false, true) => u64::from(streams / 2),
                 (false, false) => d::CLOSED_WARMUP_PER_STREAM * u64::from(streams),
             });
+            if n.saturating_add(warmup) > d::MAX_REQUESTS_PER_POINT {
+                let (flag, why) = match (sweep.num_prompts, sweep.duration, sweep.warmup) {
+                    // The count alone fits: the warmup given put it over.
+                    (_, _, Some(_)) if n <= d::MAX_REQUESTS_PER_POINT => {
+                        ("--warmup", "with its warmup")
+                    }
+                    (Some(_), _, _) => ("--num-prompts", "with its warmup"),
+                    (None, Some(_), _) => ("--duration", "in its duration"),
+                    (None, None, _) => ("--max-concurrency", "by default (10 a stream)"),
+                };
+                return Err(SpecError::new(
+                    flag,
+                    format!(
+                        "point {} would send {} requests {why}, over the cap of {} a point",
+                        label(&arrival, c),
+                        n.saturating_add(warmup),
+                        d::MAX_REQUESTS_PER_POINT
+                    ),
+                ));
+            }
             points.push(Point {
                 label: label(&arrival, c),
                 max_concurrency: c,

@@ -277,10 +277,22 @@ fn point_from_proto(k: usize, p: &PointSpec, open: bool) -> Result<Point, SpecEr
     if p.num_prompts == 0 {
         return Err(err(field("num_prompts"), "must be at least 1"));
     }
-    if let Some(r) = p.request_rate.filter(|r| !(*r > 0.0 && r.is_finite())) {
+    // The caps the CLI applies, again: a run may come from another client.
+    let sent = p.num_prompts.saturating_add(p.warmup_prompts);
+    if sent > crate::defaults::MAX_REQUESTS_PER_POINT {
+        return Err(err(
+            field("num_prompts"),
+            format!(
+                "{sent} requests with warmup is over the cap of {} a point",
+                crate::defaults::MAX_REQUESTS_PER_POINT
+            ),
+        ));
+    }
+    let (lo, hi) = rackload_workloads::scenario::RATE_BOUNDS;
+    if let Some(r) = p.request_rate.filter(|r| !(lo..=hi).contains(r)) {
         return Err(err(
             field("request_rate"),
-            format!("{r} is not a positive rate"),
+            format!("{r:?} is not a rate between {lo} and {hi} per second"),
         ));
     }
     Ok(Point {

@@ -205,3 +205,50 @@ fn the_embedded_sim_sweeps_by_default_and_durations_bound_points() {
     assert_eq!(p.duration, Some(Duration::from_secs(5)));
     assert!((200..300).contains(&p.num_prompts), "{p:?}");
 }
+
+/// A point sends at most `MAX_REQUESTS_PER_POINT` requests, warmup included, however it
+/// was asked (a count, a warmup, a duration at a rate, a concurrency's default), and the
+/// refusal names what asked; every rate of a sweep is bounded, not only the first; and the
+/// coordinator applies the same caps to a run from another client.
+#[test]
+fn points_and_rates_are_capped_and_the_refusal_names_what_asked() {
+    let cap = defaults::MAX_REQUESTS_PER_POINT;
+    let refused = |run: RawRunTable| {
+        let raw = flags(run, RawTarget::default());
+        raw.check(&Origin::Flags)
+            .and_then(|()| resolve(raw, Context::default()).map(|_| ()))
+            .expect_err("over the cap")
+    };
+    let e = refused(RawRunTable {
+        num_prompts: Some(cap + 1),
+        ..RawRunTable::default()
+    });
+    assert_eq!(e.field, "--num-prompts", "{e}");
+    let e = refused(RawRunTable {
+        num_prompts: Some(cap),
+        warmup: Some(cap),
+        ..RawRunTable::default()
+    });
+    assert_eq!(e.field, "--warmup", "{e}");
+    let e = refused(RawRunTable {
+        max_concurrency: Some(OneOrMany::One(i64::from(u32::MAX))),
+        ..RawRunTable::default()
+    });
+    assert_eq!(e.field, "--max-concurrency", "{e}");
+    assert!(e.reason.contains("over the cap"), "{e}");
+    let e = refused(RawRunTable {
+        request_rates: Some(vec![1.0, 1e-19]),
+        ..RawRunTable::default()
+    });
+    assert_eq!(e.field, "--request-rate", "{e}");
+
+    let mut wire = resolved(RawRun::default()).to_proto();
+    if let Some(t) = wire.target.as_mut() {
+        t.base_urls = vec!["http://127.0.0.1:9".into()];
+    }
+    ResolvedRun::from_proto(&wire).expect("the wire form reads back");
+    wire.points[0].num_prompts = cap;
+    wire.points[0].warmup_prompts = 1;
+    let e = ResolvedRun::from_proto(&wire).expect_err("over the cap");
+    assert!(e.reason.contains("over the cap"), "{e}");
+}

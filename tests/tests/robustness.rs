@@ -166,17 +166,18 @@ fn misbehaving_servers_fail_each_request_in_its_class() {
 fn a_closed_stdout_does_not_end_the_run() {
     let tag = new_tag("closed-stdout");
     let results = tempfile::tempdir().expect("tempdir");
-    let mut cmd = rackload(&tag);
-    cmd.args(["run", "--num-prompts", "4", "--max-concurrency", "2,4"])
+    // `| true` closes the pipe's read end at once: every line printed meets it closed.
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", r#""$@" | true; exit "${PIPESTATUS[0]}""#, "bash"])
+        .arg(rackload_bin())
+        .args(["run", "--num-prompts", "4", "--max-concurrency", "2,4"])
         .args(["--random-input-len", "8", "--random-output-len", "8"])
         .arg("--results-dir")
         .arg(results.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    // Close the read end at once: every line printed meets a closed pipe.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("wait");
+        .env(TAG_VAR, &tag)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    let out = run_with_timeout(cmd, 90.0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");

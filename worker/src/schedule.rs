@@ -277,7 +277,14 @@ impl Shard {
         let mut tasks = JoinSet::new();
         'send: for index in self.stripe.iter() {
             let offset = schedule.get(index as usize).copied().unwrap_or(0.0);
-            let at = start + Duration::try_from_secs_f64(offset).unwrap_or_default();
+            // An offset past what the clock can hold (a slow rate over a long stream) is
+            // never reached: the stream ends there.
+            let Some(at) = Duration::try_from_secs_f64(offset)
+                .ok()
+                .and_then(|d| start.checked_add(d))
+            else {
+                break;
+            };
             if self.deadline.is_some_and(|d| at >= d) {
                 break;
             }

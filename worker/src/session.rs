@@ -383,7 +383,8 @@ async fn dial(
                 }
             } else {
                 // It took the connection (the channel is up) but did not open a
-                // session: something listens there that is not a coordinator.
+                // session: something listens there that is not a coordinator (a
+                // coordinator going away in between is tried again all the same).
                 WorkerError::Connect {
                     url: url.clone(),
                     reason: tls_hint(

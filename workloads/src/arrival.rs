@@ -216,6 +216,17 @@ impl Arrival {
                 };
                 Some(((seconds * mean).ceil() as u64).clamp(1, MAX))
             }
+            // Past 2^27 requests (over any point's cap) the expected count is the answer:
+            // drawing billions of gaps to count them would only keep the user waiting.
+            _ if self
+                .rate()
+                .is_some_and(|r| r * seconds > (1u64 << 27) as f64) =>
+            {
+                Some(
+                    self.rate()
+                        .map_or(MAX, |r| (r * seconds).ceil().min(MAX as f64) as u64),
+                )
+            }
             // These gaps do not depend on the stream's length.
             _ => Some((self.offsets(seed, MAX).take_while(|&t| t < seconds).count() as u64).max(1)),
         }

@@ -117,11 +117,19 @@ impl OpenAiTarget {
         if spec.base_urls.is_empty() {
             return Err(TargetError::NoUrl);
         }
-        let endpoints = spec
+        let mut endpoints = spec
             .base_urls
             .iter()
             .map(|b| parse_base(b, api))
             .collect::<Result<Vec<_>, _>>()?;
+        // Endpoints are reported by their shown URL: two that differ only in hidden query
+        // values are told apart by their place in the list.
+        let shown: Vec<String> = endpoints.iter().map(|e| e.base.clone()).collect();
+        for (k, e) in endpoints.iter_mut().enumerate() {
+            if shown.iter().filter(|s| **s == e.base).count() > 1 {
+                e.base = format!("{} [{}]", e.base, k + 1);
+            }
+        }
         let http = resolved("http", spec.http, HttpVersion::Unspecified)?;
         let lb = resolved("lb", spec.lb, LoadBalance::Unspecified)?;
         Ok(OpenAiTarget {
@@ -378,13 +386,12 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// The model names a server lists at `GET /v1/models`.
 pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>, TargetError> {
     let ep = parse_base(base_url, Api::Completions)?;
-    let uri: Uri =
-        format!("{}/v1/models", ep.root)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| TargetError::BadUrl {
-                url: ep.base.clone(),
-                reason: e.to_string(),
-            })?;
+    let uri: Uri = format!("{}/v1/models{}", ep.root, ep.query)
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| TargetError::BadUrl {
+            url: ep.base.clone(),
+            reason: e.to_string(),
+        })?;
     let probe = |reason: String| TargetError::Probe {
         url: ep.base.clone(),
         reason,
@@ -399,11 +406,11 @@ pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>
     let fut = async {
         let resp = client.get(uri).await.map_err(|e| probe(error_chain(&e)))?;
         let status = resp.status();
-        let body = resp
-            .into_body()
+        // A model list is small: 4 MiB is room for thousands of models.
+        let body = http_body_util::Limited::new(resp.into_body(), 4 << 20)
             .collect()
             .await
-            .map_err(|e| probe(error_chain(&e)))?
+            .map_err(|e| probe(format!("GET /v1/models: {e}")))?
             .to_bytes();
         if !status.is_success() {
             return Err(probe(format!("GET /v1/models answered HTTP {status}")));
@@ -489,6 +496,35 @@ mod tests {
         assert_eq!(
             body["stream_options"],
             serde_json::json!({"include_usage": true})
+        );
+    }
+
+    /// A base URL's query goes on every request (the model probe's too); it is shown
+    /// redacted, and two URLs that differ only in hidden values are still told apart.
+    #[test]
+    fn a_base_urls_query_is_sent_and_shown_redacted() {
+        let t = OpenAiTarget::new(
+            &spec(|t| {
+                t.base_urls = vec![
+                    "http://127.0.0.1:9/v1?api-version=1&key=s3cret-a".into(),
+                    "http://127.0.0.1:9/v1?api-version=1&key=s3cret-b".into(),
+                ];
+            }),
+            true,
+        )
+        .expect("valid");
+        assert_eq!(
+            t.endpoints[0].uri.to_string(),
+            "http://127.0.0.1:9/v1/chat/completions?api-version=1&key=s3cret-a"
+        );
+        assert_eq!(t.endpoints[1].query, "?api-version=1&key=s3cret-b");
+        let urls = t.urls();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:9/v1?api-version=REDACTED&key=REDACTED [1]",
+                "http://127.0.0.1:9/v1?api-version=REDACTED&key=REDACTED [2]",
+            ]
         );
     }
 

@@ -84,6 +84,9 @@ pub(crate) struct Endpoint {
     pub base: String,
     /// `scheme://host:port` plus any path prefix before `/v1`.
     pub root: String,
+    /// The base URL's query (`?api-version=…`), empty or with its `?`: sent on every
+    /// request, the model probe's included.
+    pub query: String,
     pub uri: Uri,
     /// host:port to probe.
     pub addr: String,
@@ -116,6 +119,7 @@ pub(crate) fn parse_base(base: &str, api: Api) -> Result<Endpoint, TargetError> 
     Ok(Endpoint {
         // Shown in logs, errors and results: secrets in the URL are not.
         base: rackload_proto::redact::url(base.trim_end_matches('/')),
+        query,
         root,
         uri,
         addr: host_port,
