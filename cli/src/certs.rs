@@ -60,6 +60,20 @@ fn write_all(dir: &Path, files: &[(String, String, bool)]) -> anyhow::Result<()>
     renamed
 }
 
+/// An IP address, or a DNS name (a `*.` wildcard allowed) of at most 253 characters in
+/// labels of 1 to 63 letters, digits and hyphens.
+fn is_host(h: &str) -> bool {
+    if h.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    h.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
     let hosts: Vec<String> = args
         .hosts
@@ -70,13 +84,10 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
     if hosts.is_empty() {
         anyhow::bail!("--hosts: give at least one name or address the coordinator is reached by");
     }
-    if let Some(bad) = hosts.iter().find(|h| {
-        !h.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
-    }) {
+    if let Some(bad) = hosts.iter().find(|h| !is_host(h)) {
         anyhow::bail!(
             "--hosts: {:?} is not a host name or an IP address",
-            bad.escape_default().to_string()
+            rackload_input::clip(&bad.escape_default().to_string(), 80)
         );
     }
     let existing: Vec<&str> = FILES
@@ -137,4 +148,33 @@ pub fn main(args: CertsArgs) -> anyhow::Result<ExitCode> {
     );
     say!("the CA's key was not kept: make a new set to add certificates");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_are_names_or_addresses_of_legal_length() {
+        for ok in [
+            "127.0.0.1",
+            "::1",
+            "localhost",
+            "coord-0.fabric.svc",
+            "*.fabric.local",
+        ] {
+            assert!(super::is_host(ok), "{ok}");
+        }
+        let long_label = "x".repeat(64);
+        let long_name = ["a"; 130].join(".");
+        for bad in [
+            "",
+            "a..b",
+            "bad\nname",
+            "a_b",
+            long_label.as_str(),
+            long_name.as_str(),
+            "*",
+        ] {
+            assert!(!super::is_host(bad), "{bad}");
+        }
+    }
 }
