@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute("rackload.v1.RunSpec", serde)
         .type_attribute("rackload.v1.TargetSpec", serde)
         .type_attribute("rackload.v1.PointSpec", serde)
+        .type_attribute("rackload.v1.Goodput", serde)
         // Secrets never reach results: the key is not serialized.
         .field_attribute("rackload.v1.TargetSpec.api_key", "#[serde(skip)]")
         .field_attribute("rackload.v1.TargetSpec.tls_ca_pem", "#[serde(skip)]")

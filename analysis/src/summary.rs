@@ -129,6 +129,14 @@ impl<'a> PointSummary<'a> {
         self.per_second(self.completed())
     }
 
+    /// vLLM's request goodput: completed requests that met every SLO, per second; `None`
+    /// when the run set no SLO.
+    pub fn request_goodput(&self) -> Option<f64> {
+        self.point
+            .goodput
+            .map(|_| self.per_second(self.point.counters.as_ref().map_or(0, |c| c.good_completed)))
+    }
+
     pub fn output_throughput(&self) -> f64 {
         self.per_second(self.output_tokens())
     }
@@ -205,6 +213,13 @@ impl<'a> PointSummary<'a> {
             "request_throughput".into(),
             json!(round3(self.request_throughput())),
         );
+        o.insert(
+            "request_goodput".into(),
+            json!(self.request_goodput().map(round3)),
+        );
+        if self.point.goodput.is_some() {
+            o.insert("good_completed".into(), json!(c.good_completed));
+        }
         o.insert(
             "output_throughput".into(),
             json!(round3(self.output_throughput())),
@@ -361,7 +376,7 @@ impl<'a> PointSummary<'a> {
             "request_throughput".into(),
             json!(self.request_throughput()),
         );
-        o.insert("request_goodput".into(), Value::Null);
+        o.insert("request_goodput".into(), json!(self.request_goodput()));
         o.insert("output_throughput".into(), json!(self.output_throughput()));
         o.insert(
             "total_token_throughput".into(),
@@ -375,7 +390,7 @@ impl<'a> PointSummary<'a> {
     pub fn table(&self) -> String {
         let mut t = Table(String::new());
         t.rule(" Serving Benchmark Result ", '=');
-        let rows = [
+        let mut rows = vec![
             ("Successful requests:", self.completed().to_string()),
             ("Failed requests:", self.failed().to_string()),
             (
@@ -401,6 +416,10 @@ impl<'a> PointSummary<'a> {
                 format!("{:.2}", self.total_token_throughput()),
             ),
         ];
+        if let Some(g) = self.request_goodput() {
+            // Where vLLM prints it: after the request throughput.
+            rows.insert(7, ("Request goodput (req/s):", format!("{g:.2}")));
+        }
         for (k, v) in rows {
             t.line(k, v);
         }

@@ -360,6 +360,11 @@ pub struct RunArgs {
     /// implies --save-requests.
     #[arg(long, help_heading = "Output")]
     pub save_detailed: bool,
+    /// vLLM's goodput SLOs in milliseconds, e.g. `--goodput ttft:2000 tpot:50` (any of
+    /// ttft, tpot, e2el): each point reports `request_goodput`, the completed requests
+    /// meeting every one per second.
+    #[arg(long, num_args = 1.., value_name = "KEY:MS", help_heading = "Output")]
+    pub goodput: Vec<String>,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
     /// address while the run goes (a standing coordinator has its own flag).
     #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
@@ -539,6 +544,16 @@ impl RunArgs {
                 results_dir: self.results_dir.clone(),
                 save_requests: flag(self.save_requests),
                 save_detailed: flag(self.save_detailed),
+                goodput: if self.goodput.is_empty() {
+                    None
+                } else {
+                    Some(
+                        rackload_spec::raw::GoodputSlo::parse(
+                            self.goodput.iter().flat_map(|g| g.split([',', ' '])),
+                        )
+                        .map_err(|e| anyhow::anyhow!("--goodput: {e}"))?,
+                    )
+                },
             },
         };
         raw.check(&Origin::Flags)
@@ -842,7 +857,8 @@ pub struct SimArgs {
     #[arg(long)]
     pub fast: bool,
     /// Inject failures: NAME=RATE,... with NAME one of 429, 500, reset, malformed, stall,
-    /// no-done (e.g. 429=0.05,reset=0.01).
+    /// no-done, slow (a response 250 ms late, e.g. to miss a goodput SLO) (e.g.
+    /// 429=0.05,reset=0.01).
     #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
     pub faults: Option<rackload_sim::Faults>,
     /// Seed choosing which requests suffer the injected failures.

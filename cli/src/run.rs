@@ -738,6 +738,7 @@ mod tests {
             "--lb",
             "--prompt-format",
             "--on-worker-loss",
+            "--goodput",
         ];
 
         fn value() -> impl Strategy<Value = String> {
@@ -786,6 +787,10 @@ mod tests {
                     "p2c",
                     "symmetric",
                     "abort",
+                    "ttft:2000",
+                    "tpot:-1",
+                    "e2el:nan",
+                    "ttft",
                 ])
                 .prop_map(str::to_owned),
                 Just(huge),

@@ -253,6 +253,18 @@ fn messages_name_what_is_wrong_in_one_plain_line() {
         &[],
     );
     one_line(
+        &["run", "--goodput", "ttft"],
+        &["--goodput: \"ttft\" is not KEY:MS"],
+        &[],
+    );
+    one_line(
+        &["run", "--goodput", "p99:5"],
+        &["--goodput: \"p99\" is not ttft, tpot or e2el"],
+        &[],
+    );
+    let slo = file("slo.toml", "[run]\ngoodput = { ttft_ms = -1 }\n");
+    one_line(&["run", &slo], &["slo.toml: run.goodput: ttft: -1.0"], &[]);
+    one_line(
         &["run", "--request-rate", "1,1e-19"],
         &["--request-rate: 1e-19 is not a rate between 0.001 and 10000000"],
         &[],

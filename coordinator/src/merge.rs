@@ -178,6 +178,7 @@ impl PointMerge {
             && (c.failed() as f64 / finished as f64) > max_failure_rate)
             || c.completed == 0;
         Ok(PointResult {
+            goodput: None,
             point_index: index,
             label: point.label.clone(),
             max_concurrency: point.max_concurrency.unwrap_or(0),

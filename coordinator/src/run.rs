@@ -385,6 +385,11 @@ async fn run_point_in(
     }
     merge
         .result(index, point, start_unix_nanos, run.spec.max_failure_rate)
+        .map(|mut r| {
+            // The SLOs its good_completed was counted by, for its figures.
+            r.goodput = run.spec.goodput;
+            r
+        })
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
 }
 
@@ -421,6 +426,7 @@ async fn send_plans(run: &Run, index: u32, point: &Point, traceparent: &str) -> 
             trace_sample: run.spec.trace_sample,
             record_requests: run.spec.save_requests,
             record_gaps: run.spec.save_detailed,
+            goodput: run.spec.goodput,
         };
         let _ = w
             .outbox

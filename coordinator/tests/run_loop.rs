@@ -211,6 +211,7 @@ fn run_spec(workers: u32, concurrencies: &[u32], num_prompts: u64) -> RunSpec {
         trace_sample: Some(0.0),
         save_requests: false,
         save_detailed: false,
+        goodput: None,
     }
 }
 

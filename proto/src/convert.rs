@@ -75,6 +75,26 @@ impl From<&v1::Stripe> for wl::Stripe {
     }
 }
 
+impl v1::Goodput {
+    /// Does a completed request meet every SLO (vLLM's rule: each value at most its SLO;
+    /// TPOT is (E2EL − TTFT) / (tokens − 1), 0 for a single token)?
+    pub fn met(&self, ttft_us: u64, e2el_us: u64, output_tokens: u64) -> bool {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let tpot_ms = if output_tokens > 1 {
+            ms(e2el_us.saturating_sub(ttft_us)) / (output_tokens - 1) as f64
+        } else {
+            0.0
+        };
+        [
+            (self.ttft_ms, ms(ttft_us)),
+            (self.tpot_ms, tpot_ms),
+            (self.e2el_ms, ms(e2el_us)),
+        ]
+        .into_iter()
+        .all(|(slo, v)| slo.is_none_or(|s| v <= s))
+    }
+}
+
 impl v1::Counters {
     /// Adds `other` into `self` (every field named, so a new counter cannot be forgotten).
     pub fn add(&mut self, other: &v1::Counters) {
@@ -90,6 +110,7 @@ impl v1::Counters {
             output_len_mismatch,
             reasoning_tokens,
             output_chunks,
+            good_completed,
         } = other;
         self.sent += sent;
         self.completed += completed;
@@ -101,6 +122,7 @@ impl v1::Counters {
         self.output_len_mismatch += output_len_mismatch;
         self.reasoning_tokens += reasoning_tokens;
         self.output_chunks += output_chunks;
+        self.good_completed += good_completed;
         for (class, n) in failed_by_class {
             *self.failed_by_class.entry(class.clone()).or_default() += n;
         }
@@ -115,6 +137,27 @@ impl v1::Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// vLLM's rule: every given SLO at most, TPOT over the tokens after the first.
+    #[test]
+    fn goodput_slos_are_met_as_vllm_counts_them() {
+        let slo = v1::Goodput {
+            ttft_ms: Some(100.0),
+            tpot_ms: Some(10.0),
+            e2el_ms: None,
+        };
+        // 100 ms to the first token, then 9 tokens over 90 ms: exactly at both SLOs.
+        assert!(slo.met(100_000, 190_000, 10));
+        assert!(!slo.met(100_001, 190_000, 10), "TTFT over");
+        assert!(!slo.met(50_000, 150_000, 10), "TPOT 11.1 ms");
+        assert!(slo.met(50_000, 5_000_000, 1), "one token: TPOT 0");
+        assert!(v1::Goodput::default().met(u64::MAX, u64::MAX, 2), "no SLO");
+        let e2el = v1::Goodput {
+            e2el_ms: Some(1.0),
+            ..v1::Goodput::default()
+        };
+        assert!(!e2el.met(0, 1_001, 2));
+    }
 
     #[test]
     fn workload_round_trips_and_garbage_is_refused() {

@@ -1,6 +1,7 @@
 //! Failure injection, for testing clients against a server that misbehaves the ways real
-//! ones do: refuse with 429 or 500, reset mid-stream, send malformed JSON, stall, or end
-//! without `data: [DONE]`. Which request gets which fault is a pure function of its id and
+//! ones do: refuse with 429 or 500, reset mid-stream, send malformed JSON, stall, end
+//! without `data: [DONE]`, or answer well but late (`slow`: a request that misses a
+//! latency SLO without failing). Which request gets which fault is a pure function of its id and
 //! a seed, so a test run is reproducible.
 
 use std::fmt;
@@ -21,16 +22,22 @@ pub enum Fault {
     Stall,
     /// The stream ends cleanly after its usage chunk but without `data: [DONE]`.
     NoDone,
+    /// The response starts [`SLOW_START`] late, then is served as usual.
+    Slow,
 }
 
+/// How late a `slow` response starts.
+pub const SLOW_START: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::TooMany,
         Fault::Internal,
         Fault::Reset,
         Fault::Malformed,
         Fault::Stall,
         Fault::NoDone,
+        Fault::Slow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +48,7 @@ impl Fault {
             Fault::Malformed => "malformed",
             Fault::Stall => "stall",
             Fault::NoDone => "no-done",
+            Fault::Slow => "slow",
         }
     }
 }
@@ -54,7 +62,7 @@ pub struct Faults {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "--faults {spec:?}: {reason} (expected NAME=RATE,... with NAME one of 429, 500, reset, malformed, stall, no-done and rates summing to at most 1)"
+    "--faults {spec:?}: {reason} (expected NAME=RATE,... with NAME one of 429, 500, reset, malformed, stall, no-done, slow and rates summing to at most 1)"
 )]
 pub struct FaultsError {
     spec: String,

@@ -462,6 +462,14 @@ async fn generate(
     if let Some(refused) = refusal(&s, fault, replica) {
         return refused;
     }
+    // A slow response starts late, then is served as if it had arrived then.
+    let (fault, arrival) = match fault {
+        Some(Fault::Slow) => {
+            tokio::time::sleep(crate::faults::SLOW_START).await;
+            (None, arrival + crate::faults::SLOW_START)
+        }
+        f => (f, arrival),
+    };
     let mut guard = InFlight::new(s.clone());
     let (n, finish) = output_len(&req, id, s.config.disregard_ignore_eos);
     if let Some((tp, at)) = traced {

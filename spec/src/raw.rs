@@ -123,6 +123,70 @@ pub struct RawRunTable {
     /// As `--save-detailed`: vLLM's per-request arrays in the point files (implies
     /// `save_requests`).
     pub save_detailed: Option<bool>,
+    /// As `--goodput ttft:MS tpot:MS e2el:MS`: `goodput = { ttft_ms = 2000, tpot_ms = 50 }`.
+    pub goodput: Option<GoodputSlo>,
+}
+
+/// vLLM's goodput SLOs, in milliseconds; a request is good when it meets every one given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoodputSlo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+    pub e2el_ms: Option<f64>,
+}
+
+impl GoodputSlo {
+    /// `ttft:2000 tpot:50` (vLLM's `--goodput` values), each `KEY:MS`.
+    pub fn parse<'a>(parts: impl IntoIterator<Item = &'a str>) -> Result<GoodputSlo, String> {
+        let mut slo = GoodputSlo::default();
+        for part in parts {
+            let (key, ms) = part
+                .split_once(':')
+                .ok_or_else(|| format!("{part:?} is not KEY:MS (e.g. ttft:2000)"))?;
+            let ms: f64 = ms
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: {ms:?} is not a number of milliseconds"))?;
+            let slot = match key.trim() {
+                "ttft" => &mut slo.ttft_ms,
+                "tpot" => &mut slo.tpot_ms,
+                "e2el" => &mut slo.e2el_ms,
+                other => return Err(format!("{other:?} is not ttft, tpot or e2el")),
+            };
+            *slot = Some(ms);
+        }
+        Ok(slo)
+    }
+
+    /// Every SLO given is a positive number of milliseconds up to 30 days, and one is given.
+    pub fn check(&self) -> Result<(), String> {
+        let given = [
+            ("ttft", self.ttft_ms),
+            ("tpot", self.tpot_ms),
+            ("e2el", self.e2el_ms),
+        ];
+        if given.iter().all(|(_, v)| v.is_none()) {
+            return Err("give at least one of ttft, tpot, e2el".into());
+        }
+        let max = MAX_SECONDS * 1000.0;
+        for (key, v) in given {
+            if let Some(v) = v.filter(|v| !(*v > 0.0 && *v <= max)) {
+                return Err(format!(
+                    "{key}: {v:?} is not a number of milliseconds in (0, {max}]"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_proto(self) -> rackload_proto::v1::Goodput {
+        rackload_proto::v1::Goodput {
+            ttft_ms: self.ttft_ms,
+            tpot_ms: self.tpot_ms,
+            e2el_ms: self.e2el_ms,
+        }
+    }
 }
 
 /// Everything a run can be told, as told.
@@ -190,7 +254,7 @@ impl RawRun {
         }
         or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
             cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir,
-            save_requests, save_detailed);
+            save_requests, save_detailed, goodput);
         self
     }
 
@@ -291,6 +355,9 @@ impl RawRun {
             if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
                 return bad("run", key, format!("{v} is not a ratio between 0 and 1"));
             }
+        }
+        if let Some(Err(e)) = r.goodput.map(|g| g.check()) {
+            return bad("run", "goodput", e);
         }
         for (table, key, p) in [
             ("target", "tls_ca", &t.tls_ca),

@@ -157,6 +157,7 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         trace_sample: 1.0,
         save_requests: r.save_requests.unwrap_or(false) || r.save_detailed.unwrap_or(false),
         save_detailed: r.save_detailed.unwrap_or(false),
+        goodput: r.goodput.map(crate::raw::GoodputSlo::to_proto),
     };
     let configured = rackload_telemetry::configured_ratio(r.trace_sample)
         .map_err(|e| SpecError::new("--trace-sample", e.to_string()))?;

@@ -71,6 +71,8 @@ pub struct ResolvedRun {
     pub save_requests: bool,
     /// The records carry chunk gaps, and point files vLLM's detailed arrays.
     pub save_detailed: bool,
+    /// vLLM's goodput SLOs (none: no goodput measured).
+    pub goodput: Option<rackload_proto::v1::Goodput>,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -167,6 +169,7 @@ impl ResolvedRun {
             trace_sample: Some(self.trace_sample),
             save_requests: self.save_requests,
             save_detailed: self.save_detailed,
+            goodput: self.goodput,
         }
     }
 
@@ -199,12 +202,20 @@ impl ResolvedRun {
             return Err(err("trace_sample", "must be between 0 and 1"));
         }
         let nonneg = |field: &str, s: f64| {
-            if s >= 0.0 && s.is_finite() {
+            if (0.0..=crate::defaults::MAX_SECONDS).contains(&s) {
                 Ok(Duration::from_secs_f64(s))
             } else {
-                Err(err(field, "must be a non-negative number of seconds"))
+                Err(err(field, "must be a number of seconds from 0 to 30 days"))
             }
         };
+        if let Some(g) = &spec.goodput {
+            let slo = crate::raw::GoodputSlo {
+                ttft_ms: g.ttft_ms,
+                tpot_ms: g.tpot_ms,
+                e2el_ms: g.e2el_ms,
+            };
+            slo.check().map_err(|e| err("goodput", e))?;
+        }
         if spec.points.is_empty() {
             return Err(err("points", "a run needs at least one point"));
         }
@@ -237,6 +248,7 @@ impl ResolvedRun {
             // Detailed arrays are made from the records.
             save_requests: spec.save_requests || spec.save_detailed,
             save_detailed: spec.save_detailed,
+            goodput: spec.goodput,
         })
     }
 

@@ -74,6 +74,7 @@ const KEYS: &[(&str, &str, Kind)] = &[
     ("run", "results_dir", S),
     ("run", "save_requests", B),
     ("run", "save_detailed", B),
+    ("run", "goodput", T),
 ];
 
 /// Hostile values of each kind: numbers at and past every bound, NaN and infinities,
@@ -161,6 +162,10 @@ fn of_kind(kind: Kind) -> BoxedStrategy<String> {
             "{ \"Content-Length\" = \"1\" }",
             "{ \"max_tokens\" = -1 }",
             "{ a = { b = [nan] } }",
+            "{ ttft_ms = -1 }",
+            "{ tpot_ms = nan }",
+            "{ e2el_ms = 1e300 }",
+            "{ ttft_ms = 2000 }",
         ]),
     }
 }

@@ -601,3 +601,83 @@ fn https_targets_are_verified_against_the_given_ca() {
     let p = &run["points"][0];
     assert_eq!(class(p, "tls"), 12, "{}", p["failed_by_class"]);
 }
+
+/// Goodput as vLLM counts it: a sim that starts 30% of its responses 250 ms late (its
+/// `slow` fault) under a 150 ms TTFT SLO. `request_goodput` × duration is exactly the
+/// requests whose own records meet every SLO, about 70% of them; run.json, the vLLM point
+/// file and the summary table all say it.
+#[test]
+fn goodput_counts_the_requests_that_meet_every_slo() {
+    use std::io::BufRead;
+    let tag = new_tag("goodput");
+    let (_sim, url) = start_sim(
+        &tag,
+        &["--ttft-ms", "10", "--itl-ms", "1", "--faults", "slow=0.3"],
+    );
+    let f = start_fabric(&tag, 1);
+    let results = tempfile::tempdir().expect("tempdir");
+    let (ok, stdout, run) = run_on(
+        &tag,
+        &f,
+        &[
+            "--base-url",
+            &url,
+            "--num-prompts",
+            "200",
+            "--max-concurrency",
+            "16",
+            "--random-input-len",
+            "8",
+            "--random-output-len",
+            "16",
+            "--goodput",
+            "ttft:150",
+            "tpot:5",
+            "--save-requests",
+        ],
+        results.path(),
+    );
+    assert!(ok, "{stdout}");
+    let p = &run["points"][0];
+    let good = count(&p["good_completed"]);
+    let duration = p["duration_s"].as_f64().expect("duration");
+    let goodput = p["request_goodput"].as_f64().expect("request_goodput");
+    assert!(
+        (goodput * duration - good as f64).abs() < 0.01 * good as f64 + 0.01,
+        "{p}"
+    );
+    // The records, judged here: TTFT ≤ 150 ms and (E2EL − TTFT)/(tokens − 1) ≤ 5 ms.
+    let dir = run_dir(results.path()).expect("run dir");
+    let label = p["label"].as_str().expect("label");
+    let file =
+        std::fs::File::open(dir.join(format!("requests/{label}.jsonl.gz"))).expect("records");
+    let mut judged = 0;
+    for line in std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)).lines() {
+        let r: Value = serde_json::from_str(&line.expect("line")).expect("record");
+        let (ttft, e2el) = (
+            r["ttft_ms"].as_f64().expect("ttft"),
+            r["e2el_ms"].as_f64().expect("e2el"),
+        );
+        let tokens = r["output_tokens"].as_u64().expect("tokens");
+        let tpot = if tokens > 1 {
+            (e2el - ttft) / (tokens - 1) as f64
+        } else {
+            0.0
+        };
+        if ttft <= 150.0 && tpot <= 5.0 {
+            judged += 1;
+        }
+    }
+    assert_eq!(good, judged, "the workers' count is the records' count");
+    assert_eq!(count(&p["completed"]), 200);
+    assert!(
+        (100..=180).contains(&good),
+        "about 70% of 200 are good: {good}"
+    );
+    let vllm: Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("points/{label}.json"))).expect("point file"),
+    )
+    .expect("json");
+    assert!((vllm["request_goodput"].as_f64().expect("vLLM's key") - goodput).abs() < 0.01);
+    assert!(stdout.contains("Request goodput (req/s):"), "{stdout}");
+}

@@ -10,7 +10,7 @@
 //!     cargo bench -p rackload-worker --bench chunk_path
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rackload_worker::recorder::Recorder;
+use rackload_worker::recorder::{Judged, Recorder};
 use rackload_worker::target::openai::read_sse_bytes;
 use tokio::time::Instant;
 
@@ -71,7 +71,7 @@ fn chunk_path(c: &mut Criterion) {
             b.iter(|| {
                 gaps.clear();
                 let done = read_sse_bytes(&bytes, chat, &mut gaps).expect("a good stream");
-                recorder.completed(&done, 1024, &gaps, Instant::now(), None, false);
+                recorder.completed(&done, 1024, &gaps, Instant::now(), None, Judged::default());
                 done.output_tokens
             })
         });

@@ -34,6 +34,17 @@ pub struct Part {
     pub output_len_mismatch: u64,
     pub reasoning_tokens: u64,
     pub output_chunks: u64,
+    /// Completions that met every goodput SLO of the run.
+    pub good_completed: u64,
+}
+
+/// What the sender judged of a completed request, beyond its measurements.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Judged {
+    /// Its length differs from the one forced with `ignore_eos`.
+    pub length_mismatch: bool,
+    /// It met every goodput SLO of the run.
+    pub good: bool,
 }
 
 impl Part {
@@ -52,6 +63,7 @@ impl Part {
         self.output_len_mismatch += o.output_len_mismatch;
         self.reasoning_tokens += o.reasoning_tokens;
         self.output_chunks += o.output_chunks;
+        self.good_completed += o.good_completed;
         Ok(())
     }
 
@@ -67,6 +79,7 @@ impl Part {
             output_len_mismatch: self.output_len_mismatch,
             reasoning_tokens: self.reasoning_tokens,
             output_chunks: self.output_chunks,
+            good_completed: self.good_completed,
             ..Counters::default()
         };
         for (k, class) in ErrorClass::ALL.iter().enumerate() {
@@ -84,7 +97,7 @@ impl Part {
         input_len: u32,
         gaps: &[Gap],
         lag_us: Option<u64>,
-        mismatch: bool,
+        judged: Judged,
     ) {
         let lat = &mut self.lat;
         lat.record(Metric::Ttft, c.ttft_us);
@@ -118,8 +131,11 @@ impl Part {
         if !c.usage_present {
             self.usage_missing += 1;
         }
-        if mismatch {
+        if judged.length_mismatch {
             self.output_len_mismatch += 1;
+        }
+        if judged.good {
+            self.good_completed += 1;
         }
     }
 }
@@ -273,13 +289,13 @@ impl Recorder {
         gaps: &[Gap],
         ended: Instant,
         lag_us: Option<u64>,
-        mismatch: bool,
+        judged: Judged,
     ) {
         let mut g = self.lock();
-        g.all.completed(c, input_len, gaps, lag_us, mismatch);
+        g.all.completed(c, input_len, gaps, lag_us, judged);
         if let Some(p) = g.endpoints.get_mut(c.endpoint) {
             p.sent += 1;
-            p.completed(c, input_len, gaps, None, mismatch);
+            p.completed(c, input_len, gaps, None, judged);
         }
         g.last_end = Some(g.last_end.map_or(ended, |t| t.max(ended)));
     }
@@ -370,7 +386,7 @@ mod tests {
                             }; 10],
                             Instant::now(),
                             Some(10),
-                            false,
+                            Judged::default(),
                         );
                     }
                 })

@@ -17,7 +17,7 @@ use tower::limit::ConcurrencyLimitLayer;
 use tower::{Service as _, ServiceBuilder, ServiceExt as _};
 
 use crate::middleware::{Call, SendService};
-use crate::recorder::Recorder;
+use crate::recorder::{Judged, Recorder};
 use crate::request_log::RequestLog;
 use crate::target::openai::micros;
 use crate::target::{Completed, Failed, Gap, OpenAiTarget};
@@ -54,6 +54,8 @@ pub struct Shard {
     pub max_rate: Option<f64>,
     /// One record per measured request, when asked for.
     pub requests: Option<Arc<RequestLog>>,
+    /// The run's goodput SLOs, which completed requests are judged by.
+    pub goodput: Option<rackload_proto::v1::Goodput>,
 }
 
 /// Failures logged per shard before the rest are only counted.
@@ -74,6 +76,7 @@ struct Sender {
     log_span: tracing::Span,
     tracer: Option<Arc<RequestTracer>>,
     requests: Option<Arc<RequestLog>>,
+    goodput: Option<rackload_proto::v1::Goodput>,
 }
 
 impl Sender {
@@ -113,7 +116,13 @@ impl Sender {
                 let mismatch = self.workload.ignore_eos
                     && done.usage_present
                     && done.output_tokens != u64::from(req.output_len);
-                recorder.completed(&done, req.input_len, gaps, Instant::now(), lag_us, mismatch);
+                let judged = Judged {
+                    length_mismatch: mismatch,
+                    good: self
+                        .goodput
+                        .is_some_and(|g| g.met(done.ttft_us, done.e2el_us, done.output_tokens)),
+                };
+                recorder.completed(&done, req.input_len, gaps, Instant::now(), lag_us, judged);
                 if mismatch && !self.warned_length.swap(true, Ordering::Relaxed) {
                     let _in = self.log_span.enter();
                     tracing::warn!(
@@ -203,6 +212,7 @@ impl Shard {
             log_span: self.span.clone(),
             tracer: self.tracer.clone(),
             requests: self.requests.clone(),
+            goodput: self.goodput,
         })
     }
 

@@ -937,11 +937,12 @@ fn shard_load(prep: &Prepared, start_at: Instant, requests: Option<Arc<RequestLo
         deadline: plan
             .duration_s
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .map(|d| start_at + d),
+            .and_then(|d| start_at.checked_add(d)),
         span: tracing::Span::current(),
         tracer: request_tracer(plan, &prep.target),
         max_rate: prep.max_rate,
         requests,
+        goodput: plan.goodput,
     }
 }
 
