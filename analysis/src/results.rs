@@ -261,6 +261,7 @@ impl RunRecord {
                 .join(format!("{}.json", point.label)),
             &vllm,
         )?;
+        self.write_telemetry(point)?;
         self.points.push(summary.run_json());
         self.hlog.push(point.clone());
         self.write_hlog()?;
@@ -285,6 +286,28 @@ impl RunRecord {
             }
         }
         self.write()
+    }
+
+    /// Writes `telemetry/<label>.jsonl.gz`, the GPU power readings taken during the point
+    /// (one JSON line each: `unix_nanos`, `watts` summed over GPUs, `gpus`), when any was.
+    fn write_telemetry(&self, point: &PointResult) -> Result<(), ResultsError> {
+        if point.power_samples.is_empty() {
+            return Ok(());
+        }
+        let path = self
+            .dir
+            .join("telemetry")
+            .join(format!("{}.jsonl.gz", point.label));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for s in &point.power_samples {
+            let line = json!({"unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus});
+            let _ = writeln!(gz, "{line}");
+        }
+        let bytes = gz.finish().map_err(|error| ResultsError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        write_atomic(&path, &bytes)
     }
 
     /// Rewrites `histograms.hlog`: an HdrHistogram interval log (V2 + DEFLATE), one

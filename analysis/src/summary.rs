@@ -87,6 +87,18 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// A point's measured GPU energy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Energy {
+    /// Mean of the summed power of every measured GPU over the window.
+    pub gpu_power_w: f64,
+    pub energy_j: f64,
+    pub gpus: u32,
+    /// Per input and output token, and per output token (`None` without tokens).
+    pub j_per_token: Option<f64>,
+    pub j_per_output_token: Option<f64>,
+}
+
 impl<'a> PointSummary<'a> {
     pub fn new(point: &'a PointResult) -> Result<PointSummary<'a>, HistogramError> {
         let mut lat = LatencySet::default();
@@ -127,6 +139,20 @@ impl<'a> PointSummary<'a> {
 
     pub fn request_throughput(&self) -> f64 {
         self.per_second(self.completed())
+    }
+
+    /// The point's measured GPU energy and what it cost per token; `None` when its GPUs
+    /// were not measured.
+    pub fn energy(&self) -> Option<Energy> {
+        let (gpu_power_w, energy_j) = self.point.gpu_power_w.zip(self.point.energy_j)?;
+        let per = |tokens: u64| (tokens > 0).then(|| energy_j / tokens as f64);
+        Some(Energy {
+            gpu_power_w,
+            energy_j,
+            gpus: self.point.gpus_measured,
+            j_per_token: per(self.input_tokens() + self.output_tokens()),
+            j_per_output_token: per(self.output_tokens()),
+        })
     }
 
     /// vLLM's request goodput: completed requests that met every SLO, per second; `None`
@@ -219,6 +245,13 @@ impl<'a> PointSummary<'a> {
         );
         if self.point.goodput.is_some() {
             o.insert("good_completed".into(), json!(c.good_completed));
+        }
+        if let Some(e) = self.energy() {
+            o.insert("gpu_power_w".into(), json!(round3(e.gpu_power_w)));
+            o.insert("energy_j".into(), json!(round3(e.energy_j)));
+            o.insert("gpus_measured".into(), json!(e.gpus));
+            o.insert("j_per_token".into(), json!(e.j_per_token));
+            o.insert("j_per_output_token".into(), json!(e.j_per_output_token));
         }
         o.insert(
             "output_throughput".into(),
@@ -419,6 +452,16 @@ impl<'a> PointSummary<'a> {
         if let Some(g) = self.request_goodput() {
             // Where vLLM prints it: after the request throughput.
             rows.insert(7, ("Request goodput (req/s):", format!("{g:.2}")));
+        }
+        if let Some(e) = self.energy() {
+            rows.push((
+                "Mean GPU power (W, measured):",
+                format!("{:.1}", e.gpu_power_w),
+            ));
+            rows.push(("GPU energy (J):", format!("{:.1}", e.energy_j)));
+            if let Some(j) = e.j_per_output_token {
+                rows.push(("Energy per output token (J):", format!("{j:.4}")));
+            }
         }
         for (k, v) in rows {
             t.line(k, v);

@@ -365,6 +365,14 @@ pub struct RunArgs {
     /// meeting every one per second.
     #[arg(long, num_args = 1.., value_name = "KEY:MS", help_heading = "Output")]
     pub goodput: Vec<String>,
+    /// A GPU exporter's Prometheus endpoint (NVIDIA's DCGM exporter, AMD's device-metrics
+    /// exporter; repeatable): its power is read during every point, and each point reports
+    /// the measured GPU power, energy and J/token.
+    #[arg(long = "gpu-metrics", value_name = "URL", help_heading = "Output")]
+    pub gpu_metrics: Vec<String>,
+    /// Seconds between readings of --gpu-metrics [default: 1].
+    #[arg(long, value_name = "S", help_heading = "Output")]
+    pub telemetry_interval: Option<f64>,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
     /// address while the run goes (a standing coordinator has its own flag).
     #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
@@ -554,6 +562,8 @@ impl RunArgs {
                         .map_err(|e| anyhow::anyhow!("--goodput: {e}"))?,
                     )
                 },
+                gpu_metrics: (!self.gpu_metrics.is_empty()).then(|| self.gpu_metrics.clone()),
+                telemetry_interval: self.telemetry_interval,
             },
         };
         raw.check(&Origin::Flags)

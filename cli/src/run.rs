@@ -179,6 +179,10 @@ async fn run_with(
     if embedded_sim {
         let tokenizer = resolved.workload.tokenizer_path().map(str::to_owned);
         let url = start_sim(args, tokenizer.as_deref(), children, &mut environment).await?;
+        // The sim is a rack you can measure: its GPUs' power, DCGM's way.
+        if resolved.gpu_metrics.is_empty() {
+            resolved.gpu_metrics.push(format!("{url}/gpu/metrics"));
+        }
         target.base_urls.push(url);
         if target.model.is_empty() {
             target.model = SIM_MODEL.to_owned();

@@ -142,6 +142,24 @@ impl PointMerge {
 
     /// The measurement window in seconds: from the first measured send of any worker to
     /// the last end (all workers share the start instant).
+    /// The measurement window, in nanoseconds from the start instant: the first measured
+    /// send to the last request's end.
+    pub fn window_nanos(&self) -> (i64, i64) {
+        let start = self
+            .workers
+            .values()
+            .filter_map(|w| w.window_start_nanos)
+            .min()
+            .unwrap_or(0);
+        let end = self
+            .workers
+            .values()
+            .map(|w| w.end_nanos)
+            .max()
+            .unwrap_or(0);
+        (start, end.max(start))
+    }
+
     pub fn duration_s(&self) -> f64 {
         let start = self
             .workers
@@ -178,7 +196,12 @@ impl PointMerge {
             && (c.failed() as f64 / finished as f64) > max_failure_rate)
             || c.completed == 0;
         Ok(PointResult {
+            // Set by the run, which knows its SLOs and its meters.
             goodput: None,
+            gpu_power_w: None,
+            energy_j: None,
+            gpus_measured: 0,
+            power_samples: Vec::new(),
             point_index: index,
             label: point.label.clone(),
             max_concurrency: point.max_concurrency.unwrap_or(0),

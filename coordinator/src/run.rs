@@ -13,8 +13,9 @@ use rackload_proto::histogram::METRICS;
 use rackload_proto::v1::coordinator_message::Msg as CMsg;
 use rackload_proto::v1::run_event::Event;
 use rackload_proto::v1::{
-    CoordinatorMessage, OnWorkerLoss, PointResult, PointStarted, Progress, RequestRecords,
-    RunAccepted, RunEvent, RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop, WorkerShare,
+    CoordinatorMessage, OnWorkerLoss, PointResult, PointStarted, PowerSample, Progress,
+    RequestRecords, RunAccepted, RunEvent, RunFinished, RunSpec, RunStatus, ShardPlan, Start, Stop,
+    WorkerShare,
 };
 use rackload_spec::defaults::REPORT_INTERVAL;
 use rackload_spec::plan::plan_point;
@@ -366,6 +367,10 @@ async fn run_point_in(
         }),
     )
     .await;
+    // The rack's meters, read while the point runs.
+    let sampler = (!run.spec.gpu_metrics.is_empty()).then(|| {
+        rackload_scrape::Sampler::start(run.spec.gpu_metrics.clone(), run.spec.telemetry_interval)
+    });
     let started = point_started(&active, point, &acked, start_unix_nanos);
     if !run.emit(Event::PointStarted(started)).await {
         active.stop_all(true, "client went away").await;
@@ -383,14 +388,37 @@ async fn run_point_in(
     for id in silent {
         merge.lose(&id);
     }
+    let readings = match sampler {
+        Some(s) => s.stop().await,
+        None => Vec::new(),
+    };
+    let (from, to) = merge.window_nanos();
     merge
         .result(index, point, start_unix_nanos, run.spec.max_failure_rate)
         .map(|mut r| {
             // The SLOs its good_completed was counted by, for its figures.
             r.goodput = run.spec.goodput;
+            measured_power(
+                &mut r,
+                readings,
+                start_unix_nanos + from,
+                start_unix_nanos + to,
+            );
             r
         })
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
+}
+
+/// The point's GPU power and energy over its measurement window, from the readings taken
+/// while it ran (nothing when there are none).
+fn measured_power(r: &mut PointResult, readings: Vec<PowerSample>, from: i64, to: i64) {
+    let series: Vec<(i64, f64)> = readings.iter().map(|s| (s.unix_nanos, s.watts)).collect();
+    if let Some((watts, joules)) = rackload_scrape::window::integrate(&series, from, to) {
+        r.gpu_power_w = Some(watts);
+        r.energy_j = Some(joules);
+        r.gpus_measured = readings.iter().map(|s| s.gpus).max().unwrap_or(0);
+    }
+    r.power_samples = readings;
 }
 
 /// Plans the point over the run's workers (a pure function of the point and their

@@ -212,6 +212,8 @@ fn run_spec(workers: u32, concurrencies: &[u32], num_prompts: u64) -> RunSpec {
         save_requests: false,
         save_detailed: false,
         goodput: None,
+        gpu_metrics: Vec::new(),
+        telemetry_interval_s: 1.0,
     }
 }
 

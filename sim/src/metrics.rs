@@ -118,6 +118,40 @@ impl Collector for Page {
     }
 }
 
+/// `/gpu/metrics`: each simulated GPU's power as NVIDIA's DCGM exporter names it, from the
+/// batch model (every GPU of a replica draws the power of its running batch, per the
+/// profile); without it, one GPU loaded by the requests in flight as a batch of 16.
+pub fn render_gpu(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) -> String {
+    let mut out = String::from(
+        "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n",
+    );
+    let default = crate::profile::Profile::load(crate::profile::DEFAULT).ok();
+    let mut line = |gpu: usize, watts: f64| {
+        out.push_str(&format!(
+            "DCGM_FI_DEV_POWER_USAGE{{gpu=\"{gpu}\",modelName=\"rackload-sim\"}} {watts:.3}\n"
+        ));
+    };
+    match (&config.profile, replicas.is_empty()) {
+        (Some(p), false) => {
+            let per = p.gpus_per_replica as usize;
+            for (r, replica) in replicas.iter().enumerate() {
+                let w = p.gpu_power_w(replica.stats.running.load(Ordering::Relaxed));
+                for g in 0..per {
+                    line(r * per + g, w);
+                }
+            }
+        }
+        _ => {
+            let running = stats.in_flight.load(Ordering::Relaxed).min(16);
+            let w = default.map_or(0.0, |p| {
+                p.gpu_idle_w + (p.gpu_max_w - p.gpu_idle_w) * running as f64 / 16.0
+            });
+            line(0, w);
+        }
+    }
+    out
+}
+
 /// The whole `/metrics` page for `replicas` (all of the sim's, or one on its own port), in
 /// the format `accept` asks for: its content type and text.
 pub fn render(

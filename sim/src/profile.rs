@@ -43,6 +43,28 @@ pub struct Profile {
     pub step_per_kv_token_ns: f64,
     /// Prompt tokens processed per second when a step carries prefill.
     pub prefill_tokens_per_s: f64,
+    /// A GPU's power idle, and with a full batch (W); in between it grows with the running
+    /// batch's share of `max_num_seqs` (served at `/gpu/metrics`, DCGM's way).
+    #[serde(default = "default_gpu_idle_w")]
+    pub gpu_idle_w: f64,
+    #[serde(default = "default_gpu_max_w")]
+    pub gpu_max_w: f64,
+}
+
+fn default_gpu_idle_w() -> f64 {
+    150.0
+}
+
+fn default_gpu_max_w() -> f64 {
+    1000.0
+}
+
+impl Profile {
+    /// One GPU's power with `running` sequences in its replica's batch.
+    pub fn gpu_power_w(&self, running: u64) -> f64 {
+        let share = (running as f64 / f64::from(self.max_num_seqs.max(1))).min(1.0);
+        self.gpu_idle_w + (self.gpu_max_w - self.gpu_idle_w) * share
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +120,8 @@ fn p(
         step_per_seq_us: step.1,
         step_per_kv_token_ns: step.2,
         prefill_tokens_per_s,
+        gpu_idle_w: default_gpu_idle_w(),
+        gpu_max_w: default_gpu_max_w(),
     }
 }
 
@@ -191,6 +215,14 @@ impl Profile {
         };
         if self.gpus_per_replica == 0 {
             return Err(bad("gpus_per_replica", "must be at least 1"));
+        }
+        if !(0.0..=100_000.0).contains(&self.gpu_idle_w)
+            || !(self.gpu_idle_w..=100_000.0).contains(&self.gpu_max_w)
+        {
+            return Err(bad(
+                "gpu_idle_w/gpu_max_w",
+                "must be watts with 0 <= idle <= max <= 100000",
+            ));
         }
         if self.max_num_seqs == 0 {
             return Err(bad("max_num_seqs", "must be at least 1"));

@@ -236,6 +236,7 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
                 .route("/stats", get(stats))
                 .route("/traceparents", get(traceparents))
                 .route("/metrics", get(metrics))
+                .route("/gpu/metrics", get(gpu_metrics))
                 .route("/health", get(|| async { "ok" }))
                 .with_state(Front {
                     s: shared.clone(),
@@ -369,6 +370,11 @@ async fn metrics(State(f): State<Front>, headers: axum::http::HeaderMap) -> Resp
     let (kind, text) =
         crate::metrics::render(accept, &f.s.config, &f.s.stats, &f.s.metrics, f.replicas());
     ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
+
+async fn gpu_metrics(State(f): State<Front>) -> Response {
+    let text = crate::metrics::render_gpu(&f.s.config, &f.s.stats, f.replicas());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Largest request body read (a 1 M-token prompt as token ids fits).

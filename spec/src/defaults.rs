@@ -17,6 +17,8 @@ pub const MAX_WORKERS: u32 = 10_000;
 /// schedule is held by every worker, 8 bytes a request (800 MB at the cap); at 10,000
 /// requests a second the cap is almost three hours.
 pub const MAX_REQUESTS_PER_POINT: u64 = 100_000_000;
+/// How often GPU exporters are read during a point (`--telemetry-interval`).
+pub const TELEMETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest any time setting may be (a duration, a timeout, a wait): 30 days.
 pub const MAX_SECONDS: f64 = 30.0 * 86_400.0;
 /// How long the coordinator waits for the run's workers to connect (`--worker-wait`).

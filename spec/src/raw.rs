@@ -125,6 +125,10 @@ pub struct RawRunTable {
     pub save_detailed: Option<bool>,
     /// As `--goodput ttft:MS tpot:MS e2el:MS`: `goodput = { ttft_ms = 2000, tpot_ms = 50 }`.
     pub goodput: Option<GoodputSlo>,
+    /// As `--gpu-metrics URL` (repeatable): GPU exporters sampled during every point.
+    pub gpu_metrics: Option<Vec<String>>,
+    /// As `--telemetry-interval S`.
+    pub telemetry_interval: Option<f64>,
 }
 
 /// vLLM's goodput SLOs, in milliseconds; a request is good when it meets every one given.
@@ -254,7 +258,7 @@ impl RawRun {
         }
         or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
             cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir,
-            save_requests, save_detailed, goodput);
+            save_requests, save_detailed, goodput, gpu_metrics, telemetry_interval);
         self
     }
 
@@ -358,6 +362,19 @@ impl RawRun {
         }
         if let Some(Err(e)) = r.goodput.map(|g| g.check()) {
             return bad("run", "goodput", e);
+        }
+        for u in r.gpu_metrics.iter().flatten() {
+            crate::resolve::check_url(&origin.name("run", "gpu_metrics"), u)?;
+        }
+        if let Some(v) = r
+            .telemetry_interval
+            .filter(|v| !(0.05..=3600.0).contains(v))
+        {
+            return bad(
+                "run",
+                "telemetry_interval",
+                format!("{v} is not a number of seconds from 0.05 to 3600"),
+            );
         }
         for (table, key, p) in [
             ("target", "tls_ca", &t.tls_ca),

@@ -158,6 +158,10 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         save_requests: r.save_requests.unwrap_or(false) || r.save_detailed.unwrap_or(false),
         save_detailed: r.save_detailed.unwrap_or(false),
         goodput: r.goodput.map(crate::raw::GoodputSlo::to_proto),
+        gpu_metrics: r.gpu_metrics.clone().unwrap_or_default(),
+        telemetry_interval: r
+            .telemetry_interval
+            .map_or(d::TELEMETRY_INTERVAL, Duration::from_secs_f64),
     };
     let configured = rackload_telemetry::configured_ratio(r.trace_sample)
         .map_err(|e| SpecError::new("--trace-sample", e.to_string()))?;

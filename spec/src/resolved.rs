@@ -73,6 +73,9 @@ pub struct ResolvedRun {
     pub save_detailed: bool,
     /// vLLM's goodput SLOs (none: no goodput measured).
     pub goodput: Option<rackload_proto::v1::Goodput>,
+    /// GPU exporters the coordinator reads during every point, and how often.
+    pub gpu_metrics: Vec<String>,
+    pub telemetry_interval: Duration,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -170,6 +173,8 @@ impl ResolvedRun {
             save_requests: self.save_requests,
             save_detailed: self.save_detailed,
             goodput: self.goodput,
+            gpu_metrics: self.gpu_metrics.clone(),
+            telemetry_interval_s: self.telemetry_interval.as_secs_f64(),
         }
     }
 
@@ -249,6 +254,8 @@ impl ResolvedRun {
             save_requests: spec.save_requests || spec.save_detailed,
             save_detailed: spec.save_detailed,
             goodput: spec.goodput,
+            gpu_metrics: spec.gpu_metrics.clone(),
+            telemetry_interval: telemetry_interval(spec)?,
         })
     }
 
@@ -315,6 +322,22 @@ fn point_from_proto(k: usize, p: &PointSpec, open: bool) -> Result<Point, SpecEr
         request_rate: p.request_rate,
         duration: duration(&field("duration_s"), p.duration_s)?,
     })
+}
+
+/// The sampling interval, when there is something to sample (else unused, and 0 allowed).
+fn telemetry_interval(spec: &RunSpec) -> Result<Duration, SpecError> {
+    for (k, u) in spec.gpu_metrics.iter().enumerate() {
+        crate::resolve::check_url(&format!("gpu_metrics[{k}]"), u)?;
+    }
+    let s = spec.telemetry_interval_s;
+    match s {
+        _ if spec.gpu_metrics.is_empty() => Ok(crate::defaults::TELEMETRY_INTERVAL),
+        s if (0.05..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+        s => Err(err(
+            "telemetry_interval_s",
+            format!("{s} is not a number of seconds from 0.05 to 3600"),
+        )),
+    }
 }
 
 fn target_from_proto(t: &TargetSpec) -> Result<Target, SpecError> {

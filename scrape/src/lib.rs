@@ -1,0 +1,12 @@
+//! The rack's own meters during a point. A load generator sees the client side only;
+//! what the rack draws while it serves is on its GPU exporters (NVIDIA's DCGM exporter,
+//! AMD's device-metrics exporter). [`Sampler`] reads them every interval while a point
+//! runs ([`gpu::power`] picks the power series out of their Prometheus text), and
+//! [`window::integrate`] turns the samples into the mean power and energy of the point's
+//! measurement window, the figures J/token is made of.
+
+pub mod gpu;
+pub mod sampler;
+pub mod window;
+
+pub use sampler::Sampler;
