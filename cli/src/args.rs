@@ -370,7 +370,13 @@ pub struct RunArgs {
     /// the measured GPU power, energy and J/token.
     #[arg(long = "gpu-metrics", value_name = "URL", help_heading = "Output")]
     pub gpu_metrics: Vec<String>,
-    /// Seconds between readings of --gpu-metrics [default: 1].
+    /// A server's own Prometheus page (vLLM's, SGLang's names; repeatable) [default: each
+    /// http:// --base-url's /metrics]: each point reports the server's mean running and
+    /// waiting requests, KV-cache use, preemptions, prefix-cache hit rate and its own TTFT
+    /// and ITL quantiles.
+    #[arg(long = "server-metrics", value_name = "URL", help_heading = "Output")]
+    pub server_metrics: Vec<String>,
+    /// Seconds between readings of --gpu-metrics and --server-metrics [default: 1].
     #[arg(long, value_name = "S", help_heading = "Output")]
     pub telemetry_interval: Option<f64>,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
@@ -564,6 +570,8 @@ impl RunArgs {
                 },
                 gpu_metrics: (!self.gpu_metrics.is_empty()).then(|| self.gpu_metrics.clone()),
                 telemetry_interval: self.telemetry_interval,
+                server_metrics: (!self.server_metrics.is_empty())
+                    .then(|| self.server_metrics.clone()),
             },
         };
         raw.check(&Origin::Flags)

@@ -191,6 +191,16 @@ async fn run_with(
     if target.model.is_empty() {
         target.model = learn_model(target).await?;
     }
+    // The servers' own pages, unless told: each http:// base URL's /metrics (read while
+    // it answers with vLLM's or SGLang's series; a server without them costs one line).
+    if resolved.server_metrics.is_empty() {
+        resolved.server_metrics = resolved
+            .target
+            .base_urls
+            .iter()
+            .filter_map(|u| metrics_page(u))
+            .collect();
+    }
     let (coordinator_url, auth) =
         start_fabric(args, children, resolved.workers, &mut environment).await?;
     if let Some(system) = &args.system {
@@ -277,6 +287,18 @@ async fn start_sim(
     }
     let refs: Vec<&str> = sim_args.iter().map(String::as_str).collect();
     children.start_server("sim", &refs).await
+}
+
+/// `scheme://host:port/metrics` of a plain-http base URL (the scrapers speak http only).
+fn metrics_page(base: &str) -> Option<String> {
+    let u = url::Url::parse(base).ok()?;
+    (u.scheme() == "http").then(|| {
+        format!(
+            "http://{}:{}/metrics",
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or(80)
+        )
+    })
 }
 
 /// The first model the target lists at `/v1/models`.

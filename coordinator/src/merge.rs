@@ -202,6 +202,7 @@ impl PointMerge {
             energy_j: None,
             gpus_measured: 0,
             power_samples: Vec::new(),
+            server: None,
             point_index: index,
             label: point.label.clone(),
             max_concurrency: point.max_concurrency.unwrap_or(0),

@@ -368,9 +368,14 @@ async fn run_point_in(
     )
     .await;
     // The rack's meters, read while the point runs.
-    let sampler = (!run.spec.gpu_metrics.is_empty()).then(|| {
-        rackload_scrape::Sampler::start(run.spec.gpu_metrics.clone(), run.spec.telemetry_interval)
-    });
+    let sampler =
+        (!run.spec.gpu_metrics.is_empty() || !run.spec.server_metrics.is_empty()).then(|| {
+            rackload_scrape::Sampler::start(rackload_scrape::sampler::Sources {
+                gpu: run.spec.gpu_metrics.clone(),
+                server: run.spec.server_metrics.clone(),
+                interval: run.spec.telemetry_interval,
+            })
+        });
     let started = point_started(&active, point, &acked, start_unix_nanos);
     if !run.emit(Event::PointStarted(started)).await {
         active.stop_all(true, "client went away").await;
@@ -390,7 +395,7 @@ async fn run_point_in(
     }
     let readings = match sampler {
         Some(s) => s.stop().await,
-        None => Vec::new(),
+        None => rackload_scrape::sampler::Readings::default(),
     };
     let (from, to) = merge.window_nanos();
     merge
@@ -398,12 +403,9 @@ async fn run_point_in(
         .map(|mut r| {
             // The SLOs its good_completed was counted by, for its figures.
             r.goodput = run.spec.goodput;
-            measured_power(
-                &mut r,
-                readings,
-                start_unix_nanos + from,
-                start_unix_nanos + to,
-            );
+            let (from, to) = (start_unix_nanos + from, start_unix_nanos + to);
+            r.server = rackload_scrape::server::figures(&readings.server, from, to);
+            measured_power(&mut r, readings.power, from, to);
             r
         })
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))

@@ -8,22 +8,11 @@ pub const POWER_METRICS: [&str; 2] = ["DCGM_FI_DEV_POWER_USAGE", "gpu_package_po
 /// The summed power of the GPUs an exporter's page lists, and how many there were; `None`
 /// when the page is not Prometheus text or has no power series.
 pub fn power(text: &str) -> Option<(f64, u32)> {
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).ok()?;
     let mut watts = 0.0;
     let mut gpus = 0;
-    for s in &scrape.samples {
-        if !POWER_METRICS.contains(&s.metric.as_str()) {
-            continue;
-        }
-        let v = match s.value {
-            prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v)
-            | prometheus_parse::Value::Counter(v) => v,
-            _ => continue,
-        };
-        if v.is_finite() && v >= 0.0 {
-            watts += v;
+    for s in crate::prom::samples(text) {
+        if POWER_METRICS.contains(&s.name) && s.value.is_finite() && s.value >= 0.0 {
+            watts += s.value;
             gpus += 1;
         }
     }

@@ -6,7 +6,9 @@
 //! measurement window, the figures J/token is made of.
 
 pub mod gpu;
+pub mod prom;
 pub mod sampler;
+pub mod server;
 pub mod window;
 
 pub use sampler::Sampler;

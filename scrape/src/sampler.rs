@@ -1,4 +1,5 @@
-//! Reads every GPU exporter once per interval while a point runs, in a task of its own:
+//! Reads every GPU exporter and server page once per interval while a point runs, in a
+//! task of its own:
 //! each GET bounded in time and size, a reading kept only when every exporter answered (a
 //! partial sum would be power that was not drawn), an exporter that does not answer warned
 //! about once, never a failed run. Memory is bounded: past [`MAX_READINGS`] every other
@@ -24,35 +25,76 @@ const MAX_PAGE: usize = 4 << 20;
 /// Sampling in progress.
 pub struct Sampler {
     stop: watch::Sender<bool>,
-    task: JoinHandle<Vec<PowerSample>>,
+    task: JoinHandle<Readings>,
+}
+
+/// What a point's sampling read: summed GPU power, and the servers' pages summed.
+#[derive(Debug, Default)]
+pub struct Readings {
+    pub power: Vec<PowerSample>,
+    pub server: Vec<crate::server::ServerReading>,
+}
+
+/// Where to read, and how often.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub gpu: Vec<String>,
+    pub server: Vec<String>,
+    pub interval: Duration,
 }
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
 
 impl Sampler {
-    /// Starts reading `urls` every `interval` (the first reading at once).
-    pub fn start(urls: Vec<String>, interval: Duration) -> Sampler {
+    /// Starts reading `sources` every interval (the first reading at once).
+    pub fn start(sources: Sources) -> Sampler {
+        let interval = sources.interval;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
             let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let wait = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
-            let mut readings = Vec::new();
+            let mut readings = Readings::default();
             let mut warned = HashSet::new();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => break,
                 }
-                if let Some(r) = read_all(&client, &urls, wait, &mut warned).await {
-                    readings.push(r);
-                    if readings.len() >= MAX_READINGS {
-                        let mut k = 0;
-                        readings.retain(|_| {
-                            k += 1;
-                            k % 2 == 1
-                        });
+                // A reading in progress when the point ends is abandoned: the point's end
+                // does not wait on a slow exporter.
+                let (power, server) = tokio::select! {
+                    r = async {
+                        tokio::join!(
+                            read_power(&client, &sources.gpu, wait),
+                            read_servers(&client, &sources.server, wait),
+                        )
+                    } => r,
+                    _ = stopped.changed() => break,
+                };
+                if let Some(p) = power.0 {
+                    keep(&mut readings.power, p);
+                }
+                for url in power.1 {
+                    if warned.insert(url.clone()) {
+                        tracing::warn!(
+                            "GPU metrics at {}: no power series; power is not measured while it does not answer",
+                            rackload_proto::redact::url(&url)
+                        );
+                    }
+                }
+                match server {
+                    Ok(r) => keep(&mut readings.server, r),
+                    // (An empty URL: there are no server pages to read.)
+                    Err(url) if url.is_empty() => {}
+                    Err(url) => {
+                        if warned.insert(url.clone()) {
+                            tracing::info!(
+                                "server metrics at {}: no vLLM or SGLang series; server figures are not read while it does not answer",
+                                rackload_proto::redact::url(&url)
+                            );
+                        }
                     }
                 }
             }
@@ -62,19 +104,34 @@ impl Sampler {
     }
 
     /// Stops sampling; the readings taken, in time order.
-    pub async fn stop(self) -> Vec<PowerSample> {
+    pub async fn stop(self) -> Readings {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
     }
 }
 
-/// One reading of every exporter, summed; `None` unless all answered with power.
-async fn read_all(
+/// Keeps `r`, every other reading dropped past [`MAX_READINGS`].
+fn keep<T>(readings: &mut Vec<T>, r: T) {
+    readings.push(r);
+    if readings.len() >= MAX_READINGS {
+        let mut k = 0;
+        readings.retain(|_| {
+            k += 1;
+            k % 2 == 1
+        });
+    }
+}
+
+/// One reading of every GPU exporter, summed (`None` unless all answered with power, or
+/// when there are none), and the exporters that did not.
+async fn read_power(
     client: &HttpClient,
     urls: &[String],
     wait: Duration,
-    warned: &mut HashSet<String>,
-) -> Option<PowerSample> {
+) -> (Option<PowerSample>, Vec<String>) {
+    if urls.is_empty() {
+        return (None, Vec::new());
+    }
     let before = unix_nanos();
     let pages =
         futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
@@ -84,25 +141,44 @@ async fn read_all(
         watts: 0.0,
         gpus: 0,
     };
-    let mut complete = true;
+    let mut silent = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
-        match page.and_then(|text| crate::gpu::power(&text).ok_or("no GPU power series".into())) {
-            Ok((watts, gpus)) => {
+        match page.ok().and_then(|text| crate::gpu::power(&text)) {
+            Some((watts, gpus)) => {
                 sum.watts += watts;
                 sum.gpus += gpus;
             }
-            Err(why) => {
-                complete = false;
-                if warned.insert(url.clone()) {
-                    tracing::warn!(
-                        "GPU metrics at {}: {why}; power is not measured while it does not answer",
-                        rackload_proto::redact::url(url)
-                    );
-                }
-            }
+            None => silent.push(url.clone()),
         }
     }
-    complete.then_some(sum)
+    (silent.is_empty().then_some(sum), silent)
+}
+
+/// One reading of every server page, added up; the first that did not answer with known
+/// series otherwise (or an empty URL when there are none).
+async fn read_servers(
+    client: &HttpClient,
+    urls: &[String],
+    wait: Duration,
+) -> Result<crate::server::ServerReading, String> {
+    if urls.is_empty() {
+        return Err(String::new());
+    }
+    let before = unix_nanos();
+    let pages =
+        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
+    let at = before + (unix_nanos() - before) / 2;
+    let mut sum = crate::server::ServerReading {
+        unix_nanos: at,
+        ..Default::default()
+    };
+    for (url, page) in urls.iter().zip(pages) {
+        match page.ok().and_then(|text| crate::server::read(&text, at)) {
+            Some(r) => sum.add(&r),
+            None => return Err(url.clone()),
+        }
+    }
+    Ok(sum)
 }
 
 /// One exporter's page, bounded in time and size.

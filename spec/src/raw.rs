@@ -129,6 +129,8 @@ pub struct RawRunTable {
     pub gpu_metrics: Option<Vec<String>>,
     /// As `--telemetry-interval S`.
     pub telemetry_interval: Option<f64>,
+    /// As `--server-metrics URL` (repeatable): the servers' own Prometheus pages.
+    pub server_metrics: Option<Vec<String>>,
 }
 
 /// vLLM's goodput SLOs, in milliseconds; a request is good when it meets every one given.
@@ -258,7 +260,8 @@ impl RawRun {
         }
         or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
             cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir,
-            save_requests, save_detailed, goodput, gpu_metrics, telemetry_interval);
+            save_requests, save_detailed, goodput, gpu_metrics, telemetry_interval,
+            server_metrics);
         self
     }
 
@@ -365,6 +368,9 @@ impl RawRun {
         }
         for u in r.gpu_metrics.iter().flatten() {
             crate::resolve::check_url(&origin.name("run", "gpu_metrics"), u)?;
+        }
+        for u in r.server_metrics.iter().flatten() {
+            crate::resolve::check_url(&origin.name("run", "server_metrics"), u)?;
         }
         if let Some(v) = r
             .telemetry_interval

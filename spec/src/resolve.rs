@@ -159,6 +159,7 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         save_detailed: r.save_detailed.unwrap_or(false),
         goodput: r.goodput.map(crate::raw::GoodputSlo::to_proto),
         gpu_metrics: r.gpu_metrics.clone().unwrap_or_default(),
+        server_metrics: r.server_metrics.clone().unwrap_or_default(),
         telemetry_interval: r
             .telemetry_interval
             .map_or(d::TELEMETRY_INTERVAL, Duration::from_secs_f64),

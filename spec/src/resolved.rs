@@ -76,6 +76,8 @@ pub struct ResolvedRun {
     /// GPU exporters the coordinator reads during every point, and how often.
     pub gpu_metrics: Vec<String>,
     pub telemetry_interval: Duration,
+    /// The servers' own Prometheus pages, read likewise.
+    pub server_metrics: Vec<String>,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -175,6 +177,7 @@ impl ResolvedRun {
             goodput: self.goodput,
             gpu_metrics: self.gpu_metrics.clone(),
             telemetry_interval_s: self.telemetry_interval.as_secs_f64(),
+            server_metrics: self.server_metrics.clone(),
         }
     }
 
@@ -256,6 +259,7 @@ impl ResolvedRun {
             goodput: spec.goodput,
             gpu_metrics: spec.gpu_metrics.clone(),
             telemetry_interval: telemetry_interval(spec)?,
+            server_metrics: spec.server_metrics.clone(),
         })
     }
 
@@ -329,9 +333,14 @@ fn telemetry_interval(spec: &RunSpec) -> Result<Duration, SpecError> {
     for (k, u) in spec.gpu_metrics.iter().enumerate() {
         crate::resolve::check_url(&format!("gpu_metrics[{k}]"), u)?;
     }
+    for (k, u) in spec.server_metrics.iter().enumerate() {
+        crate::resolve::check_url(&format!("server_metrics[{k}]"), u)?;
+    }
     let s = spec.telemetry_interval_s;
     match s {
-        _ if spec.gpu_metrics.is_empty() => Ok(crate::defaults::TELEMETRY_INTERVAL),
+        _ if spec.gpu_metrics.is_empty() && spec.server_metrics.is_empty() => {
+            Ok(crate::defaults::TELEMETRY_INTERVAL)
+        }
         s if (0.05..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
         s => Err(err(
             "telemetry_interval_s",

@@ -56,11 +56,12 @@ fn read_request(conn: &mut TcpStream) -> bool {
     true
 }
 
-/// The head of a chunked 200 of `content_type`.
+/// The head of a chunked 200 of `content_type` (the connection is closed after it, and
+/// says so, so that no client reuses it).
 pub fn chunked_head(conn: &mut TcpStream, content_type: &str) -> bool {
     conn.write_all(
         format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n"
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
         )
         .as_bytes(),
     )

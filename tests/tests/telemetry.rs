@@ -165,3 +165,38 @@ fn the_embedded_sims_energy_per_token_falls_as_concurrency_rises() {
         run["points"][0]
     );
 }
+
+/// The server's own view joined to the point: on the embedded sim (its `/metrics` read by
+/// default, as any http:// base URL's), the server's mean running requests over the
+/// window is within 10% of the client's mean in flight (Little: throughput × mean E2EL),
+/// and the server's TTFT quantiles are reported beside the client's.
+#[test]
+fn the_servers_running_requests_agree_with_the_clients_in_flight() {
+    let tag = new_tag("server-metrics");
+    let results = tempfile::tempdir().expect("tempdir");
+    let run = run_embedded(
+        &tag,
+        &[
+            "--max-concurrency",
+            "16",
+            "--duration",
+            "2",
+            "--warmup",
+            "0",
+            "--telemetry-interval",
+            "0.1",
+        ],
+        results.path(),
+    );
+    let p = &run["points"][0];
+    let server = &p["server"];
+    let running = f(server, "mean_running");
+    let in_flight = f(p, "request_throughput") * f(p, "mean_e2el_ms") / 1000.0;
+    assert!(
+        (running - in_flight).abs() <= 0.1 * in_flight,
+        "server {running} vs client {in_flight}: {server}"
+    );
+    assert!(f(server, "readings") >= 5.0, "{server}");
+    assert!(f(server, "ttft_p50_ms") > 0.0, "{server}");
+    assert_no_processes_left(&tag);
+}

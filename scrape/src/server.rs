@@ -1,0 +1,244 @@
+//! What the server says of itself while a point runs: its running and waiting requests,
+//! KV-cache use, preemptions, prefix-cache queries and hits, and its own TTFT and
+//! inter-token histograms, read from its Prometheus page under vLLM's and SGLang's names
+//! (series of one name summed over their labels: engines, models, replicas); then, over
+//! the point's measurement window, gauges averaged, counters and histograms differenced.
+
+use rackload_proto::v1::ServerFigures;
+
+/// Names of each quantity, vLLM's first.
+const RUNNING: [&str; 2] = ["vllm:num_requests_running", "sglang:num_running_reqs"];
+const WAITING: [&str; 2] = ["vllm:num_requests_waiting", "sglang:num_queue_reqs"];
+const KV_USAGE: [&str; 3] = [
+    "vllm:kv_cache_usage_perc",
+    "vllm:gpu_cache_usage_perc",
+    "sglang:token_usage",
+];
+const PREEMPTIONS: [&str; 1] = ["vllm:num_preemptions_total"];
+const PREFIX_QUERIES: [&str; 2] = [
+    "vllm:prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_queries_total",
+];
+const PREFIX_HITS: [&str; 2] = [
+    "vllm:prefix_cache_hits_total",
+    "vllm:gpu_prefix_cache_hits_total",
+];
+const TTFT: [&str; 2] = [
+    "vllm:time_to_first_token_seconds_bucket",
+    "sglang:time_to_first_token_seconds_bucket",
+];
+const ITL: [&str; 3] = [
+    "vllm:inter_token_latency_seconds_bucket",
+    "vllm:time_per_output_token_seconds_bucket",
+    "sglang:inter_token_latency_seconds_bucket",
+];
+
+/// One reading of a server's page (several servers' readings add up).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServerReading {
+    pub unix_nanos: i64,
+    pub running: Option<f64>,
+    pub waiting: Option<f64>,
+    pub kv_usage: Option<f64>,
+    pub preemptions: Option<f64>,
+    pub prefix_queries: Option<f64>,
+    pub prefix_hits: Option<f64>,
+    /// Cumulative histogram buckets: (upper bound in seconds, count), ascending.
+    pub ttft: Vec<(f64, f64)>,
+    pub itl: Vec<(f64, f64)>,
+}
+
+/// The first of `names` that the page has, summed over its series.
+fn sum(text: &str, names: &[&str]) -> Option<f64> {
+    names.iter().find_map(|n| {
+        let mut found = None;
+        for s in crate::prom::samples(text).filter(|s| s.name == *n && s.value.is_finite()) {
+            *found.get_or_insert(0.0) += s.value;
+        }
+        found
+    })
+}
+
+/// The first of `names` that the page has as a histogram, its buckets summed per bound.
+fn buckets(text: &str, names: &[&str]) -> Vec<(f64, f64)> {
+    for n in names {
+        let mut by_le: Vec<(f64, f64)> = Vec::new();
+        for s in crate::prom::samples(text).filter(|s| s.name == *n) {
+            let Some(le) = s.label("le").and_then(|v| match v {
+                "+Inf" => Some(f64::INFINITY),
+                v => v.parse().ok(),
+            }) else {
+                continue;
+            };
+            match by_le.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += s.value,
+                None => by_le.push((le, s.value)),
+            }
+        }
+        if !by_le.is_empty() {
+            by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
+            return by_le;
+        }
+    }
+    Vec::new()
+}
+
+/// A server's page read; `None` when it has none of the series above.
+pub fn read(text: &str, unix_nanos: i64) -> Option<ServerReading> {
+    let r = ServerReading {
+        unix_nanos,
+        running: sum(text, &RUNNING),
+        waiting: sum(text, &WAITING),
+        kv_usage: sum(text, &KV_USAGE),
+        preemptions: sum(text, &PREEMPTIONS),
+        prefix_queries: sum(text, &PREFIX_QUERIES),
+        prefix_hits: sum(text, &PREFIX_HITS),
+        ttft: buckets(text, &TTFT),
+        itl: buckets(text, &ITL),
+    };
+    (r != ServerReading {
+        unix_nanos,
+        ..ServerReading::default()
+    })
+    .then_some(r)
+}
+
+impl ServerReading {
+    /// `self` and `other` (another server at the same moment) added.
+    pub fn add(&mut self, other: &ServerReading) {
+        let add = |a: &mut Option<f64>, b: Option<f64>| {
+            if let Some(b) = b {
+                *a.get_or_insert(0.0) += b;
+            }
+        };
+        add(&mut self.running, other.running);
+        add(&mut self.waiting, other.waiting);
+        add(&mut self.kv_usage, other.kv_usage);
+        add(&mut self.preemptions, other.preemptions);
+        add(&mut self.prefix_queries, other.prefix_queries);
+        add(&mut self.prefix_hits, other.prefix_hits);
+        for (mine, theirs) in [(&mut self.ttft, &other.ttft), (&mut self.itl, &other.itl)] {
+            for &(le, c) in theirs {
+                match mine.iter_mut().find(|(b, _)| *b == le) {
+                    Some((_, m)) => *m += c,
+                    None => mine.push((le, c)),
+                }
+            }
+            mine.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+    }
+}
+
+/// The `q` quantile (seconds) of cumulative `buckets`, linear within its bucket (as
+/// Prometheus' `histogram_quantile`); `None` without observations.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, c) in buckets {
+        if c >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let within = if c > prev.1 {
+                (rank - prev.1) / (c - prev.1)
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * within);
+        }
+        prev = (le, c);
+    }
+    Some(prev.0)
+}
+
+/// The point's server figures over `[from, to]` (Unix nanoseconds): gauges averaged over
+/// the readings inside it, counters and histograms the change from the last reading at or
+/// before `from` (else the first) to the last inside it.
+pub fn figures(readings: &[ServerReading], from: i64, to: i64) -> Option<ServerFigures> {
+    let inside: Vec<&ServerReading> = readings
+        .iter()
+        .filter(|r| r.unix_nanos >= from && r.unix_nanos <= to)
+        .collect();
+    let last = *inside.last()?;
+    let first = readings
+        .iter()
+        .rev()
+        .find(|r| r.unix_nanos <= from)
+        .unwrap_or(inside[0]);
+    let mean = |f: fn(&ServerReading) -> Option<f64>| {
+        let v: Vec<f64> = inside.iter().filter_map(|r| f(r)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let delta = |f: fn(&ServerReading) -> Option<f64>| Some(f(last)? - f(first)?);
+    let diff = |a: &[(f64, f64)], b: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        a.iter()
+            .map(|&(le, c)| {
+                let before = b.iter().find(|(x, _)| *x == le).map_or(0.0, |p| p.1);
+                (le, (c - before).max(0.0))
+            })
+            .collect()
+    };
+    let ttft = diff(&last.ttft, &first.ttft);
+    let itl = diff(&last.itl, &first.itl);
+    let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
+    let hits = delta(|r| r.prefix_hits);
+    let queries = delta(|r| r.prefix_queries);
+    Some(ServerFigures {
+        mean_running: mean(|r| r.running),
+        mean_waiting: mean(|r| r.waiting),
+        mean_kv_usage: mean(|r| r.kv_usage),
+        preemptions: delta(|r| r.preemptions),
+        prefix_cache_hit_rate: hits
+            .zip(queries)
+            .filter(|(_, q)| *q > 0.0)
+            .map(|(h, q)| h / q),
+        ttft_p50_ms: ms(quantile(&ttft, 0.5)),
+        ttft_p99_ms: ms(quantile(&ttft, 0.99)),
+        itl_p50_ms: ms(quantile(&itl, 0.5)),
+        itl_p99_ms: ms(quantile(&itl, 0.99)),
+        readings: inside.len() as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn page(running: f64, hits: f64, queries: f64, fast: f64, all: f64) -> String {
+        format!(
+            "vllm:num_requests_running{{model_name=\"m\"}} {running}\n\
+             vllm:prefix_cache_hits_total{{model_name=\"m\"}} {hits}\n\
+             vllm:prefix_cache_queries_total{{model_name=\"m\"}} {queries}\n\
+             vllm:time_to_first_token_seconds_bucket{{le=\"0.1\",model_name=\"m\"}} {fast}\n\
+             vllm:time_to_first_token_seconds_bucket{{le=\"0.2\",model_name=\"m\"}} {all}\n\
+             vllm:time_to_first_token_seconds_bucket{{le=\"+Inf\",model_name=\"m\"}} {all}\n"
+        )
+    }
+
+    #[test]
+    fn gauges_average_and_counters_and_histograms_difference_over_the_window() {
+        let readings: Vec<ServerReading> = [
+            (0, page(0.0, 0.0, 0.0, 0.0, 0.0)),
+            (S, page(10.0, 50.0, 100.0, 10.0, 10.0)),
+            (2 * S, page(20.0, 150.0, 200.0, 10.0, 30.0)),
+        ]
+        .into_iter()
+        .map(|(t, p)| read(&p, t).expect("known series"))
+        .collect();
+        let f = figures(&readings, S / 2, 2 * S).expect("inside");
+        assert_eq!(f.mean_running, Some(15.0));
+        assert_eq!(f.prefix_cache_hit_rate, Some(0.75));
+        // 30 first tokens in the window: 10 under 100 ms, 20 in (100, 200] ms.
+        let p50 = f.ttft_p50_ms.expect("p50");
+        assert!((p50 - 125.0).abs() < 1e-9, "{p50}");
+        assert_eq!(f.mean_waiting, None);
+        assert!(read("up 1\n", 0).is_none());
+        assert!(figures(&readings, 3 * S, 4 * S).is_none());
+    }
+}
