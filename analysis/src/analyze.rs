@@ -504,6 +504,13 @@ impl Analysis {
                     p.figures.joules_per_token,
                     if p.on_frontier { "*" } else { "" }
                 );
+                if let Some(m) = &p.figures.measured_power {
+                    let _ = writeln!(
+                        t,
+                        "  {:>10} measured: {:.0} tok/s/MW, {:.4} J/tok ({:.3} kW/GPU all-in: measured GPU power × {:.2} overhead)",
+                        "", m.tok_per_s_per_mw, m.joules_per_token, m.kw_per_gpu, m.overhead
+                    );
+                }
             }
             for a in &g.at {
                 let _ = writeln!(
@@ -526,12 +533,19 @@ impl Analysis {
     /// CSV, one row per point.
     pub fn csv(&self) -> String {
         let mut t = String::from(
-            "group,source,label,system,concurrency,interactivity,tput_per_gpu,output_tput_per_gpu,input_tput_per_gpu,cost_per_mtok,output_cost_per_mtok,tok_per_s_per_mw,joules_per_token,on_frontier\n",
+            "group,source,label,system,concurrency,interactivity,tput_per_gpu,output_tput_per_gpu,input_tput_per_gpu,cost_per_mtok,output_cost_per_mtok,tok_per_s_per_mw,joules_per_token,on_frontier,measured_tok_per_s_per_mw,measured_joules_per_token\n",
         );
         for g in &self.groups {
             for p in &g.points {
+                let measured = |f: fn(&crate::tco::MeasuredPower) -> f64| {
+                    p.figures
+                        .measured_power
+                        .as_ref()
+                        .map(|m| f(m).to_string())
+                        .unwrap_or_default()
+                };
                 t.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     csv_field(&g.name),
                     csv_field(&p.source),
                     csv_field(&p.label),
@@ -545,7 +559,9 @@ impl Analysis {
                     p.figures.output_cost_per_mtok,
                     p.figures.tok_per_s_per_mw,
                     p.figures.joules_per_token,
-                    p.on_frontier
+                    p.on_frontier,
+                    measured(|m| m.tok_per_s_per_mw),
+                    measured(|m| m.joules_per_token),
                 ));
             }
         }

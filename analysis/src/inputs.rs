@@ -241,6 +241,11 @@ fn rackload_run(source: &str, doc: &Value) -> Result<Vec<Point>, String> {
                 input_tps: input / duration,
                 output_tps: num(p, "output_throughput").ok_or("a point lacks output_throughput")?,
                 median_tpot_ms: num(p, "median_tpot_ms").unwrap_or(0.0),
+                gpu_power: num(p, "gpu_power_w").zip(
+                    p["gpus_measured"]
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok()),
+                ),
             },
             concurrency: p["max_concurrency"]
                 .as_u64()
@@ -290,6 +295,7 @@ fn vllm_result(source: &str, doc: &Value) -> Result<Point, String> {
             input_tps: input / duration,
             output_tps: output / duration,
             median_tpot_ms: num(doc, "median_tpot_ms").ok_or("median_tpot_ms missing")?,
+            gpu_power: None,
         },
         concurrency: doc["max_concurrency"]
             .as_u64()
@@ -361,6 +367,7 @@ fn inferencex_row(source: &str, doc: &Value) -> Result<Point, String> {
             input_tps: measured.0,
             output_tps: measured.1,
             median_tpot_ms: 1000.0 / intvty,
+            gpu_power: None,
         },
         concurrency: conc,
         isl: num(doc, "isl"),

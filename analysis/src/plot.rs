@@ -257,6 +257,7 @@ mod tests {
                 input_tps: tps,
                 output_tps: tps,
                 median_tpot_ms: tpot,
+                gpu_power: None,
             },
             concurrency: None,
             isl: None,

@@ -43,6 +43,21 @@ pub struct Measured {
     pub output_tps: f64,
     /// Median TPOT in ms (interactivity = 1000 / it).
     pub median_tpot_ms: f64,
+    /// Measured GPU power over the window, summed, and over how many GPUs (rackload
+    /// points with `--gpu-metrics`; none for other inputs).
+    pub gpu_power: Option<(f64, u32)>,
+}
+
+/// A point's power figures from its measured GPU power, beside the provisioned ones.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct MeasuredPower {
+    /// Measured power per GPU times the catalog's overhead, kW.
+    pub kw_per_gpu: f64,
+    /// The catalog's all-in kW per GPU over its TDP: what the facility, CPUs and network
+    /// add to a GPU's own draw, applied to the measured draw.
+    pub overhead: f64,
+    pub tok_per_s_per_mw: f64,
+    pub joules_per_token: f64,
 }
 
 /// A point's rack-scale figures.
@@ -66,6 +81,10 @@ pub struct RackFigures {
     pub tok_per_s_per_mw: f64,
     /// Provisioned energy per total token, J.
     pub joules_per_token: f64,
+    /// From the measured power, when the point has it (labelled *measured*; the figures
+    /// above stay the provisioned ones).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_power: Option<MeasuredPower>,
     /// Per rack: tokens/s, $/hour and kW for a rack full of such GPUs.
     pub rack_tok_per_s: f64,
     pub rack_cost_per_hour: f64,
@@ -116,6 +135,20 @@ pub fn figures(
         } else {
             f64::INFINITY
         },
+        measured_power: m.gpu_power.and_then(|(watts, n)| {
+            let overhead = if system.tdp_kw > 0.0 {
+                system.all_in_kw_per_gpu / system.tdp_kw
+            } else {
+                1.0
+            };
+            let kw = watts / f64::from(n.max(1)) / 1000.0 * overhead;
+            (kw > 0.0 && tput_per_gpu > 0.0).then(|| MeasuredPower {
+                kw_per_gpu: kw,
+                overhead,
+                tok_per_s_per_mw: tok_per_s_per_mw(tput_per_gpu, kw),
+                joules_per_token: kw * 1000.0 / tput_per_gpu,
+            })
+        }),
         rack_tok_per_s: tput_per_gpu * rack,
         rack_cost_per_hour: dollars_per_gpu_hour * rack,
         rack_kw: kw * rack,
@@ -140,6 +173,7 @@ mod tests {
             input_tps: 360_000.0,
             output_tps: 360_000.0,
             median_tpot_ms: 20.0,
+            gpu_power: None,
         };
         let f = figures(
             &m,
@@ -162,6 +196,31 @@ mod tests {
         assert!(close(f.rack_tok_per_s, 720_000.0));
         assert!(close(f.rack_cost_per_hour, 159.12));
         assert!(close(f.rack_kw, 151.2));
+        assert_eq!(f.measured_power, None);
+        // Measured: 72 GPUs drawing 72 kW in all (1 kW each), times the catalog's
+        // overhead (all-in 2.10 kW over TDP): 2.10 / TDP kW per GPU.
+        let measured = figures(
+            &Measured {
+                gpu_power: Some((72_000.0, 72)),
+                ..m
+            },
+            Gpus::Aggregated(72),
+            gb,
+            gb.cost("owning").expect("tier"),
+        )
+        .measured_power
+        .expect("measured");
+        let overhead = 2.10 / gb.tdp_kw;
+        assert!(close(measured.overhead, overhead));
+        assert!(close(measured.kw_per_gpu, overhead));
+        assert!(close(
+            measured.tok_per_s_per_mw,
+            10_000.0 * 1000.0 / overhead
+        ));
+        assert!(close(
+            measured.joules_per_token,
+            overhead * 1000.0 / 10_000.0
+        ));
     }
 
     #[test]
@@ -173,6 +232,7 @@ mod tests {
             input_tps: 160_000.0,
             output_tps: 96_000.0,
             median_tpot_ms: 10.0,
+            gpu_power: None,
         };
         let gpus = Gpus::Disaggregated {
             prefill: 8,

@@ -105,6 +105,38 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
             .iter()
             .all(|r| r["watts"] == 600.0 && r["gpus"] == 2)
     );
+    assert_no_processes_left(&tag);
+
+    // `rackload frontier` puts the measured figures beside the provisioned ones: 300 W a
+    // GPU times the catalog's overhead (b200: all-in kW over TDP), over tok/s/GPU.
+    let mut frontier = rackload(&tag);
+    frontier
+        .arg("frontier")
+        .arg(dir.join("run.json"))
+        .args(["--system", "b200", "--gpus", "2", "--format", "json"]);
+    let out = run_with_timeout(frontier, 30.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let point = &v["groups"][0]["points"][0];
+    let m = &point["measured_power"];
+    let overhead = f(m, "overhead");
+    assert!(overhead > 1.0, "{m}");
+    assert!(close(f(m, "kw_per_gpu"), 0.3 * overhead), "{m}");
+    assert!(
+        close(
+            f(m, "joules_per_token"),
+            300.0 * overhead / f(point, "tput_per_gpu")
+        ),
+        "{point}"
+    );
+    assert!(
+        f(point, "joules_per_token") > 0.0,
+        "the provisioned figure stays"
+    );
 }
 
 /// The embedded sim is a rack you can measure: its GPUs draw more as its batch fills, and
