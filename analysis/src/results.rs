@@ -96,6 +96,9 @@ fn shown_spec(spec: &RunSpec) -> RunSpec {
             *u = rackload_proto::redact::url(u);
         }
     }
+    for u in spec.gpu_metrics.iter_mut().chain(&mut spec.server_metrics) {
+        *u = rackload_proto::redact::url(u);
+    }
     spec
 }
 

@@ -360,10 +360,10 @@ pub struct RunArgs {
     /// implies --save-requests.
     #[arg(long, help_heading = "Output")]
     pub save_detailed: bool,
-    /// vLLM's goodput SLOs in milliseconds, e.g. `--goodput ttft:2000 tpot:50` (any of
-    /// ttft, tpot, e2el): each point reports `request_goodput`, the completed requests
-    /// meeting every one per second.
-    #[arg(long, num_args = 1.., value_name = "KEY:MS", help_heading = "Output")]
+    /// vLLM's goodput SLOs in milliseconds, e.g. `--goodput ttft:2000,tpot:50` (any of
+    /// ttft, tpot, e2el; comma-separated or repeated): each point reports
+    /// `request_goodput`, the completed requests meeting every one per second.
+    #[arg(long, value_name = "KEY:MS[,KEY:MS]", help_heading = "Output")]
     pub goodput: Vec<String>,
     /// A GPU exporter's Prometheus endpoint (NVIDIA's DCGM exporter, AMD's device-metrics
     /// exporter; repeatable): its power is read during every point, and each point reports

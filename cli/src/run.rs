@@ -200,6 +200,9 @@ async fn run_with(
             .iter()
             .filter_map(|u| metrics_page(u))
             .collect();
+        // One page per server, however many base URLs lead to it.
+        resolved.server_metrics.sort();
+        resolved.server_metrics.dedup();
     }
     let (coordinator_url, auth) =
         start_fabric(args, children, resolved.workers, &mut environment).await?;

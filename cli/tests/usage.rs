@@ -262,6 +262,11 @@ fn messages_name_what_is_wrong_in_one_plain_line() {
         &["--goodput: \"p99\" is not ttft, tpot or e2el"],
         &[],
     );
+    one_line(
+        &["run", "--gpu-metrics", "https://node:9400/metrics?k=s3cret"],
+        &["--gpu-metrics", "plain http:// only", "k=REDACTED"],
+        &["s3cret"],
+    );
     let slo = file("slo.toml", "[run]\ngoodput = { ttft_ms = -1 }\n");
     one_line(&["run", &slo], &["slo.toml: run.goodput: ttft: -1.0"], &[]);
     one_line(

@@ -63,6 +63,8 @@ struct Run {
     workers: Vec<Claimed>,
     /// What `/metrics` shows.
     live: Arc<crate::metrics::Live>,
+    /// Metrics pages already warned about in this run (each once, not once a point).
+    telemetry_warned: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Run {
@@ -155,6 +157,7 @@ pub(crate) async fn execute(
     let id = run_id.clone();
     let (inbox_tx, inbox) = mpsc::channel(4096);
     let run = Run {
+        telemetry_warned: Arc::default(),
         live: live.clone(),
         registry,
         run_id,
@@ -374,6 +377,7 @@ async fn run_point_in(
                 gpu: run.spec.gpu_metrics.clone(),
                 server: run.spec.server_metrics.clone(),
                 interval: run.spec.telemetry_interval,
+                warned: run.telemetry_warned.clone(),
             })
         });
     let started = point_started(&active, point, &acked, start_unix_nanos);
@@ -405,7 +409,10 @@ async fn run_point_in(
             r.goodput = run.spec.goodput;
             let (from, to) = (start_unix_nanos + from, start_unix_nanos + to);
             r.server = rackload_scrape::server::figures(&readings.server, from, to);
-            measured_power(&mut r, readings.power, from, to);
+            // A stretch of the window longer than two intervals (and a read's wait)
+            // without a reading is not measured.
+            let max_gap = 2 * run.spec.telemetry_interval.as_nanos() as i64 + 2_000_000_000;
+            measured_power(&mut r, readings.power, from, to, max_gap);
             r
         })
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
@@ -413,9 +420,15 @@ async fn run_point_in(
 
 /// The point's GPU power and energy over its measurement window, from the readings taken
 /// while it ran (nothing when there are none).
-fn measured_power(r: &mut PointResult, readings: Vec<PowerSample>, from: i64, to: i64) {
+fn measured_power(
+    r: &mut PointResult,
+    readings: Vec<PowerSample>,
+    from: i64,
+    to: i64,
+    max_gap: i64,
+) {
     let series: Vec<(i64, f64)> = readings.iter().map(|s| (s.unix_nanos, s.watts)).collect();
-    if let Some((watts, joules)) = rackload_scrape::window::integrate(&series, from, to) {
+    if let Some((watts, joules)) = rackload_scrape::window::integrate(&series, from, to, max_gap) {
         r.gpu_power_w = Some(watts);
         r.energy_j = Some(joules);
         r.gpus_measured = readings.iter().map(|s| s.gpus).max().unwrap_or(0);

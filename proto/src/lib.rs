@@ -17,8 +17,9 @@ pub mod v1 {
     tonic::include_proto!("rackload.v1");
 }
 
-/// Wire protocol version; a coordinator refuses workers that speak another one.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Wire protocol version; a coordinator refuses workers that speak another one. 3: shard
+/// plans carry goodput SLOs that workers must judge (a version-2 worker would count none).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// rackload's build version.
 pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");

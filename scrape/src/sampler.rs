@@ -41,6 +41,9 @@ pub struct Sources {
     pub gpu: Vec<String>,
     pub server: Vec<String>,
     pub interval: Duration,
+    /// Pages already warned about, for the whole run (one line each, not one a point); a
+    /// server page in it is not read again.
+    pub warned: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
@@ -56,7 +59,14 @@ impl Sampler {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let wait = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
             let mut readings = Readings::default();
-            let mut warned = HashSet::new();
+            let warned = sources.warned.clone();
+            let first_warning = |url: &str| {
+                warned
+                    .lock()
+                    .map(|mut w| w.insert(url.to_owned()))
+                    .unwrap_or(false)
+            };
+            let is_dead = |url: &String| warned.lock().is_ok_and(|w| w.contains(url));
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -66,9 +76,11 @@ impl Sampler {
                 // does not wait on a slow exporter.
                 let (power, server) = tokio::select! {
                     r = async {
+                        let live: Vec<String> =
+                            sources.server.iter().filter(|u| !is_dead(u)).cloned().collect();
                         tokio::join!(
                             read_power(&client, &sources.gpu, wait),
-                            read_servers(&client, &sources.server, wait),
+                            read_servers(&client, &live, wait),
                         )
                     } => r,
                     _ = stopped.changed() => break,
@@ -76,10 +88,10 @@ impl Sampler {
                 if let Some(p) = power.0 {
                     keep(&mut readings.power, p);
                 }
-                for url in power.1 {
-                    if warned.insert(url.clone()) {
+                for (url, why) in power.1 {
+                    if first_warning(&url) {
                         tracing::warn!(
-                            "GPU metrics at {}: no power series; power is not measured while it does not answer",
+                            "GPU metrics at {}: {why}; power is not measured while it does not answer",
                             rackload_proto::redact::url(&url)
                         );
                     }
@@ -87,11 +99,11 @@ impl Sampler {
                 match server {
                     Ok(r) => keep(&mut readings.server, r),
                     // (An empty URL: there are no server pages to read.)
-                    Err(url) if url.is_empty() => {}
-                    Err(url) => {
-                        if warned.insert(url.clone()) {
+                    Err((url, _)) if url.is_empty() => {}
+                    Err((url, why)) => {
+                        if first_warning(&url) {
                             tracing::info!(
-                                "server metrics at {}: no vLLM or SGLang series; server figures are not read while it does not answer",
+                                "server metrics at {}: {why}; it is not read again in this run",
                                 rackload_proto::redact::url(&url)
                             );
                         }
@@ -123,12 +135,12 @@ fn keep<T>(readings: &mut Vec<T>, r: T) {
 }
 
 /// One reading of every GPU exporter, summed (`None` unless all answered with power, or
-/// when there are none), and the exporters that did not.
+/// when there are none), and the exporters that did not, with why.
 async fn read_power(
     client: &HttpClient,
     urls: &[String],
     wait: Duration,
-) -> (Option<PowerSample>, Vec<String>) {
+) -> (Option<PowerSample>, Vec<(String, String)>) {
     if urls.is_empty() {
         return (None, Vec::new());
     }
@@ -143,26 +155,28 @@ async fn read_power(
     };
     let mut silent = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
-        match page.ok().and_then(|text| crate::gpu::power(&text)) {
-            Some((watts, gpus)) => {
+        match page.and_then(|text| {
+            crate::gpu::power(&text).ok_or_else(|| "no GPU power series".to_owned())
+        }) {
+            Ok((watts, gpus)) => {
                 sum.watts += watts;
                 sum.gpus += gpus;
             }
-            None => silent.push(url.clone()),
+            Err(why) => silent.push((url.clone(), why)),
         }
     }
     (silent.is_empty().then_some(sum), silent)
 }
 
 /// One reading of every server page, added up; the first that did not answer with known
-/// series otherwise (or an empty URL when there are none).
+/// series otherwise, with why (an empty URL when there are none to read).
 async fn read_servers(
     client: &HttpClient,
     urls: &[String],
     wait: Duration,
-) -> Result<crate::server::ServerReading, String> {
+) -> Result<crate::server::ServerReading, (String, String)> {
     if urls.is_empty() {
-        return Err(String::new());
+        return Err((String::new(), String::new()));
     }
     let before = unix_nanos();
     let pages =
@@ -173,9 +187,11 @@ async fn read_servers(
         ..Default::default()
     };
     for (url, page) in urls.iter().zip(pages) {
-        match page.ok().and_then(|text| crate::server::read(&text, at)) {
-            Some(r) => sum.add(&r),
-            None => return Err(url.clone()),
+        match page.and_then(|text| {
+            crate::server::read(&text, at).ok_or_else(|| "no vLLM or SGLang series".to_owned())
+        }) {
+            Ok(r) => sum.add(&r),
+            Err(why) => return Err((url.clone(), why)),
         }
     }
     Ok(sum)

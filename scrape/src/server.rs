@@ -39,7 +39,9 @@ pub struct ServerReading {
     pub unix_nanos: i64,
     pub running: Option<f64>,
     pub waiting: Option<f64>,
+    /// KV-cache use (0..1), summed over `kv_servers` servers (divided out in figures).
     pub kv_usage: Option<f64>,
+    pub kv_servers: u32,
     pub preemptions: Option<f64>,
     pub prefix_queries: Option<f64>,
     pub prefix_hits: Option<f64>,
@@ -48,36 +50,62 @@ pub struct ServerReading {
     pub itl: Vec<(f64, f64)>,
 }
 
+/// Most buckets kept of a histogram (servers publish a few dozen; a page with thousands
+/// is hostile, and its extra bounds are ignored).
+const MAX_BUCKETS: usize = 256;
+
 /// The first of `names` that the page has, summed over its series.
-fn sum(text: &str, names: &[&str]) -> Option<f64> {
+fn sum(samples: &[crate::prom::Sample], names: &[&str]) -> Option<f64> {
     names.iter().find_map(|n| {
         let mut found = None;
-        for s in crate::prom::samples(text).filter(|s| s.name == *n && s.value.is_finite()) {
+        for s in samples
+            .iter()
+            .filter(|s| s.name == *n && s.value.is_finite())
+        {
             *found.get_or_insert(0.0) += s.value;
         }
         found
     })
 }
 
-/// The first of `names` that the page has as a histogram, its buckets summed per bound.
-fn buckets(text: &str, names: &[&str]) -> Vec<(f64, f64)> {
+/// The first of `names` that the page has, averaged over its series (a fraction each
+/// engine of a server reports for itself), and how many series there were.
+fn mean(samples: &[crate::prom::Sample], names: &[&str]) -> Option<(f64, u32)> {
+    names.iter().find_map(|n| {
+        let v: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == *n && s.value.is_finite())
+            .map(|s| s.value)
+            .collect();
+        (!v.is_empty()).then(|| (v.iter().sum::<f64>() / v.len() as f64, 1))
+    })
+}
+
+/// The first of `names` that the page has as a histogram, its buckets summed per bound
+/// (at most [`MAX_BUCKETS`] bounds, each finite or `+Inf`).
+fn buckets(samples: &[crate::prom::Sample], names: &[&str]) -> Vec<(f64, f64)> {
     for n in names {
-        let mut by_le: Vec<(f64, f64)> = Vec::new();
-        for s in crate::prom::samples(text).filter(|s| s.name == *n) {
+        let mut by_le: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+        for s in samples
+            .iter()
+            .filter(|s| s.name == *n && s.value.is_finite())
+        {
             let Some(le) = s.label("le").and_then(|v| match v {
                 "+Inf" => Some(f64::INFINITY),
-                v => v.parse().ok(),
+                v => v.parse::<f64>().ok().filter(|b| b.is_finite()),
             }) else {
                 continue;
             };
-            match by_le.iter_mut().find(|(b, _)| *b == le) {
-                Some((_, c)) => *c += s.value,
-                None => by_le.push((le, s.value)),
+            // Ordered by the bound's bits (non-negative bounds sort as their bits do).
+            let key = le.max(0.0).to_bits();
+            if let Some(b) = by_le.get_mut(&key) {
+                b.1 += s.value;
+            } else if by_le.len() < MAX_BUCKETS {
+                by_le.insert(key, (le.max(0.0), s.value));
             }
         }
         if !by_le.is_empty() {
-            by_le.sort_by(|a, b| a.0.total_cmp(&b.0));
-            return by_le;
+            return by_le.into_values().collect();
         }
     }
     Vec::new()
@@ -85,16 +113,19 @@ fn buckets(text: &str, names: &[&str]) -> Vec<(f64, f64)> {
 
 /// A server's page read; `None` when it has none of the series above.
 pub fn read(text: &str, unix_nanos: i64) -> Option<ServerReading> {
+    let samples: Vec<crate::prom::Sample> = crate::prom::samples(text).collect();
+    let kv = mean(&samples, &KV_USAGE);
     let r = ServerReading {
         unix_nanos,
-        running: sum(text, &RUNNING),
-        waiting: sum(text, &WAITING),
-        kv_usage: sum(text, &KV_USAGE),
-        preemptions: sum(text, &PREEMPTIONS),
-        prefix_queries: sum(text, &PREFIX_QUERIES),
-        prefix_hits: sum(text, &PREFIX_HITS),
-        ttft: buckets(text, &TTFT),
-        itl: buckets(text, &ITL),
+        running: sum(&samples, &RUNNING),
+        waiting: sum(&samples, &WAITING),
+        kv_usage: kv.map(|k| k.0),
+        kv_servers: kv.map_or(0, |k| k.1),
+        preemptions: sum(&samples, &PREEMPTIONS),
+        prefix_queries: sum(&samples, &PREFIX_QUERIES),
+        prefix_hits: sum(&samples, &PREFIX_HITS),
+        ttft: buckets(&samples, &TTFT),
+        itl: buckets(&samples, &ITL),
     };
     (r != ServerReading {
         unix_nanos,
@@ -114,6 +145,7 @@ impl ServerReading {
         add(&mut self.running, other.running);
         add(&mut self.waiting, other.waiting);
         add(&mut self.kv_usage, other.kv_usage);
+        self.kv_servers += other.kv_servers;
         add(&mut self.preemptions, other.preemptions);
         add(&mut self.prefix_queries, other.prefix_queries);
         add(&mut self.prefix_hits, other.prefix_hits);
@@ -173,24 +205,60 @@ pub fn figures(readings: &[ServerReading], from: i64, to: i64) -> Option<ServerF
         let v: Vec<f64> = inside.iter().filter_map(|r| f(r)).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
-    let delta = |f: fn(&ServerReading) -> Option<f64>| Some(f(last)? - f(first)?);
+    // The readings the changes are taken over, in order: a counter that went down
+    // between any two was reset (a server restarted), and its change is not known.
+    let span: Vec<&ServerReading> = std::iter::once(first)
+        .chain(
+            inside
+                .iter()
+                .copied()
+                .filter(|r| r.unix_nanos > first.unix_nanos),
+        )
+        .collect();
+    let monotonic = |f: &dyn Fn(&ServerReading) -> Vec<f64>| {
+        span.windows(2).all(|w| {
+            let (a, b) = (f(w[0]), f(w[1]));
+            a.len() != b.len() || a.iter().zip(&b).all(|(x, y)| y >= x)
+        })
+    };
+    let delta = |f: fn(&ServerReading) -> Option<f64>| {
+        let steady = monotonic(&|r: &ServerReading| f(r).into_iter().collect());
+        Some(f(last)? - f(first)?).filter(|_| steady)
+    };
+    let counts = |h: &[(f64, f64)]| h.iter().map(|b| b.1).collect::<Vec<f64>>();
+    let ttft_steady = monotonic(&|r: &ServerReading| counts(&r.ttft));
+    let itl_steady = monotonic(&|r: &ServerReading| counts(&r.itl));
     let diff = |a: &[(f64, f64)], b: &[(f64, f64)]| -> Vec<(f64, f64)> {
-        a.iter()
+        let d: Vec<(f64, f64)> = a
+            .iter()
             .map(|&(le, c)| {
                 let before = b.iter().find(|(x, _)| *x == le).map_or(0.0, |p| p.1);
-                (le, (c - before).max(0.0))
+                (le, c - before)
             })
-            .collect()
+            .collect();
+        if d.iter().any(|(_, c)| *c < 0.0) {
+            Vec::new()
+        } else {
+            d
+        }
     };
-    let ttft = diff(&last.ttft, &first.ttft);
-    let itl = diff(&last.itl, &first.itl);
+    let ttft = if ttft_steady {
+        diff(&last.ttft, &first.ttft)
+    } else {
+        Vec::new()
+    };
+    let itl = if itl_steady {
+        diff(&last.itl, &first.itl)
+    } else {
+        Vec::new()
+    };
     let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
     let hits = delta(|r| r.prefix_hits);
     let queries = delta(|r| r.prefix_queries);
     Some(ServerFigures {
         mean_running: mean(|r| r.running),
         mean_waiting: mean(|r| r.waiting),
-        mean_kv_usage: mean(|r| r.kv_usage),
+        mean_kv_usage: mean(|r| r.kv_usage.map(|k| k / f64::from(r.kv_servers.max(1)))),
         preemptions: delta(|r| r.preemptions),
         prefix_cache_hit_rate: hits
             .zip(queries)
@@ -239,6 +307,15 @@ mod tests {
         assert!((p50 - 125.0).abs() < 1e-9, "{p50}");
         assert_eq!(f.mean_waiting, None);
         assert!(read("up 1\n", 0).is_none());
+        // A server that restarted: its counters went down, their change is not known.
+        let mut restarted = readings.clone();
+        restarted.push(read(&page(5.0, 1.0, 2.0, 1.0, 1.0), 3 * S).expect("page"));
+        let f = figures(&restarted, S / 2, 3 * S).expect("inside");
+        assert_eq!((f.prefix_cache_hit_rate, f.ttft_p50_ms), (None, None));
+        // Two engines of one server report KV use each: averaged, not summed.
+        let two = "vllm:kv_cache_usage_perc{engine=\"0\"} 0.5\nvllm:kv_cache_usage_perc{engine=\"1\"} 0.7\n";
+        let k = read(two, 0).expect("kv").kv_usage.expect("kv");
+        assert!((k - 0.6).abs() < 1e-12, "{k}");
         assert!(figures(&readings, 3 * S, 4 * S).is_none());
     }
 }

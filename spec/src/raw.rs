@@ -366,11 +366,23 @@ impl RawRun {
         if let Some(Err(e)) = r.goodput.map(|g| g.check()) {
             return bad("run", "goodput", e);
         }
-        for u in r.gpu_metrics.iter().flatten() {
-            crate::resolve::check_url(&origin.name("run", "gpu_metrics"), u)?;
-        }
-        for u in r.server_metrics.iter().flatten() {
-            crate::resolve::check_url(&origin.name("run", "server_metrics"), u)?;
+        for (key, urls) in [
+            ("gpu_metrics", &r.gpu_metrics),
+            ("server_metrics", &r.server_metrics),
+        ] {
+            for u in urls.iter().flatten() {
+                crate::resolve::check_url(&origin.name("run", key), u)?;
+                if !u.starts_with("http://") {
+                    return bad(
+                        "run",
+                        key,
+                        format!(
+                            "{:?}: metrics pages are read over plain http:// only",
+                            rackload_proto::redact::url(u)
+                        ),
+                    );
+                }
+            }
         }
         if let Some(v) = r
             .telemetry_interval
