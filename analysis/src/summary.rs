@@ -246,33 +246,7 @@ impl<'a> PointSummary<'a> {
         if self.point.goodput.is_some() {
             o.insert("good_completed".into(), json!(c.good_completed));
         }
-        if let Some(s) = &p.server {
-            // What the servers said of themselves over the window (absent: not published).
-            let figures = [
-                ("mean_running", s.mean_running),
-                ("mean_waiting", s.mean_waiting),
-                ("mean_kv_usage", s.mean_kv_usage),
-                ("preemptions", s.preemptions),
-                ("prefix_cache_hit_rate", s.prefix_cache_hit_rate),
-                ("ttft_p50_ms", s.ttft_p50_ms),
-                ("ttft_p99_ms", s.ttft_p99_ms),
-                ("itl_p50_ms", s.itl_p50_ms),
-                ("itl_p99_ms", s.itl_p99_ms),
-            ];
-            let mut server: serde_json::Map<String, Value> = figures
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), json!(round3(v)))))
-                .collect();
-            server.insert("readings".into(), json!(s.readings));
-            o.insert("server".into(), Value::Object(server));
-        }
-        if let Some(e) = self.energy() {
-            o.insert("gpu_power_w".into(), json!(round3(e.gpu_power_w)));
-            o.insert("energy_j".into(), json!(round3(e.energy_j)));
-            o.insert("gpus_measured".into(), json!(e.gpus));
-            o.insert("j_per_token".into(), json!(e.j_per_token));
-            o.insert("j_per_output_token".into(), json!(e.j_per_output_token));
-        }
+        self.measurement_keys(&mut o);
         o.insert(
             "output_throughput".into(),
             json!(round3(self.output_throughput())),
@@ -439,6 +413,65 @@ impl<'a> PointSummary<'a> {
         Value::Object(o)
     }
 
+    /// run.json's keys for what was measured besides the load: the servers' own figures
+    /// and the GPUs' energy.
+    fn measurement_keys(&self, o: &mut serde_json::Map<String, Value>) {
+        let p = self.point;
+        if let Some(s) = &p.server {
+            // What the servers said of themselves over the window (absent: not published).
+            let figures = [
+                ("mean_running", s.mean_running),
+                ("mean_waiting", s.mean_waiting),
+                ("mean_kv_usage", s.mean_kv_usage),
+                ("preemptions", s.preemptions),
+                ("prefix_cache_hit_rate", s.prefix_cache_hit_rate),
+                ("ttft_p50_ms", s.ttft_p50_ms),
+                ("ttft_p99_ms", s.ttft_p99_ms),
+                ("itl_p50_ms", s.itl_p50_ms),
+                ("itl_p99_ms", s.itl_p99_ms),
+            ];
+            let mut server: serde_json::Map<String, Value> = figures
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), json!(round3(v)))))
+                .collect();
+            server.insert("readings".into(), json!(s.readings));
+            o.insert("server".into(), Value::Object(server));
+        }
+        if let Some(e) = self.energy() {
+            o.insert("gpu_power_w".into(), json!(round3(e.gpu_power_w)));
+            o.insert("energy_j".into(), json!(round3(e.energy_j)));
+            o.insert("gpus_measured".into(), json!(e.gpus));
+            o.insert("j_per_token".into(), json!(e.j_per_token));
+            o.insert("j_per_output_token".into(), json!(e.j_per_output_token));
+        }
+    }
+
+    /// The summary table's rows for the same.
+    fn measurement_rows(&self, rows: &mut Vec<(&'static str, String)>) {
+        if let Some(s) = &self.point.server {
+            for (k, v) in [
+                ("Server mean running requests:", s.mean_running),
+                ("Server mean waiting requests:", s.mean_waiting),
+                ("Server median TTFT (ms):", s.ttft_p50_ms),
+                ("Server P99 TTFT (ms):", s.ttft_p99_ms),
+            ] {
+                if let Some(v) = v {
+                    rows.push((k, format!("{v:.2}")));
+                }
+            }
+        }
+        if let Some(e) = self.energy() {
+            rows.push((
+                "Mean GPU power (W, measured):",
+                format!("{:.1}", e.gpu_power_w),
+            ));
+            rows.push(("GPU energy (J):", format!("{:.1}", e.energy_j)));
+            if let Some(j) = e.j_per_output_token {
+                rows.push(("Energy per output token (J):", format!("{j:.4}")));
+            }
+        }
+    }
+
     /// The summary table, in vLLM bench serve's words and layout.
     pub fn table(&self) -> String {
         let mut t = Table(String::new());
@@ -473,28 +506,7 @@ impl<'a> PointSummary<'a> {
             // Where vLLM prints it: after the request throughput.
             rows.insert(7, ("Request goodput (req/s):", format!("{g:.2}")));
         }
-        if let Some(s) = &self.point.server {
-            for (k, v) in [
-                ("Server mean running requests:", s.mean_running),
-                ("Server mean waiting requests:", s.mean_waiting),
-                ("Server median TTFT (ms):", s.ttft_p50_ms),
-                ("Server P99 TTFT (ms):", s.ttft_p99_ms),
-            ] {
-                if let Some(v) = v {
-                    rows.push((k, format!("{v:.2}")));
-                }
-            }
-        }
-        if let Some(e) = self.energy() {
-            rows.push((
-                "Mean GPU power (W, measured):",
-                format!("{:.1}", e.gpu_power_w),
-            ));
-            rows.push(("GPU energy (J):", format!("{:.1}", e.energy_j)));
-            if let Some(j) = e.j_per_output_token {
-                rows.push(("Energy per output token (J):", format!("{j:.4}")));
-            }
-        }
+        self.measurement_rows(&mut rows);
         for (k, v) in rows {
             t.line(k, v);
         }

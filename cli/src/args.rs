@@ -469,6 +469,16 @@ pub struct RunArgs {
 impl RunArgs {
     /// What the flags say, as a raw run (nothing defaulted), each value checked and named
     /// by its flag.
+    /// `--goodput KEY:MS[,KEY:MS]`, repeatable.
+    fn goodput(&self) -> anyhow::Result<Option<rackload_spec::raw::GoodputSlo>> {
+        if self.goodput.is_empty() {
+            return Ok(None);
+        }
+        rackload_spec::raw::GoodputSlo::parse(self.goodput.iter().flat_map(|g| g.split([',', ' '])))
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--goodput: {e}"))
+    }
+
     pub fn raw(&self) -> anyhow::Result<RawRun> {
         let rates: Vec<f64> = self
             .workload
@@ -558,16 +568,7 @@ impl RunArgs {
                 results_dir: self.results_dir.clone(),
                 save_requests: flag(self.save_requests),
                 save_detailed: flag(self.save_detailed),
-                goodput: if self.goodput.is_empty() {
-                    None
-                } else {
-                    Some(
-                        rackload_spec::raw::GoodputSlo::parse(
-                            self.goodput.iter().flat_map(|g| g.split([',', ' '])),
-                        )
-                        .map_err(|e| anyhow::anyhow!("--goodput: {e}"))?,
-                    )
-                },
+                goodput: self.goodput()?,
                 gpu_metrics: (!self.gpu_metrics.is_empty()).then(|| self.gpu_metrics.clone()),
                 telemetry_interval: self.telemetry_interval,
                 server_metrics: (!self.server_metrics.is_empty())

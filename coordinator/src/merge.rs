@@ -140,10 +140,8 @@ impl PointMerge {
             .sum()
     }
 
-    /// The measurement window in seconds: from the first measured send of any worker to
-    /// the last end (all workers share the start instant).
-    /// The measurement window, in nanoseconds from the start instant: the first measured
-    /// send to the last request's end.
+    /// The measurement window, in nanoseconds from the start instant (all workers share
+    /// it): the first measured send of any worker to the last request's end.
     pub fn window_nanos(&self) -> (i64, i64) {
         let start = self
             .workers
@@ -160,20 +158,10 @@ impl PointMerge {
         (start, end.max(start))
     }
 
+    /// The measurement window in seconds.
     pub fn duration_s(&self) -> f64 {
-        let start = self
-            .workers
-            .values()
-            .filter_map(|w| w.window_start_nanos)
-            .min()
-            .unwrap_or(0);
-        let end = self
-            .workers
-            .values()
-            .map(|w| w.end_nanos)
-            .max()
-            .unwrap_or(0);
-        (end - start).max(0) as f64 / 1e9
+        let (start, end) = self.window_nanos();
+        (end - start) as f64 / 1e9
     }
 
     /// The point's result.

@@ -267,12 +267,18 @@ impl RawRun {
 
     /// Checks each value on its own; errors name it as `origin` spells it.
     pub fn check(&self, origin: &Origin) -> Result<(), SpecError> {
+        check_workload(&self.workload, origin)?;
+        self.check_target(origin)?;
+        self.check_run(origin)?;
+        self.check_measurements(origin)
+    }
+
+    /// `[target]`: timeouts, the CA file's path, URLs, headers.
+    fn check_target(&self, origin: &Origin) -> Result<(), SpecError> {
         let t = &self.target;
-        let r = &self.run;
         let bad = |table: &str, key: &str, reason: String| {
             Err(SpecError::new(origin.name(table, key), reason))
         };
-        check_workload(&self.workload, origin)?;
         for (key, v) in [
             ("request_timeout", t.request_timeout),
             ("connect_timeout", t.connect_timeout),
@@ -287,6 +293,29 @@ impl RawRun {
                 );
             }
         }
+        if t.tls_ca.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return bad("target", "tls_ca", "is empty (expected a path)".into());
+        }
+        for u in t.base_url.iter().flatten() {
+            crate::resolve::check_url(&origin.name("target", "base_url"), u)?;
+        }
+        for (name, _) in t.headers.iter().flatten() {
+            if name.trim().is_empty() {
+                return bad("target", "headers", "a header has an empty name".into());
+            }
+            if let Some(why) = rackload_proto::headers::framing_header(name) {
+                return bad("target", "headers", why);
+            }
+        }
+        Ok(())
+    }
+
+    /// `[run]`: waits, durations, counts, the sweep, rates, ratios, the results folder.
+    fn check_run(&self, origin: &Origin) -> Result<(), SpecError> {
+        let r = &self.run;
+        let bad = |table: &str, key: &str, reason: String| {
+            Err(SpecError::new(origin.name(table, key), reason))
+        };
         for (key, v) in [("worker_wait", r.worker_wait), ("cooldown", r.cooldown)] {
             if let Some(v) = v.filter(|v| !(0.0..=MAX_SECONDS).contains(v)) {
                 return bad(
@@ -363,6 +392,21 @@ impl RawRun {
                 return bad("run", key, format!("{v} is not a ratio between 0 and 1"));
             }
         }
+        if r.results_dir
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return bad("run", "results_dir", "is empty (expected a path)".into());
+        }
+        Ok(())
+    }
+
+    /// What is measured besides the load: goodput SLOs, metrics pages, their interval.
+    fn check_measurements(&self, origin: &Origin) -> Result<(), SpecError> {
+        let r = &self.run;
+        let bad = |table: &str, key: &str, reason: String| {
+            Err(SpecError::new(origin.name(table, key), reason))
+        };
         if let Some(Err(e)) = r.goodput.map(|g| g.check()) {
             return bad("run", "goodput", e);
         }
@@ -393,25 +437,6 @@ impl RawRun {
                 "telemetry_interval",
                 format!("{v} is not a number of seconds from 0.05 to 3600"),
             );
-        }
-        for (table, key, p) in [
-            ("target", "tls_ca", &t.tls_ca),
-            ("run", "results_dir", &r.results_dir),
-        ] {
-            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-                return bad(table, key, "is empty (expected a path)".into());
-            }
-        }
-        for u in t.base_url.iter().flatten() {
-            crate::resolve::check_url(&origin.name("target", "base_url"), u)?;
-        }
-        for (name, _) in t.headers.iter().flatten() {
-            if name.trim().is_empty() {
-                return bad("target", "headers", "a header has an empty name".into());
-            }
-            if let Some(why) = rackload_proto::headers::framing_header(name) {
-                return bad("target", "headers", why);
-            }
         }
         Ok(())
     }

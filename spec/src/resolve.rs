@@ -280,26 +280,7 @@ pub fn resolve_workload(
                 (false, true) => u64::from(streams / 2),
                 (false, false) => d::CLOSED_WARMUP_PER_STREAM * u64::from(streams),
             });
-            if n.saturating_add(warmup) > d::MAX_REQUESTS_PER_POINT {
-                let (flag, why) = match (sweep.num_prompts, sweep.duration, sweep.warmup) {
-                    // The count alone fits: the warmup given put it over.
-                    (_, _, Some(_)) if n <= d::MAX_REQUESTS_PER_POINT => {
-                        ("--warmup", "with its warmup")
-                    }
-                    (Some(_), _, _) => ("--num-prompts", "with its warmup"),
-                    (None, Some(_), _) => ("--duration", "in its duration"),
-                    (None, None, _) => ("--max-concurrency", "by default (10 a stream)"),
-                };
-                return Err(SpecError::new(
-                    flag,
-                    format!(
-                        "point {} would send {} requests {why}, over the cap of {} a point",
-                        label(&arrival, c),
-                        n.saturating_add(warmup),
-                        d::MAX_REQUESTS_PER_POINT
-                    ),
-                ));
-            }
+            within_cap(sweep, n, warmup, &label(&arrival, c))?;
             points.push(Point {
                 label: label(&arrival, c),
                 max_concurrency: c,
@@ -313,6 +294,31 @@ pub fn resolve_workload(
         }
     }
     Ok((workload, points))
+}
+
+/// A point sends at most [`d::MAX_REQUESTS_PER_POINT`] requests with its warmup; the
+/// refusal names what asked for more.
+fn within_cap(sweep: &Sweep, n: u64, warmup: u64, label: &str) -> Result<(), SpecError> {
+    if n.saturating_add(warmup) <= d::MAX_REQUESTS_PER_POINT {
+        return Ok(());
+    }
+
+    let (flag, why) = match (sweep.num_prompts, sweep.duration, sweep.warmup) {
+        // The count alone fits: the warmup given put it over.
+        (_, _, Some(_)) if n <= d::MAX_REQUESTS_PER_POINT => ("--warmup", "with its warmup"),
+        (Some(_), _, _) => ("--num-prompts", "with its warmup"),
+        (None, Some(_), _) => ("--duration", "in its duration"),
+        (None, None, _) => ("--max-concurrency", "by default (10 a stream)"),
+    };
+    Err(SpecError::new(
+        flag,
+        format!(
+            "point {} would send {} requests {why}, over the cap of {} a point",
+            label,
+            n.saturating_add(warmup),
+            d::MAX_REQUESTS_PER_POINT
+        ),
+    ))
 }
 
 /// Spells workload field names as the flags a user typed.
