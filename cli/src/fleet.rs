@@ -1,6 +1,7 @@
 //! `rackload workers` and `rackload abort`: small Control calls on a standing coordinator.
 
 use crate::console::{say, tell};
+use rackload_input::printable;
 use std::process::ExitCode;
 
 use rackload_proto::v1::{AbortRunRequest, ListWorkersRequest};
@@ -27,25 +28,21 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
         "version",
         "peer"
     );
+    // Worker-given strings shown with control characters escaped: no row of the listing
+    // can be forged, nor the terminal driven.
     for w in &list.workers {
         say!(
             "{:<24} {:<20} {:>5} {:<10} {:<22} {}",
-            shown(&w.worker_id),
-            shown(&w.host),
+            printable(&w.worker_id),
+            printable(&w.host),
             w.cores,
-            shown(&w.build_version),
-            shown(&w.peer),
-            shown(&w.state)
+            printable(&w.build_version),
+            printable(&w.peer),
+            printable(&w.state)
         );
     }
     tell!("{} worker(s)", list.workers.len());
     Ok(ExitCode::SUCCESS)
-}
-
-/// A worker-given string as it may be printed: control characters (newlines, terminal
-/// escapes) shown escaped, so no row of the listing can be forged or the terminal driven.
-fn shown(s: &str) -> String {
-    rackload_input::printable(s)
 }
 
 pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
@@ -71,16 +68,4 @@ pub async fn abort(args: AbortArgs) -> anyhow::Result<ExitCode> {
     }
     tell!("run {} is being aborted", args.run);
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shown;
-
-    #[test]
-    fn worker_given_strings_cannot_forge_rows() {
-        assert_eq!(shown("node-1"), "node-1");
-        assert_eq!(shown("a\nw9 idle"), "a\\nw9 idle");
-        assert!(!shown("\u{1b}[2J").contains('\u{1b}'));
-    }
 }

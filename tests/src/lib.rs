@@ -354,6 +354,16 @@ pub fn run_dir(results: &std::path::Path) -> Option<PathBuf> {
     Some(run)
 }
 
+/// Every line of a gzipped JSON-lines file the run wrote (`requests/…`, `telemetry/…`),
+/// gzip members concatenated as they were appended.
+pub fn jsonl_gz(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(flate2::read::MultiGzDecoder::new(file))
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("a line")).expect("a JSON line"))
+        .collect()
+}
+
 /// The shared Qwen2.5 tokenizer (../shared/data). Its absence fails the test loudly: CI
 /// lays shared/ beside the checkout, and a test that passed without its data would say
 /// nothing.

@@ -608,7 +608,6 @@ fn https_targets_are_verified_against_the_given_ca() {
 /// file and the summary table all say it.
 #[test]
 fn goodput_counts_the_requests_that_meet_every_slo() {
-    use std::io::BufRead;
     let tag = new_tag("goodput");
     let (_sim, url) = start_sim(
         &tag,
@@ -648,11 +647,8 @@ fn goodput_counts_the_requests_that_meet_every_slo() {
     // The records, judged here: TTFT ≤ 150 ms and (E2EL − TTFT)/(tokens − 1) ≤ 5 ms.
     let dir = run_dir(results.path()).expect("run dir");
     let label = p["label"].as_str().expect("label");
-    let file =
-        std::fs::File::open(dir.join(format!("requests/{label}.jsonl.gz"))).expect("records");
     let mut judged = 0;
-    for line in std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)).lines() {
-        let r: Value = serde_json::from_str(&line.expect("line")).expect("record");
+    for r in jsonl_gz(&dir.join(format!("requests/{label}.jsonl.gz"))) {
         let (ttft, e2el) = (
             r["ttft_ms"].as_f64().expect("ttft"),
             r["e2el_ms"].as_f64().expect("e2el"),

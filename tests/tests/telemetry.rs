@@ -5,7 +5,7 @@
 
 #![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 
@@ -89,12 +89,7 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
     );
     let dir = run_dir(results.path()).expect("run dir");
     let label = p["label"].as_str().expect("label");
-    let file =
-        std::fs::File::open(dir.join(format!("telemetry/{label}.jsonl.gz"))).expect("readings");
-    let readings: Vec<Value> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("line")).expect("json"))
-        .collect();
+    let readings = jsonl_gz(&dir.join(format!("telemetry/{label}.jsonl.gz")));
     assert!(
         readings.len() >= 5,
         "readings every 0.2 s over 2 s: {}",

@@ -33,7 +33,6 @@ const FAST_SIM: [&str; 4] = ["--sim-ttft-ms", "5", "--sim-itl-ms", "1"];
 /// carries vLLM's detailed arrays made from them.
 #[test]
 fn per_request_records_are_gathered_from_every_worker_into_vllms_detailed_arrays() {
-    use std::io::BufRead;
     let tag = new_tag("records");
     let results = tempfile::tempdir().expect("tempdir");
     let mut args = vec![
@@ -57,11 +56,7 @@ fn per_request_records_are_gathered_from_every_worker_into_vllms_detailed_arrays
     let point = &run["points"][0];
     assert_eq!(count(&point["completed"]), 60);
     let dir = run_dir(results.path()).expect("a run directory");
-    let file = std::fs::File::open(dir.join("requests/r50.jsonl.gz")).expect("records file");
-    let records: Vec<Value> = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("line")).expect("a JSON line"))
-        .collect();
+    let records = jsonl_gz(&dir.join("requests/r50.jsonl.gz"));
     let mut indices: Vec<u64> = records.iter().map(|r| count(&r["index"])).collect();
     indices.sort_unstable();
     assert_eq!(indices, (0..60).collect::<Vec<u64>>(), "each request once");
