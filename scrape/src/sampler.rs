@@ -97,17 +97,15 @@ impl Sampler {
                     }
                 }
                 match server {
-                    Ok(r) => keep(&mut readings.server, r),
-                    // (An empty URL: there are no server pages to read.)
-                    Err((url, _)) if url.is_empty() => {}
-                    Err((url, why)) => {
-                        if first_warning(&url) {
-                            tracing::info!(
-                                "server metrics at {}: {why}; it is not read again in this run",
-                                rackload_proto::redact::url(&url)
-                            );
-                        }
+                    None => {}
+                    Some(Ok(r)) => keep(&mut readings.server, r),
+                    Some(Err((url, why))) if first_warning(&url) => {
+                        tracing::info!(
+                            "server metrics at {}: {why}; it is not read again in this run",
+                            rackload_proto::redact::url(&url)
+                        );
                     }
+                    Some(Err(_)) => {}
                 }
             }
             readings
@@ -134,6 +132,19 @@ fn keep<T>(readings: &mut Vec<T>, r: T) {
     }
 }
 
+/// Every page of `urls`, read at once, and the instant they were read (the middle of
+/// the reads).
+async fn read_pages(
+    client: &HttpClient,
+    urls: &[String],
+    wait: Duration,
+) -> (i64, Vec<Result<String, String>>) {
+    let before = unix_nanos();
+    let pages =
+        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
+    (before + (unix_nanos() - before) / 2, pages)
+}
+
 /// One reading of every GPU exporter, summed (`None` unless all answered with power, or
 /// when there are none), and the exporters that did not, with why.
 async fn read_power(
@@ -144,20 +155,18 @@ async fn read_power(
     if urls.is_empty() {
         return (None, Vec::new());
     }
-    let before = unix_nanos();
-    let pages =
-        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
-    let after = unix_nanos();
+    let (at, pages) = read_pages(client, urls, wait).await;
     let mut sum = PowerSample {
-        unix_nanos: before + (after - before) / 2,
+        unix_nanos: at,
         watts: 0.0,
         gpus: 0,
     };
     let mut silent = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
-        match page.and_then(|text| {
+        let power = page.and_then(|text| {
             crate::gpu::power(&text).ok_or_else(|| "no GPU power series".to_owned())
-        }) {
+        });
+        match power {
             Ok((watts, gpus)) => {
                 sum.watts += watts;
                 sum.gpus += gpus;
@@ -168,33 +177,31 @@ async fn read_power(
     (silent.is_empty().then_some(sum), silent)
 }
 
-/// One reading of every server page, added up; the first that did not answer with known
-/// series otherwise, with why (an empty URL when there are none to read).
+/// One reading of every server page, added up, or the first that did not answer with
+/// known series, with why; `None` when there are none to read.
 async fn read_servers(
     client: &HttpClient,
     urls: &[String],
     wait: Duration,
-) -> Result<crate::server::ServerReading, (String, String)> {
+) -> Option<Result<crate::server::ServerReading, (String, String)>> {
     if urls.is_empty() {
-        return Err((String::new(), String::new()));
+        return None;
     }
-    let before = unix_nanos();
-    let pages =
-        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
-    let at = before + (unix_nanos() - before) / 2;
+    let (at, pages) = read_pages(client, urls, wait).await;
     let mut sum = crate::server::ServerReading {
         unix_nanos: at,
         ..Default::default()
     };
     for (url, page) in urls.iter().zip(pages) {
-        match page.and_then(|text| {
+        let reading = page.and_then(|text| {
             crate::server::read(&text, at).ok_or_else(|| "no vLLM or SGLang series".to_owned())
-        }) {
+        });
+        match reading {
             Ok(r) => sum.add(&r),
-            Err(why) => return Err((url.clone(), why)),
+            Err(why) => return Some(Err((url.clone(), why))),
         }
     }
-    Ok(sum)
+    Some(Ok(sum))
 }
 
 /// One exporter's page, bounded in time and size.

@@ -125,7 +125,6 @@ pub fn render_gpu(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) ->
     let mut out = String::from(
         "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n",
     );
-    let default = crate::profile::Profile::load(crate::profile::DEFAULT).ok();
     let mut line = |gpu: usize, watts: f64| {
         out.push_str(&format!(
             "DCGM_FI_DEV_POWER_USAGE{{gpu=\"{gpu}\",modelName=\"rackload-sim\"}} {watts:.3}\n"
@@ -142,11 +141,12 @@ pub fn render_gpu(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) ->
             }
         }
         _ => {
-            let running = stats.in_flight.load(Ordering::Relaxed).min(16);
-            let w = default.map_or(0.0, |p| {
-                p.gpu_idle_w + (p.gpu_max_w - p.gpu_idle_w) * running as f64 / 16.0
-            });
-            line(0, w);
+            use crate::profile::{default_gpu_idle_w, default_gpu_max_w, gpu_power};
+            let running = stats.in_flight.load(Ordering::Relaxed);
+            line(
+                0,
+                gpu_power(default_gpu_idle_w(), default_gpu_max_w(), running, 16),
+            );
         }
     }
     out

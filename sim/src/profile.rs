@@ -51,19 +51,24 @@ pub struct Profile {
     pub gpu_max_w: f64,
 }
 
-fn default_gpu_idle_w() -> f64 {
+pub(crate) fn default_gpu_idle_w() -> f64 {
     150.0
 }
 
-fn default_gpu_max_w() -> f64 {
+pub(crate) fn default_gpu_max_w() -> f64 {
     1000.0
+}
+
+/// A GPU's power between `idle` and `max` with its batch `running` of `capacity` full.
+pub(crate) fn gpu_power(idle: f64, max: f64, running: u64, capacity: u32) -> f64 {
+    let share = (running as f64 / f64::from(capacity.max(1))).min(1.0);
+    idle + (max - idle) * share
 }
 
 impl Profile {
     /// One GPU's power with `running` sequences in its replica's batch.
     pub fn gpu_power_w(&self, running: u64) -> f64 {
-        let share = (running as f64 / f64::from(self.max_num_seqs.max(1))).min(1.0);
-        self.gpu_idle_w + (self.gpu_max_w - self.gpu_idle_w) * share
+        gpu_power(self.gpu_idle_w, self.gpu_max_w, running, self.max_num_seqs)
     }
 }
 
