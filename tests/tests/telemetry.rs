@@ -77,6 +77,12 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
     assert!(close(f(p, "gpu_power_w"), 600.0), "{p}");
     assert_eq!(p["gpus_measured"], 2);
     let energy = f(p, "energy_j");
+    eprintln!(
+        "measured {} W over {} s: {energy} J, {} J/token",
+        f(p, "gpu_power_w"),
+        f(p, "duration_s"),
+        f(p, "j_per_token")
+    );
     assert!(close(energy, 600.0 * f(p, "duration_s")), "{p}");
     let tokens = f(p, "total_input_tokens") + f(p, "total_output_tokens");
     assert!(close(f(p, "j_per_token"), energy / tokens), "{p}");
@@ -156,6 +162,12 @@ fn the_embedded_sims_energy_per_token_falls_as_concurrency_rises() {
         results.path(),
     );
     let (low, high) = (&run["points"][0], &run["points"][1]);
+    for p in [low, high] {
+        eprintln!(
+            "{}: {} W, {} J/output token",
+            p["label"], p["gpu_power_w"], p["j_per_output_token"]
+        );
+    }
     assert!(
         f(high, "gpu_power_w") > f(low, "gpu_power_w"),
         "{low}\n{high}"
@@ -219,6 +231,7 @@ fn the_servers_running_requests_agree_with_the_clients_in_flight() {
     let server = &p["server"];
     let running = f(server, "mean_running");
     let in_flight = f(p, "request_throughput") * f(p, "mean_e2el_ms") / 1000.0;
+    eprintln!("server mean running {running}, client mean in flight {in_flight:.2}");
     assert!(
         (running - in_flight).abs() <= 0.1 * in_flight,
         "server {running} vs client {in_flight}: {server}"
