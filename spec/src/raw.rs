@@ -415,17 +415,7 @@ impl RawRun {
             ("server_metrics", &r.server_metrics),
         ] {
             for u in urls.iter().flatten() {
-                crate::resolve::check_url(&origin.name("run", key), u)?;
-                if !u.starts_with("http://") {
-                    return bad(
-                        "run",
-                        key,
-                        format!(
-                            "{:?}: metrics pages are read over plain http:// only",
-                            rackload_proto::redact::url(u)
-                        ),
-                    );
-                }
+                crate::resolve::check_metrics_url(&origin.name("run", key), u)?;
             }
         }
         if let Some(v) = r

@@ -66,6 +66,22 @@ pub fn check_url(flag: &str, value: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// A metrics page (`--gpu-metrics`, `--server-metrics`): a URL as [`check_url`] wants,
+/// and plain `http://` (the scrapers speak no TLS).
+pub fn check_metrics_url(field: &str, value: &str) -> Result<(), SpecError> {
+    check_url(field, value)?;
+    if value.starts_with("http://") {
+        return Ok(());
+    }
+    Err(SpecError::new(
+        field,
+        format!(
+            "{:?}: metrics pages are read over plain http:// only",
+            rackload_proto::redact::url(value)
+        ),
+    ))
+}
+
 fn opt_secs(
     flag: &str,
     v: Option<f64>,

@@ -330,11 +330,13 @@ fn point_from_proto(k: usize, p: &PointSpec, open: bool) -> Result<Point, SpecEr
 
 /// The sampling interval, when there is something to sample (else unused, and 0 allowed).
 fn telemetry_interval(spec: &RunSpec) -> Result<Duration, SpecError> {
-    for (k, u) in spec.gpu_metrics.iter().enumerate() {
-        crate::resolve::check_url(&format!("gpu_metrics[{k}]"), u)?;
-    }
-    for (k, u) in spec.server_metrics.iter().enumerate() {
-        crate::resolve::check_url(&format!("server_metrics[{k}]"), u)?;
+    for (key, urls) in [
+        ("gpu_metrics", &spec.gpu_metrics),
+        ("server_metrics", &spec.server_metrics),
+    ] {
+        for (k, u) in urls.iter().enumerate() {
+            crate::resolve::check_metrics_url(&format!("{key}[{k}]"), u)?;
+        }
     }
     let s = spec.telemetry_interval_s;
     match s {

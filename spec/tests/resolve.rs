@@ -251,4 +251,10 @@ fn points_and_rates_are_capped_and_the_refusal_names_what_asked() {
     wire.points[0].warmup_prompts = 1;
     let e = ResolvedRun::from_proto(&wire).expect_err("over the cap");
     assert!(e.reason.contains("over the cap"), "{e}");
+    // The coordinator refuses what the scrapers cannot read, as the CLI does.
+    wire.points[0].warmup_prompts = 0;
+    wire.gpu_metrics = vec!["https://node:9400/metrics".into()];
+    wire.telemetry_interval_s = 1.0;
+    let e = ResolvedRun::from_proto(&wire).expect_err("https");
+    assert_eq!(e.field, "gpu_metrics[0]", "{e}");
 }
