@@ -291,10 +291,13 @@ impl RunRecord {
         self.write()
     }
 
-    /// Writes `telemetry/<label>.jsonl.gz`, the GPU power readings taken during the point
-    /// (one JSON line each: `unix_nanos`, `watts` summed over GPUs, `gpus`), when any was.
+    /// Writes `telemetry/<label>.jsonl.gz`: one JSON line per sample taken during the
+    /// point, in time order within each `kind` — `client` (the workers' merged report
+    /// intervals), `gpu` (summed GPU power), `node` (summed node power), `server` (the
+    /// servers' pages summed). The README documents the keys.
     fn write_telemetry(&self, point: &PointResult) -> Result<(), ResultsError> {
-        if point.power_samples.is_empty() {
+        let lines = telemetry_lines(point);
+        if lines.is_empty() {
             return Ok(());
         }
         let path = self
@@ -302,8 +305,7 @@ impl RunRecord {
             .join("telemetry")
             .join(format!("{}.jsonl.gz", point.label));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        for s in &point.power_samples {
-            let line = json!({"unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus});
+        for line in lines {
             let _ = writeln!(gz, "{line}");
         }
         let bytes = gz.finish().map_err(|error| ResultsError::Io {
@@ -383,6 +385,35 @@ impl RunRecord {
             Err(_) => Err(e),
         }
     }
+}
+
+/// A point's telemetry lines (see [`RunRecord::write_telemetry`]).
+fn telemetry_lines(point: &PointResult) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for b in &point.timeline {
+        let at = point.start_unix_nanos + (b.t_s * 1e9) as i64;
+        lines.push(json!({"kind": "client", "unix_nanos": at, "t_s": b.t_s,
+            "completed": b.completed, "failed": b.failed, "output_tokens": b.output_tokens,
+            "in_flight": b.in_flight, "ttft_p50_ms": b.ttft_p50_ms, "ttft_p99_ms": b.ttft_p99_ms}));
+    }
+    for s in &point.power_samples {
+        lines.push(
+            json!({"kind": "gpu", "unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus}),
+        );
+    }
+    for s in &point.node_power_samples {
+        lines.push(
+            json!({"kind": "node", "unix_nanos": s.unix_nanos, "watts": s.watts, "nodes": s.gpus}),
+        );
+    }
+    for s in &point.server_samples {
+        lines.push(
+            json!({"kind": "server", "unix_nanos": s.unix_nanos, "running": s.running,
+            "waiting": s.waiting, "kv_usage": s.kv_usage, "preemptions": s.preemptions,
+            "prefix_queries": s.prefix_queries, "prefix_hits": s.prefix_hits}),
+        );
+    }
+    lines
 }
 
 #[cfg(test)]

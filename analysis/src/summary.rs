@@ -87,13 +87,14 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// A point's measured GPU energy.
+/// A point's measured energy, of its GPUs or of its whole nodes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Energy {
-    /// Mean of the summed power of every measured GPU over the window.
-    pub gpu_power_w: f64,
+    /// Mean of the summed power of every measured GPU (or node) over the window.
+    pub power_w: f64,
     pub energy_j: f64,
-    pub gpus: u32,
+    /// GPUs (or nodes) measured.
+    pub meters: u32,
     /// Per input and output token, and per output token (`None` without tokens).
     pub j_per_token: Option<f64>,
     pub j_per_output_token: Option<f64>,
@@ -144,12 +145,23 @@ impl<'a> PointSummary<'a> {
     /// The point's measured GPU energy and what it cost per token; `None` when its GPUs
     /// were not measured.
     pub fn energy(&self) -> Option<Energy> {
-        let (gpu_power_w, energy_j) = self.point.gpu_power_w.zip(self.point.energy_j)?;
+        let p = self.point;
+        self.energy_of(p.gpu_power_w, p.energy_j, p.gpus_measured)
+    }
+
+    /// The same for its whole nodes (BMCs over Redfish).
+    pub fn node_energy(&self) -> Option<Energy> {
+        let p = self.point;
+        self.energy_of(p.node_power_w, p.node_energy_j, p.nodes_measured)
+    }
+
+    fn energy_of(&self, power: Option<f64>, energy: Option<f64>, meters: u32) -> Option<Energy> {
+        let (power_w, energy_j) = power.zip(energy)?;
         let per = |tokens: u64| (tokens > 0).then(|| energy_j / tokens as f64);
         Some(Energy {
-            gpu_power_w,
+            power_w,
             energy_j,
-            gpus: self.point.gpus_measured,
+            meters,
             j_per_token: per(self.input_tokens() + self.output_tokens()),
             j_per_output_token: per(self.output_tokens()),
         })
@@ -437,12 +449,36 @@ impl<'a> PointSummary<'a> {
             server.insert("readings".into(), json!(s.readings));
             o.insert("server".into(), Value::Object(server));
         }
-        if let Some(e) = self.energy() {
-            o.insert("gpu_power_w".into(), json!(round3(e.gpu_power_w)));
-            o.insert("energy_j".into(), json!(round3(e.energy_j)));
-            o.insert("gpus_measured".into(), json!(e.gpus));
-            o.insert("j_per_token".into(), json!(e.j_per_token));
-            o.insert("j_per_output_token".into(), json!(e.j_per_output_token));
+        let meters = [
+            (
+                self.energy(),
+                [
+                    "gpu_power_w",
+                    "energy_j",
+                    "gpus_measured",
+                    "j_per_token",
+                    "j_per_output_token",
+                ],
+            ),
+            (
+                self.node_energy(),
+                [
+                    "node_power_w",
+                    "node_energy_j",
+                    "nodes_measured",
+                    "node_j_per_token",
+                    "node_j_per_output_token",
+                ],
+            ),
+        ];
+        for (e, [power, energy, count, per_token, per_output]) in meters {
+            if let Some(e) = e {
+                o.insert(power.into(), json!(round3(e.power_w)));
+                o.insert(energy.into(), json!(round3(e.energy_j)));
+                o.insert(count.into(), json!(e.meters));
+                o.insert(per_token.into(), json!(e.j_per_token));
+                o.insert(per_output.into(), json!(e.j_per_output_token));
+            }
         }
     }
 
@@ -461,13 +497,19 @@ impl<'a> PointSummary<'a> {
             }
         }
         if let Some(e) = self.energy() {
-            rows.push((
-                "Mean GPU power (W, measured):",
-                format!("{:.1}", e.gpu_power_w),
-            ));
+            rows.push(("Mean GPU power (W, measured):", format!("{:.1}", e.power_w)));
             rows.push(("GPU energy (J):", format!("{:.1}", e.energy_j)));
             if let Some(j) = e.j_per_output_token {
                 rows.push(("Energy per output token (J):", format!("{j:.4}")));
+            }
+        }
+        if let Some(e) = self.node_energy() {
+            rows.push((
+                "Mean node power (W, measured):",
+                format!("{:.1}", e.power_w),
+            ));
+            if let Some(j) = e.j_per_output_token {
+                rows.push(("Node energy per output token (J):", format!("{j:.4}")));
             }
         }
     }

@@ -376,7 +376,15 @@ pub struct RunArgs {
     /// and ITL quantiles.
     #[arg(long = "server-metrics", value_name = "URL", help_heading = "Output")]
     pub server_metrics: Vec<String>,
-    /// Seconds between readings of --gpu-metrics and --server-metrics [default: 1].
+    /// A node's BMC power page over Redfish (`https://BMC/redfish/v1/Chassis/ID/Power`, or
+    /// its `EnvironmentMetrics`; repeatable, one per node): each point reports the measured
+    /// whole-node power, energy and J/token. Basic-auth credentials come from
+    /// RACKLOAD_REDFISH_USERNAME and RACKLOAD_REDFISH_PASSWORD in the coordinator's
+    /// environment; https pages use the run's --tls-ca and --insecure.
+    #[arg(long = "node-power", value_name = "URL", help_heading = "Output")]
+    pub node_power: Vec<String>,
+    /// Seconds between readings of --gpu-metrics, --node-power and --server-metrics
+    /// [default: 1].
     #[arg(long, value_name = "S", help_heading = "Output")]
     pub telemetry_interval: Option<f64>,
     /// Embedded mode: the coordinator serves Prometheus metrics at GET /metrics on this
@@ -573,6 +581,7 @@ impl RunArgs {
                 telemetry_interval: self.telemetry_interval,
                 server_metrics: (!self.server_metrics.is_empty())
                     .then(|| self.server_metrics.clone()),
+                node_power: (!self.node_power.is_empty()).then(|| self.node_power.clone()),
             },
         };
         raw.check(&Origin::Flags)

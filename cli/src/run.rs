@@ -179,9 +179,15 @@ async fn run_with(
     if embedded_sim {
         let tokenizer = resolved.workload.tokenizer_path().map(str::to_owned);
         let url = start_sim(args, tokenizer.as_deref(), children, &mut environment).await?;
-        // The sim is a rack you can measure: its GPUs' power, DCGM's way.
+        // The sim is a rack you can measure: its GPUs' power, DCGM's way, and its
+        // chassis' over Redfish.
         if resolved.gpu_metrics.is_empty() {
             resolved.gpu_metrics.push(format!("{url}/gpu/metrics"));
+        }
+        if resolved.node_power.is_empty() {
+            resolved
+                .node_power
+                .push(format!("{url}/redfish/v1/Chassis/1/Power"));
         }
         target.base_urls.push(url);
         if target.model.is_empty() {

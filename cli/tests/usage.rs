@@ -263,8 +263,25 @@ fn messages_name_what_is_wrong_in_one_plain_line() {
         &[],
     );
     one_line(
-        &["run", "--gpu-metrics", "https://node:9400/metrics?k=s3cret"],
-        &["--gpu-metrics", "plain http:// only", "k=REDACTED"],
+        &["run", "--gpu-metrics", "ftp://node:9400/metrics?k=s3cret"],
+        &[
+            "--gpu-metrics",
+            "must be an http:// or https:// URL",
+            "k=REDACTED",
+        ],
+        &["s3cret"],
+    );
+    one_line(
+        &[
+            "run",
+            "--node-power",
+            "https://root:s3cret@bmc/redfish/v1/Chassis/1/Power",
+        ],
+        &[
+            "--node-power",
+            "carries credentials",
+            "RACKLOAD_REDFISH_USERNAME",
+        ],
         &["s3cret"],
     );
     let slo = file("slo.toml", "[run]\ngoodput = { ttft_ms = -1 }\n");

@@ -10,6 +10,7 @@ pub mod merge;
 pub mod metrics;
 pub mod registry;
 pub mod run;
+pub mod timeline;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -40,6 +40,8 @@ pub struct PointMerge {
     pub workers: BTreeMap<String, WorkerPart>,
     /// Per target endpoint, by base URL.
     pub endpoints: BTreeMap<String, (Counters, LatencySet)>,
+    /// The reports binned by second, for the point's timeline.
+    pub timeline: crate::timeline::Timeline,
 }
 
 impl PointMerge {
@@ -78,6 +80,7 @@ impl PointMerge {
             return Ok(());
         }
         self.lat.merge_wire(&report.histograms)?;
+        self.timeline.add(worker, report)?;
         if let Some(c) = &report.counters {
             self.counters.add(c);
             part.counters.add(c);
@@ -191,6 +194,12 @@ impl PointMerge {
             gpus_measured: 0,
             power_samples: Vec::new(),
             server: None,
+            server_samples: Vec::new(),
+            node_power_w: None,
+            node_energy_j: None,
+            nodes_measured: 0,
+            node_power_samples: Vec::new(),
+            timeline: self.timeline.bins(),
             point_index: index,
             label: point.label.clone(),
             max_concurrency: point.max_concurrency.unwrap_or(0),

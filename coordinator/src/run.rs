@@ -371,15 +371,25 @@ async fn run_point_in(
     )
     .await;
     // The rack's meters, read while the point runs.
-    let sampler =
-        (!run.spec.gpu_metrics.is_empty() || !run.spec.server_metrics.is_empty()).then(|| {
-            rackload_scrape::Sampler::start(rackload_scrape::sampler::Sources {
-                gpu: run.spec.gpu_metrics.clone(),
-                server: run.spec.server_metrics.clone(),
-                interval: run.spec.telemetry_interval,
-                warned: run.telemetry_warned.clone(),
-            })
-        });
+    let spec = &run.spec;
+    let sampler = (!spec.gpu_metrics.is_empty()
+        || !spec.server_metrics.is_empty()
+        || !spec.node_power.is_empty())
+    .then(|| {
+        rackload_scrape::Sampler::start(rackload_scrape::sampler::Sources {
+            gpu: spec.gpu_metrics.clone(),
+            node: spec.node_power.clone(),
+            server: spec.server_metrics.clone(),
+            // https pages are read as the run's targets are (its --tls-ca, --insecure).
+            tls: rackload_tls::client_config(
+                spec.target.tls_insecure,
+                spec.target.tls_ca_pem.as_deref().unwrap_or_default(),
+            )
+            .ok(),
+            interval: spec.telemetry_interval,
+            warned: run.telemetry_warned.clone(),
+        })
+    });
     let started = point_started(&active, point, &acked, start_unix_nanos);
     if !run.emit(Event::PointStarted(started)).await {
         active.stop_all(true, "client went away").await;
@@ -409,31 +419,53 @@ async fn run_point_in(
             r.goodput = run.spec.goodput;
             let (from, to) = (start_unix_nanos + from, start_unix_nanos + to);
             r.server = rackload_scrape::server::figures(&readings.server, from, to);
+            r.server_samples = readings.server.iter().map(server_sample).collect();
             // A stretch of the window longer than two intervals (and a read's wait)
             // without a reading is not measured.
             let max_gap = 2 * run.spec.telemetry_interval.as_nanos() as i64 + 2_000_000_000;
-            measured_power(&mut r, readings.power, from, to, max_gap);
+            let gpu = measured_power(&readings.power, from, to, max_gap);
+            (r.gpu_power_w, r.energy_j, r.gpus_measured) = gpu;
+            r.power_samples = readings.power;
+            let node = measured_power(&readings.node, from, to, max_gap);
+            (r.node_power_w, r.node_energy_j, r.nodes_measured) = node;
+            r.node_power_samples = readings.node;
             r
         })
         .map_err(|e| Outcome::Failed(format!("point {}: {e}", point.label)))
 }
 
-/// The point's GPU power and energy over its measurement window, from the readings taken
-/// while it ran (nothing when there are none).
+/// The mean power, energy and count of meters (GPUs or nodes) over the point's
+/// measurement window, from the readings taken while it ran (nothing when they do not
+/// cover it).
 fn measured_power(
-    r: &mut PointResult,
-    readings: Vec<PowerSample>,
+    readings: &[PowerSample],
     from: i64,
     to: i64,
     max_gap: i64,
-) {
+) -> (Option<f64>, Option<f64>, u32) {
     let series: Vec<(i64, f64)> = readings.iter().map(|s| (s.unix_nanos, s.watts)).collect();
-    if let Some((watts, joules)) = rackload_scrape::window::integrate(&series, from, to, max_gap) {
-        r.gpu_power_w = Some(watts);
-        r.energy_j = Some(joules);
-        r.gpus_measured = readings.iter().map(|s| s.gpus).max().unwrap_or(0);
+    match rackload_scrape::window::integrate(&series, from, to, max_gap) {
+        Some((watts, joules)) => (
+            Some(watts),
+            Some(joules),
+            readings.iter().map(|s| s.gpus).max().unwrap_or(0),
+        ),
+        None => (None, None, 0),
     }
-    r.power_samples = readings;
+}
+
+/// A server reading as run.json's telemetry keeps it (the histograms are summed into the
+/// point's figures, not kept per reading).
+fn server_sample(r: &rackload_scrape::server::ServerReading) -> rackload_proto::v1::ServerSample {
+    rackload_proto::v1::ServerSample {
+        unix_nanos: r.unix_nanos,
+        running: r.running,
+        waiting: r.waiting,
+        kv_usage: r.kv_usage.map(|k| k / f64::from(r.kv_servers.max(1))),
+        preemptions: r.preemptions,
+        prefix_queries: r.prefix_queries,
+        prefix_hits: r.prefix_hits,
+    }
 }
 
 /// Plans the point over the run's workers (a pure function of the point and their

@@ -23,11 +23,40 @@ pub enum HistogramError {
 }
 
 /// An empty latency histogram (µs), auto-resizing so that no value is lost.
-pub(crate) fn latency_histogram() -> Histogram<u64> {
+pub fn latency_histogram() -> Histogram<u64> {
     let mut h =
         Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGFIG).expect("constant bounds are valid");
     h.auto(true);
     h
+}
+
+/// Adds the counts of the wire histograms of `metric` into `into` (a histogram of
+/// [`latency_histogram`]'s shape).
+pub fn merge_metric(
+    wire: &[MetricHistogram],
+    metric: Metric,
+    into: &mut Histogram<u64>,
+) -> Result<(), HistogramError> {
+    for m in wire.iter().filter(|m| m.metric == metric as i32) {
+        merge_one(m, into)?;
+    }
+    Ok(())
+}
+
+fn merge_one(m: &MetricHistogram, into: &mut Histogram<u64>) -> Result<(), HistogramError> {
+    let metric = Metric::try_from(m.metric).unwrap_or(Metric::Unspecified);
+    match merge_v2_into(&m.v2, into) {
+        Ok(true) => Ok(()),
+        // Not plain V2 (e.g. DEFLATE-compressed): decode it whole.
+        Ok(false) => {
+            let (_, h) = decode(m)?;
+            into.add(&h).map_err(|e| HistogramError::Merge {
+                metric,
+                reason: format!("{e:?}"),
+            })
+        }
+        Err(reason) => Err(HistogramError::Decode { metric, reason }),
+    }
 }
 
 /// Serializes `hist` as a `MetricHistogram` in V2 format.
@@ -194,18 +223,7 @@ impl LatencySet {
             let Some(k) = metric_slot(metric) else {
                 continue;
             };
-            match merge_v2_into(&m.v2, &mut self.hists[k]) {
-                Ok(true) => {}
-                // Not plain V2 (e.g. DEFLATE-compressed): decode it whole.
-                Ok(false) => {
-                    let (_, h) = decode(m)?;
-                    self.hists[k].add(&h).map_err(|e| HistogramError::Merge {
-                        metric,
-                        reason: format!("{e:?}"),
-                    })?;
-                }
-                Err(reason) => return Err(HistogramError::Decode { metric, reason }),
-            }
+            merge_one(m, &mut self.hists[k])?;
         }
         Ok(())
     }

@@ -1,14 +1,29 @@
 //! The rack's own meters during a point. A load generator sees the client side only;
 //! what the rack draws while it serves is on its GPU exporters (NVIDIA's DCGM exporter,
-//! AMD's device-metrics exporter). [`Sampler`] reads them every interval while a point
-//! runs ([`gpu::power`] picks the power series out of their Prometheus text), and
+//! AMD's device-metrics exporter) and its nodes' BMCs (Redfish), and what it is doing on
+//! its servers' own pages. [`Sampler`] reads them every interval while a point runs
+//! ([`gpu::power`] picks the power series out of Prometheus text, [`redfish::power`] a
+//! node's out of a Redfish page, [`server::read`] the server's series), and
 //! [`window::integrate`] turns the samples into the mean power and energy of the point's
 //! measurement window, the figures J/token is made of.
 
 pub mod gpu;
 pub mod prom;
+pub mod redfish;
 pub mod sampler;
 pub mod server;
 pub mod window;
 
 pub use sampler::Sampler;
+
+/// An error with its causes, in one line (hyper's own says only "client error").
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        source = e.source();
+    }
+    s
+}

@@ -1,5 +1,5 @@
-//! Reads every GPU exporter and server page once per interval while a point runs, in a
-//! task of its own:
+//! Reads every GPU exporter, BMC and server page once per interval while a point runs, in
+//! a task of its own:
 //! each GET bounded in time and size, a reading kept only when every exporter answered (a
 //! partial sum would be power that was not drawn), an exporter that does not answer warned
 //! about once, never a failed run. Memory is bounded: past [`MAX_READINGS`] every other
@@ -28,10 +28,12 @@ pub struct Sampler {
     task: JoinHandle<Readings>,
 }
 
-/// What a point's sampling read: summed GPU power, and the servers' pages summed.
+/// What a point's sampling read: summed GPU power, summed node power (`gpus` counts the
+/// nodes), and the servers' pages summed.
 #[derive(Debug, Default)]
 pub struct Readings {
     pub power: Vec<PowerSample>,
+    pub node: Vec<PowerSample>,
     pub server: Vec<crate::server::ServerReading>,
 }
 
@@ -39,14 +41,37 @@ pub struct Readings {
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     pub gpu: Vec<String>,
+    /// BMCs' Redfish power pages (basic auth from the environment, [`crate::redfish`]).
+    pub node: Vec<String>,
     pub server: Vec<String>,
+    /// TLS for https pages (the run's, as its targets use); `None`: Mozilla's roots.
+    pub tls: Option<rustls::ClientConfig>,
     pub interval: Duration,
     /// Pages already warned about, for the whole run (one line each, not one a point); a
     /// server page in it is not read again.
     pub warned: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<bytes::Bytes>,
+>;
+
+/// A client for http and https pages, with the run's TLS configuration.
+fn client(tls: Option<rustls::ClientConfig>) -> HttpClient {
+    let tls = tls.unwrap_or_else(|| {
+        rackload_tls::client_config(false, &[])
+            .expect("Mozilla's roots with no PEM of the run's always make a configuration")
+    });
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(https)
+}
 
 impl Sampler {
     /// Starts reading `sources` every interval (the first reading at once).
@@ -54,7 +79,8 @@ impl Sampler {
         let interval = sources.interval;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+            let client = client(sources.tls.clone());
+            let auth = crate::redfish::basic_auth_from_env();
             let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let wait = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
@@ -74,26 +100,32 @@ impl Sampler {
                 }
                 // A reading in progress when the point ends is abandoned: the point's end
                 // does not wait on a slow exporter.
-                let (power, server) = tokio::select! {
+                let (power, node, server) = tokio::select! {
                     r = async {
                         let live: Vec<String> =
                             sources.server.iter().filter(|u| !is_dead(u)).cloned().collect();
                         tokio::join!(
-                            read_power(&client, &sources.gpu, wait),
+                            read_power(&client, &sources.gpu, None, wait, Meter::Gpu),
+                            read_power(&client, &sources.node, auth.as_deref(), wait, Meter::Node),
                             read_servers(&client, &live, wait),
                         )
                     } => r,
                     _ = stopped.changed() => break,
                 };
-                if let Some(p) = power.0 {
-                    keep(&mut readings.power, p);
-                }
-                for (url, why) in power.1 {
-                    if first_warning(&url) {
-                        tracing::warn!(
-                            "GPU metrics at {}: {why}; power is not measured while it does not answer",
-                            rackload_proto::redact::url(&url)
-                        );
+                for ((sample, silent), (kept, what)) in [
+                    (power, (&mut readings.power, "GPU metrics")),
+                    (node, (&mut readings.node, "node power (Redfish)")),
+                ] {
+                    if let Some(p) = sample {
+                        keep(kept, p);
+                    }
+                    for (url, why) in silent {
+                        if first_warning(&url) {
+                            tracing::warn!(
+                                "{what} at {}: {why}; power is not measured while it does not answer",
+                                rackload_proto::redact::url(&url)
+                            );
+                        }
                     }
                 }
                 match server {
@@ -137,25 +169,37 @@ fn keep<T>(readings: &mut Vec<T>, r: T) {
 async fn read_pages(
     client: &HttpClient,
     urls: &[String],
+    auth: Option<&str>,
     wait: Duration,
 ) -> (i64, Vec<Result<String, String>>) {
     let before = unix_nanos();
     let pages =
-        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, wait))).await;
+        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, auth, wait))).await;
     (before + (unix_nanos() - before) / 2, pages)
 }
 
-/// One reading of every GPU exporter, summed (`None` unless all answered with power, or
-/// when there are none), and the exporters that did not, with why.
+/// What a power page is.
+#[derive(Clone, Copy)]
+enum Meter {
+    /// A GPU exporter's Prometheus text: every GPU's power series.
+    Gpu,
+    /// A BMC's Redfish page: one node.
+    Node,
+}
+
+/// One reading of every GPU exporter (or BMC), summed (`None` unless all answered with
+/// power, or when there are none), and those that did not, with why.
 async fn read_power(
     client: &HttpClient,
     urls: &[String],
+    auth: Option<&str>,
     wait: Duration,
+    meter: Meter,
 ) -> (Option<PowerSample>, Vec<(String, String)>) {
     if urls.is_empty() {
         return (None, Vec::new());
     }
-    let (at, pages) = read_pages(client, urls, wait).await;
+    let (at, pages) = read_pages(client, urls, auth, wait).await;
     let mut sum = PowerSample {
         unix_nanos: at,
         watts: 0.0,
@@ -163,8 +207,11 @@ async fn read_power(
     };
     let mut silent = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
-        let power = page.and_then(|text| {
-            crate::gpu::power(&text).ok_or_else(|| "no GPU power series".to_owned())
+        let power = page.and_then(|text| match meter {
+            Meter::Gpu => crate::gpu::power(&text).ok_or_else(|| "no GPU power series".to_owned()),
+            Meter::Node => crate::redfish::power(&text)
+                .map(|w| (w, 1))
+                .ok_or_else(|| "no Redfish PowerControl or PowerWatts reading".to_owned()),
         });
         match power {
             Ok((watts, gpus)) => {
@@ -187,7 +234,7 @@ async fn read_servers(
     if urls.is_empty() {
         return None;
     }
-    let (at, pages) = read_pages(client, urls, wait).await;
+    let (at, pages) = read_pages(client, urls, None, wait).await;
     let mut sum = crate::server::ServerReading {
         unix_nanos: at,
         ..Default::default()
@@ -204,11 +251,33 @@ async fn read_servers(
     Some(Ok(sum))
 }
 
-/// One exporter's page, bounded in time and size.
-async fn read_one(client: &HttpClient, url: &str, wait: Duration) -> Result<String, String> {
+/// One page, bounded in time and size, with `auth` as its `Authorization` header.
+async fn read_one(
+    client: &HttpClient,
+    url: &str,
+    auth: Option<&str>,
+    wait: Duration,
+) -> Result<String, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let mut req = http::Request::get(uri);
+    if let Some(auth) = auth {
+        req = req.header(http::header::AUTHORIZATION, auth);
+    }
+    let req = req
+        .body(Empty::new())
+        .map_err(|e| format!("not a request: {e}"))?;
     let fetch = async {
-        let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+        if resp.status() == http::StatusCode::UNAUTHORIZED && auth.is_none() {
+            return Err(format!(
+                "HTTP 401: it wants credentials (a BMC's come from {} and {})",
+                crate::redfish::USERNAME_ENV,
+                crate::redfish::PASSWORD_ENV
+            ));
+        }
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }

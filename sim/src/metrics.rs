@@ -118,38 +118,52 @@ impl Collector for Page {
     }
 }
 
-/// `/gpu/metrics`: each simulated GPU's power as NVIDIA's DCGM exporter names it, from the
-/// batch model (every GPU of a replica draws the power of its running batch, per the
-/// profile); without it, one GPU loaded by the requests in flight as a batch of 16.
+/// Each simulated GPU's power, from the batch model (every GPU of a replica draws the
+/// power of its running batch, per the profile); without a profile, one GPU loaded by the
+/// requests in flight as a batch of 16.
+fn gpu_watts(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) -> Vec<f64> {
+    match (&config.profile, replicas.is_empty()) {
+        (Some(p), false) => replicas
+            .iter()
+            .flat_map(|replica| {
+                let w = p.gpu_power_w(replica.stats.running.load(Ordering::Relaxed));
+                std::iter::repeat_n(w, p.gpus_per_replica as usize)
+            })
+            .collect(),
+        _ => {
+            use crate::profile::{default_gpu_idle_w, default_gpu_max_w, gpu_power};
+            let running = stats.in_flight.load(Ordering::Relaxed);
+            vec![gpu_power(
+                default_gpu_idle_w(),
+                default_gpu_max_w(),
+                running,
+                16,
+            )]
+        }
+    }
+}
+
+/// `/gpu/metrics`: each simulated GPU's power as NVIDIA's DCGM exporter names it.
 pub fn render_gpu(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) -> String {
     let mut out = String::from(
         "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n",
     );
-    let mut line = |gpu: usize, watts: f64| {
+    for (gpu, watts) in gpu_watts(config, stats, replicas).iter().enumerate() {
         out.push_str(&format!(
             "DCGM_FI_DEV_POWER_USAGE{{gpu=\"{gpu}\",modelName=\"rackload-sim\"}} {watts:.3}\n"
         ));
-    };
-    match (&config.profile, replicas.is_empty()) {
-        (Some(p), false) => {
-            let per = p.gpus_per_replica as usize;
-            for (r, replica) in replicas.iter().enumerate() {
-                let w = p.gpu_power_w(replica.stats.running.load(Ordering::Relaxed));
-                for g in 0..per {
-                    line(r * per + g, w);
-                }
-            }
-        }
-        _ => {
-            use crate::profile::{default_gpu_idle_w, default_gpu_max_w, gpu_power};
-            let running = stats.in_flight.load(Ordering::Relaxed);
-            line(
-                0,
-                gpu_power(default_gpu_idle_w(), default_gpu_max_w(), running, 16),
-            );
-        }
     }
     out
+}
+
+/// The whole sim as one node's chassis power, in watts: the profile's `node_base_w` (CPUs,
+/// NICs, fans) plus every GPU's power.
+pub fn node_watts(config: &SimConfig, stats: &SimStats, replicas: &[Replica]) -> f64 {
+    let base = config
+        .profile
+        .as_ref()
+        .map_or_else(crate::profile::default_node_base_w, |p| p.node_base_w);
+    base + gpu_watts(config, stats, replicas).iter().sum::<f64>()
 }
 
 /// The whole `/metrics` page for `replicas` (all of the sim's, or one on its own port), in

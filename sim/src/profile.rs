@@ -49,6 +49,14 @@ pub struct Profile {
     pub gpu_idle_w: f64,
     #[serde(default = "default_gpu_max_w")]
     pub gpu_max_w: f64,
+    /// The rest of the node — CPUs, NICs, fans — drawn whatever the batch (W): the sim's
+    /// Redfish page reports it plus every GPU's power, as a BMC reports the whole chassis.
+    #[serde(default = "default_node_base_w")]
+    pub node_base_w: f64,
+}
+
+pub(crate) fn default_node_base_w() -> f64 {
+    2000.0
 }
 
 pub(crate) fn default_gpu_idle_w() -> f64 {
@@ -127,6 +135,7 @@ fn p(
         prefill_tokens_per_s,
         gpu_idle_w: default_gpu_idle_w(),
         gpu_max_w: default_gpu_max_w(),
+        node_base_w: default_node_base_w(),
     }
 }
 
@@ -228,6 +237,9 @@ impl Profile {
                 "gpu_idle_w/gpu_max_w",
                 "must be watts with 0 <= idle <= max <= 100000",
             ));
+        }
+        if !(0.0..=1_000_000.0).contains(&self.node_base_w) {
+            return Err(bad("node_base_w", "must be watts from 0 to 1000000"));
         }
         if self.max_num_seqs == 0 {
             return Err(bad("max_num_seqs", "must be at least 1"));

@@ -237,6 +237,11 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
                 .route("/traceparents", get(traceparents))
                 .route("/metrics", get(metrics))
                 .route("/gpu/metrics", get(gpu_metrics))
+                .route("/redfish/v1/Chassis/1/Power", get(redfish_power))
+                .route(
+                    "/redfish/v1/Chassis/1/EnvironmentMetrics",
+                    get(redfish_environment),
+                )
                 .route("/health", get(|| async { "ok" }))
                 .with_state(Front {
                     s: shared.clone(),
@@ -375,6 +380,37 @@ async fn metrics(State(f): State<Front>, headers: axum::http::HeaderMap) -> Resp
 async fn gpu_metrics(State(f): State<Front>) -> Response {
     let text = crate::metrics::render_gpu(&f.s.config, &f.s.stats, f.replicas());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A BMC's classic Redfish power page for the sim as one chassis.
+async fn redfish_power(State(f): State<Front>) -> Response {
+    let watts = crate::metrics::node_watts(&f.s.config, &f.s.stats, f.replicas());
+    axum::Json(serde_json::json!({
+        "@odata.id": "/redfish/v1/Chassis/1/Power",
+        "@odata.type": "#Power.v1_7_1.Power",
+        "Id": "Power",
+        "Name": "Power",
+        "PowerControl": [{
+            "@odata.id": "/redfish/v1/Chassis/1/Power#/PowerControl/0",
+            "MemberId": "0",
+            "Name": "System Power Control",
+            "PowerConsumedWatts": (watts * 10.0).round() / 10.0,
+        }],
+    }))
+    .into_response()
+}
+
+/// The newer Redfish shape of the same reading (`EnvironmentMetrics.PowerWatts`).
+async fn redfish_environment(State(f): State<Front>) -> Response {
+    let watts = crate::metrics::node_watts(&f.s.config, &f.s.stats, f.replicas());
+    axum::Json(serde_json::json!({
+        "@odata.id": "/redfish/v1/Chassis/1/EnvironmentMetrics",
+        "@odata.type": "#EnvironmentMetrics.v1_3_0.EnvironmentMetrics",
+        "Id": "EnvironmentMetrics",
+        "Name": "Chassis Environment Metrics",
+        "PowerWatts": {"Reading": (watts * 10.0).round() / 10.0},
+    }))
+    .into_response()
 }
 
 /// Largest request body read (a 1 M-token prompt as token ids fits).

@@ -131,6 +131,8 @@ pub struct RawRunTable {
     pub telemetry_interval: Option<f64>,
     /// As `--server-metrics URL` (repeatable): the servers' own Prometheus pages.
     pub server_metrics: Option<Vec<String>>,
+    /// As `--node-power URL` (repeatable): BMCs' Redfish power pages.
+    pub node_power: Option<Vec<String>>,
 }
 
 /// vLLM's goodput SLOs, in milliseconds; a request is good when it meets every one given.
@@ -261,7 +263,7 @@ impl RawRun {
         or_fields!(r, b; workers, worker_wait, request_rates, num_prompts, warmup, duration,
             cooldown, max_failure_rate, on_worker_loss, trace_sample, results_dir,
             save_requests, save_detailed, goodput, gpu_metrics, telemetry_interval,
-            server_metrics);
+            server_metrics, node_power);
         self
     }
 
@@ -413,6 +415,7 @@ impl RawRun {
         for (key, urls) in [
             ("gpu_metrics", &r.gpu_metrics),
             ("server_metrics", &r.server_metrics),
+            ("node_power", &r.node_power),
         ] {
             for u in urls.iter().flatten() {
                 crate::resolve::check_metrics_url(&origin.name("run", key), u)?;

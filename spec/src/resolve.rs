@@ -66,21 +66,24 @@ pub fn check_url(flag: &str, value: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// A metrics page (`--gpu-metrics`, `--server-metrics`): a URL as [`check_url`] wants,
-/// and plain `http://` (the scrapers speak no TLS).
+/// A page the coordinator reads during every point (`--gpu-metrics`, `--server-metrics`,
+/// `--node-power`): an absolute http(s) URL with a host, with no credentials in it (a
+/// BMC's come from the environment, [`REDFISH_CREDENTIALS`]).
 pub fn check_metrics_url(field: &str, value: &str) -> Result<(), SpecError> {
-    check_url(field, value)?;
-    if value.starts_with("http://") {
-        return Ok(());
+    if rackload_proto::redact::has_user_info(value) {
+        return Err(SpecError::new(
+            field,
+            format!(
+                "{:?} carries credentials, which are not sent: a BMC's come from {REDFISH_CREDENTIALS}",
+                rackload_proto::redact::url(value)
+            ),
+        ));
     }
-    Err(SpecError::new(
-        field,
-        format!(
-            "{:?}: metrics pages are read over plain http:// only",
-            rackload_proto::redact::url(value)
-        ),
-    ))
+    check_url(field, value)
 }
+
+/// Where a BMC's basic-auth credentials are read from (the coordinator's environment).
+pub const REDFISH_CREDENTIALS: &str = "RACKLOAD_REDFISH_USERNAME and RACKLOAD_REDFISH_PASSWORD";
 
 fn opt_secs(
     flag: &str,
@@ -176,6 +179,7 @@ pub fn resolve(raw: RawRun, ctx: Context) -> Result<Resolved, SpecError> {
         goodput: r.goodput.map(crate::raw::GoodputSlo::to_proto),
         gpu_metrics: r.gpu_metrics.clone().unwrap_or_default(),
         server_metrics: r.server_metrics.clone().unwrap_or_default(),
+        node_power: r.node_power.clone().unwrap_or_default(),
         telemetry_interval: r
             .telemetry_interval
             .map_or(d::TELEMETRY_INTERVAL, Duration::from_secs_f64),

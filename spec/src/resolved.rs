@@ -78,6 +78,8 @@ pub struct ResolvedRun {
     pub telemetry_interval: Duration,
     /// The servers' own Prometheus pages, read likewise.
     pub server_metrics: Vec<String>,
+    /// BMCs' Redfish power pages, read likewise.
+    pub node_power: Vec<String>,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -178,6 +180,7 @@ impl ResolvedRun {
             gpu_metrics: self.gpu_metrics.clone(),
             telemetry_interval_s: self.telemetry_interval.as_secs_f64(),
             server_metrics: self.server_metrics.clone(),
+            node_power: self.node_power.clone(),
         }
     }
 
@@ -260,6 +263,7 @@ impl ResolvedRun {
             gpu_metrics: spec.gpu_metrics.clone(),
             telemetry_interval: telemetry_interval(spec)?,
             server_metrics: spec.server_metrics.clone(),
+            node_power: spec.node_power.clone(),
         })
     }
 
@@ -333,6 +337,7 @@ fn telemetry_interval(spec: &RunSpec) -> Result<Duration, SpecError> {
     for (key, urls) in [
         ("gpu_metrics", &spec.gpu_metrics),
         ("server_metrics", &spec.server_metrics),
+        ("node_power", &spec.node_power),
     ] {
         for (k, u) in urls.iter().enumerate() {
             crate::resolve::check_metrics_url(&format!("{key}[{k}]"), u)?;
@@ -340,7 +345,10 @@ fn telemetry_interval(spec: &RunSpec) -> Result<Duration, SpecError> {
     }
     let s = spec.telemetry_interval_s;
     match s {
-        _ if spec.gpu_metrics.is_empty() && spec.server_metrics.is_empty() => {
+        _ if spec.gpu_metrics.is_empty()
+            && spec.server_metrics.is_empty()
+            && spec.node_power.is_empty() =>
+        {
             Ok(crate::defaults::TELEMETRY_INTERVAL)
         }
         s if (0.05..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),

@@ -254,7 +254,10 @@ fn points_and_rates_are_capped_and_the_refusal_names_what_asked() {
     // The coordinator refuses what the scrapers cannot read, as the CLI does.
     wire.points[0].warmup_prompts = 0;
     wire.gpu_metrics = vec!["https://node:9400/metrics".into()];
+    wire.node_power = vec!["https://bmc-1/redfish/v1/Chassis/1/Power".into()];
     wire.telemetry_interval_s = 1.0;
-    let e = ResolvedRun::from_proto(&wire).expect_err("https");
-    assert_eq!(e.field, "gpu_metrics[0]", "{e}");
+    ResolvedRun::from_proto(&wire).expect("https pages are read");
+    wire.node_power = vec!["ftp://bmc-1/x".into()];
+    let e = ResolvedRun::from_proto(&wire).expect_err("ftp");
+    assert_eq!(e.field, "node_power[0]", "{e}");
 }

@@ -8,6 +8,5 @@ pub mod chunk_scan;
 pub mod openai;
 mod options;
 mod stream;
-mod tls;
 
 pub use openai::{Completed, Failed, Gap, OpenAiTarget, TargetError};

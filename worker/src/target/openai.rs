@@ -26,7 +26,6 @@ pub use super::options::{Api, TargetError};
 use super::options::{Endpoint, Timeouts, parse_base, resolved};
 pub use super::stream::{Completed, Failed, Gap, micros, read_sse_bytes};
 use super::stream::{error_message, first_byte_timeout};
-use super::tls::tls_config;
 use super::{options, stream};
 use crate::error::ErrorClass;
 
@@ -429,6 +428,12 @@ pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>
     tokio::time::timeout(Duration::from_secs(10), fut)
         .await
         .map_err(|_| probe("GET /v1/models gave no answer within 10 s".into()))?
+}
+
+/// The run's TLS client configuration, its errors named by the target's option.
+fn tls_config(spec: &TargetSpec) -> Result<rustls::ClientConfig, TargetError> {
+    rackload_tls::client_config(spec.tls_insecure, &spec.tls_ca_pem)
+        .map_err(|e| options::bad_option(e.option, e.reason))
 }
 
 #[cfg(test)]

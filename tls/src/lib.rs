@@ -1,11 +1,23 @@
-//! TLS for https targets: Mozilla's roots (webpki-roots) plus any PEM the run gives, or
-//! no verification at all when asked (`--insecure`, for testing).
+//! TLS for every https page rackload reads (the targets, and the BMCs' Redfish pages):
+//! Mozilla's roots (webpki-roots) plus any PEM the run gives, or no verification at all
+//! when asked (`--insecure`, for testing).
 
 use std::sync::Arc;
 
-use rackload_proto::v1::TargetSpec;
+/// Why the TLS configuration could not be made; `option` is the run option at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct TlsError {
+    pub option: &'static str,
+    pub reason: String,
+}
 
-use super::options::{TargetError, bad_option};
+fn bad_option(option: &'static str, reason: impl Into<String>) -> TlsError {
+    TlsError {
+        option,
+        reason: reason.into(),
+    }
+}
 
 /// A certificate verifier that accepts any server (`tls_insecure`, for testing).
 #[derive(Debug)]
@@ -53,13 +65,14 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
     }
 }
 
-/// The TLS client configuration: Mozilla's roots (webpki-roots) plus any PEM given.
-pub(crate) fn tls_config(spec: &TargetSpec) -> Result<rustls::ClientConfig, TargetError> {
+/// The TLS client configuration: Mozilla's roots (webpki-roots) plus the certificates of
+/// `ca_pem`, or none checked when `insecure`.
+pub fn client_config(insecure: bool, ca_pem: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad_option("tls", e.to_string()))?;
-    if spec.tls_insecure {
+    if insecure {
         return Ok(builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
@@ -67,11 +80,11 @@ pub(crate) fn tls_config(spec: &TargetSpec) -> Result<rustls::ClientConfig, Targ
     }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if !spec.tls_ca_pem.is_empty() {
+    if !ca_pem.is_empty() {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let mut n = 0;
-        for cert in CertificateDer::pem_slice_iter(&spec.tls_ca_pem) {
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
             let cert =
                 cert.map_err(|e| bad_option("tls-ca", format!("not a PEM certificate: {e}")))?;
             roots
