@@ -1,6 +1,7 @@
 //! A run's report: one self-contained HTML file (inline CSS and SVG, no script,
-//! nothing fetched) with the run's setup, a table per point, latency distributions, the
-//! frontier and cost charts, and client-health warnings. `rackload run` writes it, and
+//! nothing fetched) with client-health warnings, a table per point, latency by
+//! percentile, each point's timeline, the frontier and cost charts, and the run's setup
+//! as a table (its raw JSON folded away). `rackload run` writes it, and
 //! `frontier.svg`, next to `run.json` when a run ends.
 
 use std::fmt::Write as _;
@@ -83,12 +84,17 @@ pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, Repor
         }
         Err(_) => None,
     };
-    let html = html(
+    let mut html = html(
         &run,
         analysis.as_ref().ok(),
         svg.as_deref(),
         analysis.as_ref().err(),
     );
+    // The pictures read the run's other files; they go before the frontier.
+    let pictures = pictures(dir, &run)?;
+    if let Some(at) = html.find("<h2>Frontier and cost</h2>") {
+        html.insert_str(at, &pictures);
+    }
     let path = dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     Ok(path)
@@ -108,7 +114,8 @@ fn html(
          body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
          td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}\
          td:first-child,th:first-child{{text-align:left}}.warn{{background:#fff4e5;border-left:4px solid #f0a020;padding:6px 10px}}\
-         pre{{background:#f7f7f7;padding:8px;overflow:auto}}</style></head><body>",
+         pre{{background:#f7f7f7;padding:8px;overflow:auto}}figure.chart{{display:inline-block;margin:0.5em}}\
+         table.setup td{{text-align:left;font-family:monospace}}</style></head><body>",
         esc(id)
     );
     let _ = write!(
@@ -133,17 +140,103 @@ fn html(
     points_table(&mut h, &points);
     distributions(&mut h, &points);
     frontier_section(&mut h, analysis, svg, why_not);
-    h.push_str("<h2>Setup</h2><pre>");
     let setup = serde_json::json!({
         "spec": run["spec"],
         "environment": run["environment"],
         "workers": run["workers"],
     });
+    setup_table(&mut h, &setup);
+    h.push_str("<details><summary>The setup as JSON</summary><pre>");
     h.push_str(&esc(
         &serde_json::to_string_pretty(&setup).unwrap_or_default()
     ));
-    h.push_str("</pre></body></html>\n");
+    h.push_str("</pre></details></body></html>\n");
     h
+}
+
+/// Latency by percentile across points, then each point's timeline.
+fn pictures(dir: &Path, run: &Value) -> Result<String, ReportError> {
+    let labels: Vec<String> = run["points"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["label"].as_str().map(str::to_owned))
+        .collect();
+    let mut h = String::from("<h2>Latency by percentile</h2>");
+    let hists = crate::charts::read_hlog(dir);
+    let nines = crate::charts::nines_charts(&hists, &labels);
+    if nines.is_empty() {
+        h.push_str("<p>No histograms.hlog with latencies to draw.</p>");
+    }
+    for chart in nines {
+        if let Some(svg) = chart.svg()? {
+            let _ = write!(h, "<figure class=\"chart\">{svg}</figure>");
+        }
+    }
+    h.push_str("<h2>Timelines</h2><p>Per second of each point, from the start instant: the client's view (the workers' merged reports) beside the server's and the meters' readings (<code>telemetry/&lt;point&gt;.jsonl.gz</code>).</p>");
+    for label in &labels {
+        let lines = crate::charts::read_telemetry(dir, label);
+        let charts = crate::charts::timeline_charts(label, &lines);
+        if charts.is_empty() {
+            let _ = write!(h, "<p>{}: no timeline recorded.</p>", esc(label));
+            continue;
+        }
+        let _ = write!(h, "<h3>{}</h3>", esc(label));
+        for chart in charts {
+            if let Some(svg) = chart.svg()? {
+                let _ = write!(h, "<figure class=\"chart\">{svg}</figure>");
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// The setup as rows of `path · value`, nested objects flattened with dots and lists of
+/// plain values joined (a list of objects is numbered).
+fn setup_table(h: &mut String, setup: &Value) {
+    fn flatten(prefix: &str, v: &Value, rows: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, rows);
+                }
+            }
+            Value::Array(a) if a.iter().any(|v| v.is_object() || v.is_array()) => {
+                for (k, v) in a.iter().enumerate() {
+                    flatten(&format!("{prefix}[{k}]"), v, rows);
+                }
+            }
+            Value::Array(a) => rows.push((
+                prefix.to_owned(),
+                a.iter().map(plain).collect::<Vec<_>>().join(", "),
+            )),
+            Value::Null => {}
+            v => rows.push((prefix.to_owned(), plain(v))),
+        }
+    }
+    fn plain(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        }
+    }
+    let mut rows = Vec::new();
+    flatten("", setup, &mut rows);
+    h.push_str("<h2>Setup</h2><table class=\"setup\"><tr><th>setting</th><th>value</th></tr>");
+    for (k, v) in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            esc(&k),
+            esc(&rackload_input::clip(&v, 300))
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// What makes a point's numbers doubtful: a saturated client, a failed gate, a lost worker.

@@ -10,6 +10,7 @@
 
 pub mod analyze;
 pub mod catalog;
+mod charts;
 pub mod detailed;
 pub mod frontier;
 pub mod html;

@@ -22,7 +22,7 @@ pub enum PlotError {
     Draw(String),
 }
 
-fn register_fonts() {
+pub(crate) fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The embedded bytes are a valid TrueType font; a failure only loses text.
