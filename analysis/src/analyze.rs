@@ -262,7 +262,13 @@ fn point_out(
     })?;
     let system = catalog.system(&system_name)?;
     let dollars = system.cost(&opts.tier)?;
-    let f = tco::figures(&p.measured, gpus, system, dollars);
+    let f = tco::figures(
+        &p.measured,
+        gpus,
+        system,
+        dollars,
+        catalog.electricity_usd_per_kwh,
+    );
     let mut meta = opts.meta.clone();
     meta.extend(p.meta.clone());
     let (meta, disagg) = normalised(meta, gpus);
@@ -505,10 +511,20 @@ impl Analysis {
                     if p.on_frontier { "*" } else { "" }
                 );
                 if let Some(m) = &p.figures.measured_power {
+                    let energy = |c: Option<f64>| {
+                        c.map(|c| format!(", energy ${c:.4}/M tok"))
+                            .unwrap_or_default()
+                    };
                     let _ = writeln!(
                         t,
-                        "  {:>10} measured: {:.0} tok/s/MW, {:.4} J/tok ({:.3} kW/GPU all-in: measured GPU power × {:.2} overhead)",
-                        "", m.tok_per_s_per_mw, m.joules_per_token, m.kw_per_gpu, m.overhead
+                        "  {:>10} measured: {:.0} tok/s/MW, {:.4} J/tok{} ({:.3} kW/GPU all-in: measured GPU power × {:.2} overhead; provisioned{})",
+                        "",
+                        m.tok_per_s_per_mw,
+                        m.joules_per_token,
+                        energy(m.energy_cost_per_mtok),
+                        m.kw_per_gpu,
+                        m.overhead,
+                        energy(p.figures.energy_cost_per_mtok)
                     );
                 }
             }
@@ -533,7 +549,7 @@ impl Analysis {
     /// CSV, one row per point.
     pub fn csv(&self) -> String {
         let mut t = String::from(
-            "group,source,label,system,concurrency,interactivity,tput_per_gpu,output_tput_per_gpu,input_tput_per_gpu,cost_per_mtok,output_cost_per_mtok,tok_per_s_per_mw,joules_per_token,on_frontier,measured_tok_per_s_per_mw,measured_joules_per_token\n",
+            "group,source,label,system,concurrency,interactivity,tput_per_gpu,output_tput_per_gpu,input_tput_per_gpu,cost_per_mtok,output_cost_per_mtok,tok_per_s_per_mw,joules_per_token,on_frontier,measured_tok_per_s_per_mw,measured_joules_per_token,energy_cost_per_mtok,measured_energy_cost_per_mtok\n",
         );
         for g in &self.groups {
             for p in &g.points {
@@ -544,8 +560,9 @@ impl Analysis {
                         .map(|m| f(m).to_string())
                         .unwrap_or_default()
                 };
+                let energy = |c: Option<f64>| c.map(|c| c.to_string()).unwrap_or_default();
                 t.push_str(&format!(
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     csv_field(&g.name),
                     csv_field(&p.source),
                     csv_field(&p.label),
@@ -562,6 +579,12 @@ impl Analysis {
                     p.on_frontier,
                     measured(|m| m.tok_per_s_per_mw),
                     measured(|m| m.joules_per_token),
+                    energy(p.figures.energy_cost_per_mtok),
+                    energy(
+                        p.figures
+                            .measured_power
+                            .and_then(|m| m.energy_cost_per_mtok)
+                    ),
                 ));
             }
         }

@@ -29,6 +29,9 @@ pub struct System {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
+    /// The price of energy, for the energy part of $/M tokens (provisioned and measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub electricity_usd_per_kwh: Option<f64>,
     #[serde(default, rename = "system")]
     pub systems: Vec<System>,
 }
@@ -118,6 +121,9 @@ impl Catalog {
         let extra: Catalog = toml::from_str(&text)
             .map_err(|e| file(rackload_input::located(&text, e.span(), e.message())))?;
         let mut cat = Catalog::embedded();
+        if extra.electricity_usd_per_kwh.is_some() {
+            cat.electricity_usd_per_kwh = extra.electricity_usd_per_kwh;
+        }
         for s in extra.systems {
             match cat.systems.iter_mut().find(|x| x.name == s.name) {
                 Some(x) => *x = s,
@@ -129,6 +135,16 @@ impl Catalog {
     }
 
     pub fn validate(&self) -> Result<(), CatalogError> {
+        if let Some(p) = self
+            .electricity_usd_per_kwh
+            .filter(|p| !(p.is_finite() && (0.0..=100.0).contains(p)))
+        {
+            return Err(CatalogError::Invalid {
+                system: "(all)".into(),
+                field: "electricity_usd_per_kwh",
+                reason: format!("{p} is not a price from 0 to 100 $/kWh"),
+            });
+        }
         for s in &self.systems {
             let bad = |field: &'static str, reason: &str| CatalogError::Invalid {
                 system: s.name.clone(),

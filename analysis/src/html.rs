@@ -332,12 +332,14 @@ fn frontier_section(
     match (analysis, svg) {
         (Some(a), Some(svg)) => {
             h.push_str(svg);
-            h.push_str("<table><tr><th>group · point</th><th>tok/s/user</th><th>tok/s/GPU</th><th>$/M tokens</th><th>tok/s/MW</th><th>J/token</th><th>J/token (measured)</th><th>frontier</th></tr>");
+            h.push_str("<table><tr><th>group · point</th><th>tok/s/user</th><th>tok/s/GPU</th><th>$/M tokens</th><th>tok/s/MW</th><th>J/token</th><th>energy $/M tokens</th><th>J/token (measured)</th><th>energy $/M tokens (measured)</th><th>frontier</th></tr>");
+            let money = |c: Option<f64>| c.map(|c| format!("{c:.4}")).unwrap_or_default();
             for g in &a.groups {
                 for p in &g.points {
+                    let m = p.figures.measured_power;
                     let _ = write!(
                         h,
-                        "<tr><td>{} · {}</td><td>{:.1}</td><td>{:.1}</td><td>{:.4}</td><td>{:.0}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+                        "<tr><td>{} · {}</td><td>{:.1}</td><td>{:.1}</td><td>{:.4}</td><td>{:.0}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                         esc(&g.title()),
                         esc(&p.label),
                         p.figures.interactivity,
@@ -345,13 +347,13 @@ fn frontier_section(
                         p.figures.cost_per_mtok,
                         p.figures.tok_per_s_per_mw,
                         p.figures.joules_per_token,
-                        p.figures
-                            .measured_power
-                            .map(|m| format!(
-                                "{:.4} (×{:.2} overhead)",
-                                m.joules_per_token, m.overhead
-                            ))
-                            .unwrap_or_default(),
+                        money(p.figures.energy_cost_per_mtok),
+                        m.map(|m| format!(
+                            "{:.4} (×{:.2} overhead)",
+                            m.joules_per_token, m.overhead
+                        ))
+                        .unwrap_or_default(),
+                        money(m.and_then(|m| m.energy_cost_per_mtok)),
                         if p.on_frontier { "yes" } else { "" }
                     );
                 }

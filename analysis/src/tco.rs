@@ -58,6 +58,9 @@ pub struct MeasuredPower {
     pub overhead: f64,
     pub tok_per_s_per_mw: f64,
     pub joules_per_token: f64,
+    /// The energy part of $/M tokens at the measured power (absent: no price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy_cost_per_mtok: Option<f64>,
 }
 
 /// A point's rack-scale figures.
@@ -81,6 +84,10 @@ pub struct RackFigures {
     pub tok_per_s_per_mw: f64,
     /// Provisioned energy per total token, J.
     pub joules_per_token: f64,
+    /// The energy part of $/M tokens at the provisioned power and the catalog's price of
+    /// electricity (absent: no price); inside `cost_per_mtok`, not added to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy_cost_per_mtok: Option<f64>,
     /// From the measured power, when the point has it (labelled *measured*; the figures
     /// above stay the provisioned ones).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +117,7 @@ pub fn figures(
     gpus: Gpus,
     system: &System,
     dollars_per_gpu_hour: f64,
+    usd_per_kwh: Option<f64>,
 ) -> RackFigures {
     let total = f64::from(gpus.total().max(1));
     let tput_per_gpu = (m.input_tps + m.output_tps) / total;
@@ -117,6 +125,8 @@ pub fn figures(
     let input_tput_per_gpu = m.input_tps / f64::from(gpus.prefill().max(1));
     let kw = system.all_in_kw_per_gpu;
     let rack = f64::from(system.gpus_per_rack);
+    // An hour of a GPU's power at the price, over the tokens it makes in that hour.
+    let energy_cost = |kw: f64| usd_per_kwh.map(|p| cost_per_mtok(kw * p, tput_per_gpu));
     RackFigures {
         interactivity: if m.median_tpot_ms > 0.0 {
             1000.0 / m.median_tpot_ms
@@ -135,6 +145,7 @@ pub fn figures(
         } else {
             f64::INFINITY
         },
+        energy_cost_per_mtok: energy_cost(kw),
         measured_power: m.gpu_power.and_then(|(watts, n)| {
             let overhead = if system.tdp_kw > 0.0 {
                 system.all_in_kw_per_gpu / system.tdp_kw
@@ -147,6 +158,7 @@ pub fn figures(
                 overhead,
                 tok_per_s_per_mw: tok_per_s_per_mw(tput_per_gpu, kw),
                 joules_per_token: kw * 1000.0 / tput_per_gpu,
+                energy_cost_per_mtok: energy_cost(kw),
             })
         }),
         rack_tok_per_s: tput_per_gpu * rack,
@@ -159,6 +171,11 @@ pub fn figures(
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+
+    /// 1 kW of measured GPU power with the catalog's overhead (all-in kW over TDP).
+    fn overhead_kw(s: &System) -> f64 {
+        s.all_in_kw_per_gpu / s.tdp_kw
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-9 * b.abs().max(1.0)
@@ -180,6 +197,7 @@ mod tests {
             Gpus::Aggregated(72),
             gb,
             gb.cost("owning").expect("tier"),
+            None,
         );
         assert!(close(f.tput_per_gpu, 10_000.0));
         assert!(close(f.interactivity, 50.0));
@@ -207,10 +225,20 @@ mod tests {
             Gpus::Aggregated(72),
             gb,
             gb.cost("owning").expect("tier"),
-        )
-        .measured_power
-        .expect("measured");
-        let overhead = 2.10 / gb.tdp_kw;
+            Some(0.08),
+        );
+        // The energy part of $/M tokens: 2.10 kW × $0.08/kWh = $0.168 per GPU-hour,
+        // over 36 M tokens an hour.
+        assert!(close(
+            measured.energy_cost_per_mtok.expect("priced"),
+            2.10 * 0.08 / 36.0
+        ));
+        let measured = measured.measured_power.expect("measured");
+        assert!(close(
+            measured.energy_cost_per_mtok.expect("priced"),
+            overhead_kw(gb) * 0.08 / 36.0
+        ));
+        let overhead = overhead_kw(gb);
         assert!(close(measured.overhead, overhead));
         assert!(close(measured.kw_per_gpu, overhead));
         assert!(close(
@@ -238,7 +266,7 @@ mod tests {
             prefill: 8,
             decode: 24,
         };
-        let f = figures(&m, gpus, mi, mi.cost("rental").expect("tier"));
+        let f = figures(&m, gpus, mi, mi.cost("rental").expect("tier"), None);
         assert!(close(f.tput_per_gpu, 256_000.0 / 32.0)); // 8,000 over all GPUs
         assert!(close(f.output_tput_per_gpu, 4_000.0)); // 96,000 / 24 decode GPUs
         assert!(close(f.input_tput_per_gpu, 20_000.0)); // 160,000 / 8 prefill GPUs

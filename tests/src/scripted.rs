@@ -13,14 +13,23 @@ const MAX_CONNECTIONS: usize = 256;
 /// Starts a server running `script` on each request's connection; returns its base URL.
 /// The worker's preflight (a connect and a hang-up) reaches no script.
 pub fn scripted_server(script: fn(&mut TcpStream)) -> String {
+    serve(move |_, conn| script(conn))
+}
+
+/// The same, the script seeing the request's head too (its request line and headers).
+pub fn scripted_server_seeing(script: fn(&str, &mut TcpStream)) -> String {
+    serve(script)
+}
+
+fn serve(script: impl Fn(&str, &mut TcpStream) + Copy + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     std::thread::spawn(move || {
         for conn in listener.incoming().take(MAX_CONNECTIONS) {
             let Ok(mut conn) = conn else { continue };
             std::thread::spawn(move || {
-                if read_request(&mut conn) {
-                    script(&mut conn);
+                if let Some(head) = read_request(&mut conn) {
+                    script(&head, &mut conn);
                 }
             });
         }
@@ -28,8 +37,8 @@ pub fn scripted_server(script: fn(&mut TcpStream)) -> String {
     url
 }
 
-/// Reads one request, head and body; false when the client hung up first.
-fn read_request(conn: &mut TcpStream) -> bool {
+/// Reads one request, head and body; its head, or `None` when the client hung up first.
+fn read_request(conn: &mut TcpStream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 4096];
     let body_at = loop {
@@ -37,7 +46,7 @@ fn read_request(conn: &mut TcpStream) -> bool {
             break k + 4;
         }
         match conn.read(&mut byte) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => head.extend_from_slice(&byte[..n]),
         }
     };
@@ -49,11 +58,11 @@ fn read_request(conn: &mut TcpStream) -> bool {
         .unwrap_or(0);
     while head.len() < body_at + length {
         match conn.read(&mut byte) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => head.extend_from_slice(&byte[..n]),
         }
     }
-    true
+    Some(String::from_utf8_lossy(&head[..body_at]).into_owned())
 }
 
 /// The head of a chunked 200 of `content_type` (the connection is closed after it, and

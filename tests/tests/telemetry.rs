@@ -1,7 +1,7 @@
-//! The rack's meters joined to the points: GPU power read from a Prometheus exporter
-//! during every point and integrated over the point's measurement window into energy and
-//! J/token; the embedded sim serving its own GPUs' power; an exporter that does not answer
-//! costing a warning, never the run.
+//! The rack's meters joined to the points: GPU power read from a Prometheus exporter and
+//! node power from a BMC over Redfish during every point, integrated over the point's
+//! measurement window into energy and J/token; the embedded sim serving its own GPUs' and
+//! chassis' power; an exporter that does not answer costing a warning, never the run.
 
 #![allow(clippy::disallowed_types)] // these tests wait on real processes, in real time
 
@@ -29,8 +29,37 @@ fn constant_dcgm(conn: &mut TcpStream) {
     hang_up(conn);
 }
 
+/// A BMC whose chassis draws 2,000 W, always, over Redfish, to the right credentials
+/// only (admin:s3cret); anyone else gets a 401.
+fn constant_bmc(head: &str, conn: &mut TcpStream) {
+    let authorised = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("authorization: Basic YWRtaW46czNjcmV0"));
+    let (status, body) = if authorised {
+        (
+            "200 OK",
+            r#"{"@odata.id": "/redfish/v1/Chassis/1/Power", "PowerControl": [{"Name": "System Power Control", "PowerConsumedWatts": 2000}]}"#,
+        )
+    } else {
+        ("401 Unauthorized", r#"{"error": "login"}"#)
+    };
+    let _ = conn.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    hang_up(conn);
+}
+
 fn run_embedded(tag: &str, args: &[&str], results: &Path) -> Value {
+    run_embedded_with(tag, args, &[], results)
+}
+
+fn run_embedded_with(tag: &str, args: &[&str], env: &[(&str, &str)], results: &Path) -> Value {
     let mut cmd = rackload(tag);
+    cmd.envs(env.iter().copied());
     cmd.arg("run")
         .args(args)
         .args(["--random-input-len", "16", "--random-output-len", "32"])
@@ -48,15 +77,20 @@ fn f(v: &Value, key: &str) -> f64 {
 
 /// Constant power is measured exactly: the mean is the exporter's 600 W, the energy 600 W
 /// times the measurement window, J/token that energy over the tokens (each within 1%);
-/// the readings are kept in `telemetry/<label>.jsonl.gz`.
+/// likewise the node's 2,000 W from its BMC over Redfish, with basic-auth credentials
+/// from the environment. The readings and the client's timeline are kept in
+/// `telemetry/<label>.jsonl.gz`.
 #[test]
 fn constant_gpu_power_gives_exact_energy_per_token() {
     let tag = new_tag("constant-power");
     let exporter = scripted_server(constant_dcgm);
+    let bmc = scripted_server_seeing(constant_bmc);
     let results = tempfile::tempdir().expect("tempdir");
-    let run = run_embedded(
+    let run = run_embedded_with(
         &tag,
         &[
+            "--node-power",
+            &format!("{bmc}/redfish/v1/Chassis/1/Power"),
             "--gpu-metrics",
             &format!("{exporter}/metrics"),
             "--telemetry-interval",
@@ -70,10 +104,33 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
             "--duration",
             "2",
         ],
+        &[
+            ("RACKLOAD_REDFISH_USERNAME", "admin"),
+            ("RACKLOAD_REDFISH_PASSWORD", "s3cret"),
+        ],
         results.path(),
     );
     let p = &run["points"][0];
     let close = |a: f64, b: f64| (a - b).abs() <= 0.01 * b.abs();
+    assert!(close(f(p, "node_power_w"), 2000.0), "{p}");
+    assert_eq!(p["nodes_measured"], 1);
+    assert!(
+        close(f(p, "node_energy_j"), 2000.0 * f(p, "duration_s")),
+        "{p}"
+    );
+    assert!(
+        close(
+            f(p, "node_j_per_output_token"),
+            f(p, "node_energy_j") / f(p, "total_output_tokens")
+        ),
+        "{p}"
+    );
+    assert!(
+        !std::fs::read_to_string(run_dir(results.path()).expect("dir").join("run.json"))
+            .expect("run.json")
+            .contains("s3cret"),
+        "credentials stay out of the results"
+    );
     assert!(close(f(p, "gpu_power_w"), 600.0), "{p}");
     assert_eq!(p["gpus_measured"], 2);
     let energy = f(p, "energy_j");
@@ -95,17 +152,25 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
     );
     let dir = run_dir(results.path()).expect("run dir");
     let label = p["label"].as_str().expect("label");
-    let readings = jsonl_gz(&dir.join(format!("telemetry/{label}.jsonl.gz")));
+    let lines = jsonl_gz(&dir.join(format!("telemetry/{label}.jsonl.gz")));
+    let kind = |k: &str| -> Vec<&Value> { lines.iter().filter(|l| l["kind"] == k).collect() };
+    let gpu = kind("gpu");
     assert!(
-        readings.len() >= 5,
+        gpu.len() >= 5,
         "readings every 0.2 s over 2 s: {}",
-        readings.len()
+        gpu.len()
     );
-    assert!(
-        readings
-            .iter()
-            .all(|r| r["watts"] == 600.0 && r["gpus"] == 2)
-    );
+    assert!(gpu.iter().all(|r| r["watts"] == 600.0 && r["gpus"] == 2));
+    let node = kind("node");
+    assert!(node.len() >= 5, "{}", node.len());
+    assert!(node.iter().all(|r| r["watts"] == 2000.0 && r["nodes"] == 1));
+    // The client's timeline: a bin a second, which together hold every completed
+    // request of the point, and a TTFT for each second in which requests started.
+    let client = kind("client");
+    assert!(client.len() >= 2, "{client:?}");
+    let binned: f64 = client.iter().map(|b| f(b, "completed")).sum();
+    assert_eq!(binned, f(p, "completed"), "{client:?}");
+    assert!(client.iter().any(|b| b["ttft_p50_ms"].as_f64().is_some()));
     assert_no_processes_left(&tag);
 
     // `rackload frontier` puts the measured figures beside the provisioned ones: 300 W a
@@ -138,6 +203,14 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
         f(point, "joules_per_token") > 0.0,
         "the provisioned figure stays"
     );
+    // The energy part of $/M tokens at the catalog's $0.08/kWh: provisioned from the
+    // catalog's all-in kW, measured from the measured kW.
+    let per_mtok = |kw: f64| kw * 0.08 / (f(point, "tput_per_gpu") * 3600.0 / 1e6);
+    assert!(
+        close(f(m, "energy_cost_per_mtok"), per_mtok(f(m, "kw_per_gpu"))),
+        "{point}"
+    );
+    assert!(f(point, "energy_cost_per_mtok") > 0.0, "{point}");
 }
 
 /// The embedded sim is a rack you can measure: its GPUs draw more as its batch fills, and
@@ -164,10 +237,23 @@ fn the_embedded_sims_energy_per_token_falls_as_concurrency_rises() {
     let (low, high) = (&run["points"][0], &run["points"][1]);
     for p in [low, high] {
         eprintln!(
-            "{}: {} W, {} J/output token",
-            p["label"], p["gpu_power_w"], p["j_per_output_token"]
+            "{}: GPUs {} W, {} J/output token; node {} W, {} J/output token",
+            p["label"],
+            p["gpu_power_w"],
+            p["j_per_output_token"],
+            p["node_power_w"],
+            p["node_j_per_output_token"]
+        );
+        // The sim's chassis (over Redfish) is its GPUs plus the profile's 2,000 W.
+        assert!(
+            (f(p, "node_power_w") - f(p, "gpu_power_w") - 2000.0).abs() < 0.05 * 2000.0,
+            "{p}"
         );
     }
+    assert!(
+        f(high, "node_j_per_output_token") < f(low, "node_j_per_output_token") / 2.0,
+        "{low}\n{high}"
+    );
     assert!(
         f(high, "gpu_power_w") > f(low, "gpu_power_w"),
         "{low}\n{high}"
