@@ -215,6 +215,7 @@ fn run_spec(workers: u32, concurrencies: &[u32], num_prompts: u64) -> RunSpec {
         gpu_metrics: Vec::new(),
         telemetry_interval_s: 1.0,
         server_metrics: Vec::new(),
+        node_power: Vec::new(),
     }
 }
 
