@@ -855,6 +855,12 @@ pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
+    /// Also serve the simulated rack's meters on this address, as a rack serves them apart
+    /// from its model server: the GPUs' power at /metrics (DCGM exporter's names) and the
+    /// chassis' over Redfish at /redfish/v1/Chassis/1/Power (both are also on --listen,
+    /// at /gpu/metrics and the same Redfish path).
+    #[arg(long, value_name = "ADDR")]
+    pub gpu_metrics_listen: Option<SocketAddr>,
     /// Serving profile of the continuous-batching model: a built-in name
     /// (b200-gpt-oss-120b, mi355x-gpt-oss-120b, gb200-nvl72-deepseek-r1, h200-llama-70b) or
     /// a TOML file [default: b200-gpt-oss-120b].

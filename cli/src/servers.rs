@@ -209,13 +209,30 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let stop = async {
         let _ = rx.await;
     };
+    let per_replica = args.ports_per_replica && config.replicas > 1 && tls.is_none();
+    let (routers, meters) = rackload_sim::routers_and_meters(config, per_replica);
+    if let Some(addr) = args.gpu_metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for --gpu-metrics-listen"))?;
+        say!(
+            "meters listening on http://{} (/metrics, /redfish/v1/Chassis/1/Power)",
+            l.local_addr()?
+        );
+        tokio::spawn(rackload_sim::serve_router(
+            l,
+            meters,
+            std::future::pending(),
+        ));
+    }
+    let mut routers = routers.into_iter();
+    let first = routers.next().context("no router")?;
     let server: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>> =
         match tls {
-            Some(tls) => Box::pin(rackload_sim::serve_tls(listener, config, tls, stop)),
-            None if args.ports_per_replica && config.replicas > 1 => {
-                // Replica k on the first port + k (or on any free port when it was 0).
-                let mut routers = rackload_sim::routers(config, true).into_iter();
-                let first = routers.next();
+            Some(tls) => Box::pin(rackload_sim::serve_tls(listener, first, tls, stop)),
+            None => {
+                // With --ports-per-replica, replica k on the first port + k (or on any
+                // free port when it was 0).
                 let mut rest = Vec::new();
                 for (k, router) in routers.enumerate() {
                     let port = match args.listen.port() {
@@ -235,10 +252,8 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
                         std::future::pending(),
                     )));
                 }
-                let first = first.context("no router")?;
                 Box::pin(rackload_sim::serve_router(listener, first, stop))
             }
-            None => Box::pin(rackload_sim::serve(listener, config, stop)),
         };
     tokio::pin!(server);
     tokio::select! {

@@ -436,20 +436,29 @@ async fn run_point_in(
 
 /// The mean power, energy and count of meters (GPUs or nodes) over the point's
 /// measurement window, from the readings taken while it ran (nothing when they do not
-/// cover it).
+/// cover it): the meters' own energy counters' change when every reading has them, else
+/// the power readings integrated.
 fn measured_power(
     readings: &[PowerSample],
     from: i64,
     to: i64,
     max_gap: i64,
 ) -> (Option<f64>, Option<f64>, u32) {
+    let meters = readings.iter().map(|s| s.gpus).max().unwrap_or(0);
+    let counted: Option<Vec<(i64, f64)>> = readings
+        .iter()
+        .map(|s| s.energy_j.map(|j| (s.unix_nanos, j)))
+        .collect();
+    if let Some(joules) = counted
+        .filter(|c| !c.is_empty())
+        .and_then(|c| rackload_scrape::window::counter_delta(&c, from, to, max_gap))
+    {
+        let seconds = (to - from) as f64 / 1e9;
+        return (Some(joules / seconds), Some(joules), meters);
+    }
     let series: Vec<(i64, f64)> = readings.iter().map(|s| (s.unix_nanos, s.watts)).collect();
     match rackload_scrape::window::integrate(&series, from, to, max_gap) {
-        Some((watts, joules)) => (
-            Some(watts),
-            Some(joules),
-            readings.iter().map(|s| s.gpus).max().unwrap_or(0),
-        ),
+        Some((watts, joules)) => (Some(watts), Some(joules), meters),
         None => (None, None, 0),
     }
 }
@@ -704,4 +713,40 @@ async fn progress(
         ttft_p99_ms: q(0.99),
     };
     run.emit(Event::Progress(progress)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn sample(at: i64, watts: f64, energy_j: Option<f64>) -> PowerSample {
+        PowerSample {
+            unix_nanos: at,
+            watts,
+            gpus: 2,
+            energy_j,
+            ..PowerSample::default()
+        }
+    }
+
+    #[test]
+    fn the_meters_energy_counter_wins_over_sampled_power() {
+        // The gauge says 600 W; the counter, which sees between readings, 800 J a second.
+        let counted: Vec<_> = (0..6)
+            .map(|k| sample(k * S, 600.0, Some(1e6 + 800.0 * k as f64)))
+            .collect();
+        let (w, j, n) = measured_power(&counted, S, 4 * S, 2 * S);
+        assert_eq!(n, 2);
+        assert!((j.expect("energy") - 2400.0).abs() < 1e-6, "{j:?}");
+        assert!((w.expect("power") - 800.0).abs() < 1e-6, "{w:?}");
+        // One reading without a counter: the power readings are integrated instead.
+        let mut mixed = counted.clone();
+        mixed[2].energy_j = None;
+        let (w, j, _) = measured_power(&mixed, S, 4 * S, 2 * S);
+        assert!((w.expect("power") - 600.0).abs() < 1e-9);
+        assert!((j.expect("energy") - 1800.0).abs() < 1e-6);
+        assert_eq!(measured_power(&[], S, 4 * S, 2 * S), (None, None, 0));
+    }
 }

@@ -1,9 +1,57 @@
 //! GPU power in an exporter's Prometheus text: every series of a known power metric,
-//! summed (one series per GPU; the labels say which).
+//! summed (one series per GPU; the labels say which), with the GPUs' energy counter,
+//! utilisation and framebuffer use where the exporter publishes them.
 
 /// Power gauges in watts, by exporter: NVIDIA's DCGM exporter, AMD's device-metrics
 /// exporter.
 pub const POWER_METRICS: [&str; 2] = ["DCGM_FI_DEV_POWER_USAGE", "gpu_package_power"];
+/// DCGM's energy counter: millijoules since the driver loaded.
+pub const ENERGY_MJ: &str = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION";
+/// Utilisation (%) and framebuffer used (MiB), DCGM's and AMD's.
+pub const UTIL_METRICS: [&str; 2] = ["DCGM_FI_DEV_GPU_UTIL", "gpu_gfx_activity"];
+pub const FB_USED_METRICS: [&str; 2] = ["DCGM_FI_DEV_FB_USED", "gpu_used_vram"];
+
+/// One exporter page's GPUs, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GpuPage {
+    pub watts: f64,
+    pub gpus: u32,
+    /// The energy counters summed, J; only when every powered GPU has one.
+    pub energy_j: Option<f64>,
+    /// Utilisation averaged over the GPUs that publish it, %.
+    pub util_pct: Option<f64>,
+    /// Framebuffer used, summed, MiB.
+    pub fb_used_mib: Option<f64>,
+}
+
+/// Everything [`GpuPage`] holds, from an exporter's page; `None` without power series.
+pub fn read(text: &str) -> Option<GpuPage> {
+    let (watts, gpus) = power(text)?;
+    let (mut energy, mut counters) = (0.0, 0);
+    let (mut util, mut utils, mut fb, mut fbs) = (0.0, 0, 0.0, 0);
+    for s in crate::prom::samples(text) {
+        if !(s.value.is_finite() && s.value >= 0.0) {
+            continue;
+        }
+        if s.name == ENERGY_MJ {
+            energy += s.value / 1000.0;
+            counters += 1;
+        } else if UTIL_METRICS.contains(&s.name) {
+            util += s.value;
+            utils += 1;
+        } else if FB_USED_METRICS.contains(&s.name) {
+            fb += s.value;
+            fbs += 1;
+        }
+    }
+    Some(GpuPage {
+        watts,
+        gpus,
+        energy_j: (counters == gpus).then_some(energy),
+        util_pct: (utils > 0).then(|| util / f64::from(utils)),
+        fb_used_mib: (fbs > 0).then_some(fb),
+    })
+}
 
 /// The summed power of the GPUs an exporter's page lists, and how many there were; `None`
 /// when the page is not Prometheus text or has no power series.
@@ -36,5 +84,17 @@ mod tests {
         assert_eq!(power(amd), Some((750.0, 1)));
         assert_eq!(power("DCGM_FI_DEV_GPU_UTIL 3\n"), None);
         assert_eq!(power("<html>not metrics</html>"), None);
+        let page = super::read(dcgm).expect("page");
+        assert_eq!((page.util_pct, page.energy_j), (Some(99.0), None));
+        let counted = format!(
+            "{dcgm}DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu=\"0\"}} 5000\n\
+             DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{{gpu=\"1\"}} 7000\n\
+             DCGM_FI_DEV_FB_USED{{gpu=\"0\"}} 1024\nDCGM_FI_DEV_FB_USED{{gpu=\"1\"}} 2048\n"
+        );
+        let page = super::read(&counted).expect("page");
+        assert_eq!(
+            (page.energy_j, page.fb_used_mib),
+            (Some(12.0), Some(3072.0))
+        );
     }
 }

@@ -200,28 +200,42 @@ async fn read_power(
         return (None, Vec::new());
     }
     let (at, pages) = read_pages(client, urls, auth, wait).await;
-    let mut sum = PowerSample {
-        unix_nanos: at,
-        watts: 0.0,
-        gpus: 0,
-    };
+    let mut pages_read = Vec::with_capacity(urls.len());
     let mut silent = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
         let power = page.and_then(|text| match meter {
-            Meter::Gpu => crate::gpu::power(&text).ok_or_else(|| "no GPU power series".to_owned()),
+            Meter::Gpu => crate::gpu::read(&text).ok_or_else(|| "no GPU power series".to_owned()),
             Meter::Node => crate::redfish::power(&text)
-                .map(|w| (w, 1))
+                .map(|watts| crate::gpu::GpuPage {
+                    watts,
+                    gpus: 1,
+                    ..Default::default()
+                })
                 .ok_or_else(|| "no Redfish PowerControl or PowerWatts reading".to_owned()),
         });
         match power {
-            Ok((watts, gpus)) => {
-                sum.watts += watts;
-                sum.gpus += gpus;
-            }
+            Ok(p) => pages_read.push(p),
             Err(why) => silent.push((url.clone(), why)),
         }
     }
-    (silent.is_empty().then_some(sum), silent)
+    if !silent.is_empty() {
+        return (None, silent);
+    }
+    // Summed over exporters; a figure only when every exporter gave it.
+    let all = |f: fn(&crate::gpu::GpuPage) -> Option<f64>| -> Option<f64> {
+        pages_read.iter().map(f).sum()
+    };
+    let gpus: u32 = pages_read.iter().map(|p| p.gpus).sum();
+    let util = all(|p| p.util_pct.map(|u| u * f64::from(p.gpus)));
+    let sum = PowerSample {
+        unix_nanos: at,
+        watts: pages_read.iter().map(|p| p.watts).sum(),
+        gpus,
+        energy_j: all(|p| p.energy_j),
+        util_pct: util.map(|u| u / f64::from(gpus.max(1))),
+        fb_used_mib: all(|p| p.fb_used_mib),
+    };
+    (Some(sum), silent)
 }
 
 /// One reading of every server page, added up, or the first that did not answer with
@@ -241,7 +255,8 @@ async fn read_servers(
     };
     for (url, page) in urls.iter().zip(pages) {
         let reading = page.and_then(|text| {
-            crate::server::read(&text, at).ok_or_else(|| "no vLLM or SGLang series".to_owned())
+            crate::server::read(&text, at)
+                .ok_or_else(|| "no vLLM, SGLang, TensorRT-LLM or Dynamo series".to_owned())
         });
         match reading {
             Ok(r) => sum.add(&r),

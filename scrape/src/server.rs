@@ -1,18 +1,31 @@
 //! What the server says of itself while a point runs: its running and waiting requests,
 //! KV-cache use, preemptions, prefix-cache queries and hits, and its own TTFT and
-//! inter-token histograms, read from its Prometheus page under vLLM's and SGLang's names
+//! inter-token histograms, read from its Prometheus page under vLLM's, SGLang's,
+//! TensorRT-LLM's and Dynamo's names
 //! (series of one name summed over their labels: engines, models, replicas); then, over
 //! the point's measurement window, gauges averaged, counters and histograms differenced.
 
 use rackload_proto::v1::ServerFigures;
 
-/// Names of each quantity, vLLM's first.
-const RUNNING: [&str; 2] = ["vllm:num_requests_running", "sglang:num_running_reqs"];
-const WAITING: [&str; 2] = ["vllm:num_requests_waiting", "sglang:num_queue_reqs"];
-const KV_USAGE: [&str; 3] = [
+/// Names of each quantity, vLLM's first, then SGLang's, TensorRT-LLM's (`trtllm-serve`)
+/// and NVIDIA Dynamo's frontend's (whose in-flight requests include its queued ones).
+const RUNNING: [&str; 4] = [
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "trtllm_num_requests_running",
+    "dynamo_frontend_inflight_requests",
+];
+const WAITING: [&str; 4] = [
+    "vllm:num_requests_waiting",
+    "sglang:num_queue_reqs",
+    "trtllm_num_requests_waiting",
+    "dynamo_frontend_queued_requests",
+];
+const KV_USAGE: [&str; 4] = [
     "vllm:kv_cache_usage_perc",
     "vllm:gpu_cache_usage_perc",
     "sglang:token_usage",
+    "trtllm_kv_cache_utilization",
 ];
 const PREEMPTIONS: [&str; 1] = ["vllm:num_preemptions_total"];
 const PREFIX_QUERIES: [&str; 2] = [
@@ -23,14 +36,17 @@ const PREFIX_HITS: [&str; 2] = [
     "vllm:prefix_cache_hits_total",
     "vllm:gpu_prefix_cache_hits_total",
 ];
-const TTFT: [&str; 2] = [
+const TTFT: [&str; 4] = [
     "vllm:time_to_first_token_seconds_bucket",
     "sglang:time_to_first_token_seconds_bucket",
+    "trtllm_time_to_first_token_seconds_bucket",
+    "dynamo_frontend_time_to_first_token_seconds_bucket",
 ];
-const ITL: [&str; 3] = [
+const ITL: [&str; 4] = [
     "vllm:inter_token_latency_seconds_bucket",
     "vllm:time_per_output_token_seconds_bucket",
     "sglang:inter_token_latency_seconds_bucket",
+    "dynamo_frontend_inter_token_latency_seconds_bucket",
 ];
 
 /// One reading of a server's page (several servers' readings add up).
@@ -317,5 +333,26 @@ mod tests {
         let k = read(two, 0).expect("kv").kv_usage.expect("kv");
         assert!((k - 0.6).abs() < 1e-12, "{k}");
         assert!(figures(&readings, 3 * S, 4 * S).is_none());
+    }
+
+    #[test]
+    fn tensorrt_llm_and_dynamo_pages_are_read_under_their_own_names() {
+        let trt = "trtllm_num_requests_running{model_name=\"m\"} 7\n\
+            trtllm_num_requests_waiting{model_name=\"m\"} 2\n\
+            trtllm_kv_cache_utilization{model_name=\"m\"} 0.25\n\
+            trtllm_time_to_first_token_seconds_bucket{le=\"0.1\"} 3\n\
+            trtllm_time_to_first_token_seconds_bucket{le=\"+Inf\"} 4\n";
+        let r = read(trt, 0).expect("trt-llm");
+        assert_eq!(
+            (r.running, r.waiting, r.kv_usage),
+            (Some(7.0), Some(2.0), Some(0.25))
+        );
+        assert_eq!(r.ttft, vec![(0.1, 3.0), (f64::INFINITY, 4.0)]);
+        let dynamo = "dynamo_frontend_inflight_requests{model=\"m\"} 12\n\
+            dynamo_frontend_queued_requests{model=\"m\"} 4\n\
+            dynamo_frontend_inter_token_latency_seconds_bucket{model=\"m\",le=\"0.01\"} 9\n";
+        let r = read(dynamo, 0).expect("dynamo");
+        assert_eq!((r.running, r.waiting), (Some(12.0), Some(4.0)));
+        assert_eq!(r.itl, vec![(0.01, 9.0)]);
     }
 }

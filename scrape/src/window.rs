@@ -1,6 +1,8 @@
 //! From samples of power to the figures of a window: the energy is the trapezoid integral
 //! of the samples (linearly interpolated at the window's edges, held flat past the first
-//! and last sample), the mean power that energy over the window's length.
+//! and last sample), the mean power that energy over the window's length. Where the
+//! meters count energy themselves (DCGM's total energy counter), [`counter_delta`] takes
+//! the counter's change over the window instead, which no sampling misses.
 
 /// One summed reading: when (Unix nanoseconds) and how many watts.
 pub type Reading = (i64, f64);
@@ -50,9 +52,47 @@ pub fn integrate(readings: &[Reading], from: i64, to: i64, max_gap: i64) -> Opti
     Some((joules / seconds, joules))
 }
 
+/// The change of an energy counter (`readings` of (Unix nanoseconds, joules), in time
+/// order) over `[from, to]`: the counter interpolated at each edge (extrapolated along its
+/// nearest two readings past the first or last), under the same coverage rule as
+/// [`integrate`]. `None` when not covered, or when the counter went down (a reset).
+pub fn counter_delta(readings: &[Reading], from: i64, to: i64, max_gap: i64) -> Option<f64> {
+    if to <= from || readings.len() < 2 || integrate(readings, from, to, max_gap).is_none() {
+        return None;
+    }
+    if readings
+        .windows(2)
+        .any(|w| w[1].1 < w[0].1 || w[1].0 <= w[0].0)
+    {
+        return None;
+    }
+    let at = |t: i64| -> f64 {
+        let k = readings
+            .partition_point(|r| r.0 <= t)
+            .clamp(1, readings.len() - 1);
+        let (a, b) = (readings[k - 1], readings[k]);
+        a.1 + (b.1 - a.1) * (t - a.0) as f64 / (b.0 - a.0) as f64
+    };
+    Some((at(to) - at(from)).max(0.0))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::integrate;
+    use super::{counter_delta, integrate};
+
+    #[test]
+    fn an_energy_counter_gives_its_change_over_the_window() {
+        // 700 W counted: 700 J a second.
+        let counter: Vec<_> = (0..10).map(|k| (k * S, 1e6 + 700.0 * k as f64)).collect();
+        let j = counter_delta(&counter, S / 2, 7 * S + S / 4, S).expect("covered");
+        assert!((j - 700.0 * 6.75).abs() < 1e-6, "{j}");
+        // Past the last reading, along the last two.
+        let j = counter_delta(&counter, 8 * S, 9 * S + S / 2, S).expect("covered");
+        assert!((j - 1050.0).abs() < 1e-6, "{j}");
+        let reset = [(0, 500.0), (S, 900.0), (2 * S, 10.0)];
+        assert_eq!(counter_delta(&reset, 0, 2 * S, S), None);
+        assert_eq!(counter_delta(&counter[..1], 0, S, S), None);
+    }
 
     const S: i64 = 1_000_000_000;
 

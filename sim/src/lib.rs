@@ -24,5 +24,6 @@ pub use model::FixedLatency;
 pub use openai::PromptCounter;
 pub use profile::Profile;
 pub use server::{
-    SimConfig, SimStats, router, routers, serve, serve_router, serve_tls, tls_config,
+    SimConfig, SimStats, router, routers, routers_and_meters, serve, serve_router, serve_tls,
+    tls_config,
 };

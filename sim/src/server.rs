@@ -203,6 +203,13 @@ pub fn router(config: SimConfig) -> Router {
 /// (each to be served on its own port). Starts the replicas' engines, so it must be called
 /// inside a tokio runtime.
 pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
+    routers_and_meters(config, per_replica).0
+}
+
+/// [`routers`], and the router of the sim's meters alone, as a rack's would serve them on
+/// their own address: the GPUs' power at `/metrics` (a DCGM exporter's path) and the
+/// chassis' over Redfish.
+pub fn routers_and_meters(config: SimConfig, per_replica: bool) -> (Vec<Router>, Router) {
     let timing = config.stamp.then(Timing::new);
     let replicas = match &config.profile {
         Some(p) => {
@@ -227,7 +234,19 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
     } else {
         vec![None]
     };
-    pins.into_iter()
+    let meters = Router::new()
+        .route("/metrics", get(gpu_metrics))
+        .route("/redfish/v1/Chassis/1/Power", get(redfish_power))
+        .route(
+            "/redfish/v1/Chassis/1/EnvironmentMetrics",
+            get(redfish_environment),
+        )
+        .with_state(Front {
+            s: shared.clone(),
+            pinned: None,
+        });
+    let serving = pins
+        .into_iter()
         .map(|pinned| {
             Router::new()
                 .route("/v1/completions", post(completions))
@@ -248,7 +267,8 @@ pub fn routers(config: SimConfig, per_replica: bool) -> Vec<Router> {
                     pinned,
                 })
         })
-        .collect()
+        .collect();
+    (serving, meters)
 }
 
 /// Serves `config` on `listener` until `shutdown` resolves.
@@ -277,16 +297,15 @@ pub async fn serve_router(
         .await
 }
 
-/// Serves `config` over TLS (ALPN h2 and HTTP/1.1) on `listener` until `shutdown`
-/// resolves.
+/// Serves `app` (the sim's [`router`]) over TLS (ALPN h2 and HTTP/1.1) on `listener`
+/// until `shutdown` resolves.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
-    config: SimConfig,
+    app: Router,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(config);
     tokio::pin!(shutdown);
     loop {
         let (tcp, _) = tokio::select! {

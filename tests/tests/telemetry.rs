@@ -326,3 +326,47 @@ fn the_servers_running_requests_agree_with_the_clients_in_flight() {
     assert!(f(server, "ttft_p50_ms") > 0.0, "{server}");
     assert_no_processes_left(&tag);
 }
+
+/// `rackload sim --gpu-metrics-listen ADDR` serves the rack's meters apart from the model
+/// server, as a rack does (DCGM's `/metrics`, the BMC's Redfish page), and a run against
+/// the sim as an outside target reads both: the node draws the GPUs plus the profile's
+/// 2,000 W.
+#[test]
+fn the_sims_meters_on_their_own_address_are_read_as_a_racks() {
+    let tag = new_tag("sim-meters");
+    let port = closed_port();
+    let meters = format!("http://127.0.0.1:{port}");
+    let (_sim, url) = start_sim(
+        &tag,
+        &["--gpu-metrics-listen", &format!("127.0.0.1:{port}")],
+    );
+    wait_until(10.0, "the meters answer", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let results = tempfile::tempdir().expect("tempdir");
+    let run = run_embedded(
+        &tag,
+        &[
+            "--base-url",
+            &url,
+            "--gpu-metrics",
+            &format!("{meters}/metrics"),
+            "--node-power",
+            &format!("{meters}/redfish/v1/Chassis/1/Power"),
+            "--telemetry-interval",
+            "0.1",
+            "--max-concurrency",
+            "8",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0",
+        ],
+        results.path(),
+    );
+    let p = &run["points"][0];
+    let (gpu, node) = (f(p, "gpu_power_w"), f(p, "node_power_w"));
+    assert!(gpu > 150.0, "the batch draws more than idle: {p}");
+    assert!((node - gpu - 2000.0).abs() < 100.0, "{p}");
+    assert_eq!(p["nodes_measured"], 1);
+}
