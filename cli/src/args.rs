@@ -514,33 +514,12 @@ impl RunArgs {
             }
             headers.insert(name.to_owned(), value.trim().to_owned());
         }
-        let extra_body = match &self.extra_body {
-            None => None,
-            Some(text) => {
-                let (what, text) = match text.strip_prefix('@') {
-                    Some(path) => (
-                        format!("--extra-body file {path}"),
-                        rackload_input::read_text_capped(
-                            std::path::Path::new(path),
-                            rackload_input::caps::EXTRA_BODY,
-                            "--extra-body",
-                        )
-                        .map_err(|e| anyhow::anyhow!("--extra-body: {e}"))?,
-                    ),
-                    None => ("--extra-body".to_owned(), text.clone()),
-                };
-                match serde_json::from_str::<serde_json::Value>(&text) {
-                    Ok(serde_json::Value::Object(m)) => Some(m),
-                    Ok(other) => anyhow::bail!("{what} must be a JSON object, not {other}"),
-                    Err(e) => anyhow::bail!("{what} is not JSON: {e}"),
-                }
-            }
-        };
+        let extra_body = self.extra_body()?;
         let flag = |b: bool| b.then_some(true);
         let raw = RawRun {
             workload: self.workload.config(),
             target: RawTarget {
-                base_url: (!self.base_urls.is_empty()).then(|| self.base_urls.clone()),
+                base_url: given(&self.base_urls),
                 endpoint: self.endpoint,
                 model: self.model.clone(),
                 request_timeout: self.request_timeout,
@@ -577,17 +556,47 @@ impl RunArgs {
                 save_requests: flag(self.save_requests),
                 save_detailed: flag(self.save_detailed),
                 goodput: self.goodput()?,
-                gpu_metrics: (!self.gpu_metrics.is_empty()).then(|| self.gpu_metrics.clone()),
+                gpu_metrics: given(&self.gpu_metrics),
                 telemetry_interval: self.telemetry_interval,
-                server_metrics: (!self.server_metrics.is_empty())
-                    .then(|| self.server_metrics.clone()),
-                node_power: (!self.node_power.is_empty()).then(|| self.node_power.clone()),
+                server_metrics: given(&self.server_metrics),
+                node_power: given(&self.node_power),
             },
         };
         raw.check(&Origin::Flags)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(raw)
     }
+
+    /// `--extra-body`: its JSON object, given inline or as `@FILE`.
+    fn extra_body(&self) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        Ok(match &self.extra_body {
+            None => None,
+            Some(text) => {
+                let (what, text) = match text.strip_prefix('@') {
+                    Some(path) => (
+                        format!("--extra-body file {path}"),
+                        rackload_input::read_text_capped(
+                            std::path::Path::new(path),
+                            rackload_input::caps::EXTRA_BODY,
+                            "--extra-body",
+                        )
+                        .map_err(|e| anyhow::anyhow!("--extra-body: {e}"))?,
+                    ),
+                    None => ("--extra-body".to_owned(), text.clone()),
+                };
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(serde_json::Value::Object(m)) => Some(m),
+                    Ok(other) => anyhow::bail!("{what} must be a JSON object, not {other}"),
+                    Err(e) => anyhow::bail!("{what} is not JSON: {e}"),
+                }
+            }
+        })
+    }
+}
+
+/// A repeatable flag's values, `None` when it was not given.
+fn given(values: &[String]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.to_vec())
 }
 
 #[derive(Debug, Subcommand)]

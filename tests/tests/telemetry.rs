@@ -336,7 +336,7 @@ fn the_sims_meters_on_their_own_address_are_read_as_a_racks() {
     let tag = new_tag("sim-meters");
     let port = closed_port();
     let meters = format!("http://127.0.0.1:{port}");
-    let (_sim, url) = start_sim(
+    let (sim, url) = start_sim(
         &tag,
         &["--gpu-metrics-listen", &format!("127.0.0.1:{port}")],
     );
@@ -369,4 +369,6 @@ fn the_sims_meters_on_their_own_address_are_read_as_a_racks() {
     assert!(gpu > 150.0, "the batch draws more than idle: {p}");
     assert!((node - gpu - 2000.0).abs() < 100.0, "{p}");
     assert_eq!(p["nodes_measured"], 1);
+    drop(sim);
+    assert_no_processes_left(&tag);
 }
