@@ -254,6 +254,28 @@ pub(crate) fn read_telemetry(dir: &Path, label: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Most points a timeline line is drawn with.
+const MAX_LINE_POINTS: usize = 1500;
+
+/// `line` with at most about `max` points: in buckets of consecutive points, each
+/// bucket's lowest and highest kept (in time order), so spikes survive the thinning.
+fn thin(line: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if line.len() <= max {
+        return line;
+    }
+    let per = line.len().div_ceil(max / 2);
+    line.chunks(per)
+        .flat_map(|c| {
+            let lo = c.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+            let hi = c.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
+            let mut pair: Vec<(f64, f64)> = lo.into_iter().chain(hi).collect();
+            pair.sort_by(|a, b| a.0.total_cmp(&b.0));
+            pair.dedup();
+            pair
+        })
+        .collect()
+}
+
 /// A point's timeline charts: the client's output tok/s and TTFT per second, requests in
 /// flight (client) against running and waiting (server), KV-cache use, and measured
 /// power. Seconds from the point's start instant; a chart without data is left out.
@@ -272,15 +294,19 @@ pub(crate) fn timeline_charts(label: &str, lines: &[Value]) -> Vec<Chart> {
     let Some(start) = start else {
         return Vec::new();
     };
+    // Readings before the start instant (the meters are read from the point's plan on)
+    // are left out; a long point's lines are thinned to what a chart can show.
     let series = |kind: &str, key: &str, scale: f64| -> Vec<(f64, f64)> {
-        lines
+        let line: Vec<(f64, f64)> = lines
             .iter()
             .filter(|l| l["kind"] == kind)
             .filter_map(|l| {
                 let t = (l["unix_nanos"].as_f64()? - start) / 1e9;
                 Some((t, l[key].as_f64()? * scale))
             })
-            .collect()
+            .filter(|(t, _)| *t >= 0.0)
+            .collect();
+        thin(line, MAX_LINE_POINTS)
     };
     let named = |name: &str, s: Vec<(f64, f64)>| (name.to_owned(), s);
     let chart = |title: &str, y: &str, series: Vec<Series>| Chart {
@@ -338,6 +364,16 @@ pub(crate) fn timeline_charts(label: &str, lines: &[Value]) -> Vec<Chart> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_line_is_thinned_keeping_its_extremes() {
+        let mut line: Vec<(f64, f64)> = (0..100_000).map(|k| (f64::from(k), 1.0)).collect();
+        line[54_321].1 = 50.0;
+        let thinned = thin(line, 1500);
+        assert!(thinned.len() <= 1500, "{}", thinned.len());
+        assert!(thinned.contains(&(54_321.0, 50.0)), "the spike survives");
+        assert!(thinned.windows(2).all(|w| w[0].0 < w[1].0), "in time order");
+    }
 
     #[test]
     fn percentiles_are_labelled_by_their_nines() {

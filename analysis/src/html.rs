@@ -91,7 +91,7 @@ pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, Repor
         analysis.as_ref().err(),
     );
     // The pictures read the run's other files; they go before the frontier.
-    let pictures = pictures(dir, &run)?;
+    let pictures = pictures(dir, &run);
     if let Some(at) = html.find("<h2>Frontier and cost</h2>") {
         html.insert_str(at, &pictures);
     }
@@ -154,8 +154,26 @@ fn html(
     h
 }
 
+/// A chart inline, or why it could not be drawn (one chart's failure costs only it).
+fn figure(h: &mut String, chart: &crate::charts::Chart) {
+    match chart.svg() {
+        Ok(Some(svg)) => {
+            let _ = write!(h, "<figure class=\"chart\">{svg}</figure>");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let _ = write!(
+                h,
+                "<p class=\"warn\">{}: not drawn: {}</p>",
+                esc(&chart.title),
+                esc(&e.to_string())
+            );
+        }
+    }
+}
+
 /// Latency by percentile across points, then each point's timeline.
-fn pictures(dir: &Path, run: &Value) -> Result<String, ReportError> {
+fn pictures(dir: &Path, run: &Value) -> String {
     let labels: Vec<String> = run["points"]
         .as_array()
         .into_iter()
@@ -168,10 +186,8 @@ fn pictures(dir: &Path, run: &Value) -> Result<String, ReportError> {
     if nines.is_empty() {
         h.push_str("<p>No histograms.hlog with latencies to draw.</p>");
     }
-    for chart in nines {
-        if let Some(svg) = chart.svg()? {
-            let _ = write!(h, "<figure class=\"chart\">{svg}</figure>");
-        }
+    for chart in &nines {
+        figure(&mut h, chart);
     }
     h.push_str("<h2>Timelines</h2><p>Per second of each point, from the start instant: the client's view (the workers' merged reports) beside the server's and the meters' readings (<code>telemetry/&lt;point&gt;.jsonl.gz</code>).</p>");
     for label in &labels {
@@ -182,13 +198,11 @@ fn pictures(dir: &Path, run: &Value) -> Result<String, ReportError> {
             continue;
         }
         let _ = write!(h, "<h3>{}</h3>", esc(label));
-        for chart in charts {
-            if let Some(svg) = chart.svg()? {
-                let _ = write!(h, "<figure class=\"chart\">{svg}</figure>");
-            }
+        for chart in &charts {
+            figure(&mut h, chart);
         }
     }
-    Ok(h)
+    h
 }
 
 /// The setup as rows of `path · value`, nested objects flattened with dots and lists of

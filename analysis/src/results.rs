@@ -96,7 +96,12 @@ fn shown_spec(spec: &RunSpec) -> RunSpec {
             *u = rackload_proto::redact::url(u);
         }
     }
-    for u in spec.gpu_metrics.iter_mut().chain(&mut spec.server_metrics) {
+    for u in spec
+        .gpu_metrics
+        .iter_mut()
+        .chain(&mut spec.server_metrics)
+        .chain(&mut spec.node_power)
+    {
         *u = rackload_proto::redact::url(u);
     }
     spec
@@ -266,7 +271,14 @@ impl RunRecord {
         )?;
         self.write_telemetry(point)?;
         self.points.push(summary.run_json());
-        self.hlog.push(point.clone());
+        // Only what histograms.hlog is written from is kept for the run.
+        self.hlog.push(PointResult {
+            histograms: point.histograms.clone(),
+            label: point.label.clone(),
+            start_unix_nanos: point.start_unix_nanos,
+            duration_s: point.duration_s,
+            ..PointResult::default()
+        });
         self.write_hlog()?;
         for w in &point.workers {
             let c = w.counters.clone().unwrap_or_default();
@@ -398,7 +410,8 @@ fn telemetry_lines(point: &PointResult) -> Vec<Value> {
     }
     for s in &point.power_samples {
         lines.push(
-            json!({"kind": "gpu", "unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus}),
+            json!({"kind": "gpu", "unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus,
+                "energy_j": s.energy_j, "util_pct": s.util_pct, "fb_used_mib": s.fb_used_mib}),
         );
     }
     for s in &point.node_power_samples {

@@ -80,7 +80,7 @@ impl PointMerge {
             return Ok(());
         }
         self.lat.merge_wire(&report.histograms)?;
-        self.timeline.add(worker, report)?;
+        self.timeline.add(worker, report, last)?;
         if let Some(c) = &report.counters {
             self.counters.add(c);
             part.counters.add(c);

@@ -386,6 +386,11 @@ async fn run_point_in(
                 spec.target.tls_ca_pem.as_deref().unwrap_or_default(),
             )
             .ok(),
+            bmc_tls: rackload_tls::client_config(
+                false,
+                spec.target.tls_ca_pem.as_deref().unwrap_or_default(),
+            )
+            .ok(),
             interval: spec.telemetry_interval,
             warned: run.telemetry_warned.clone(),
         })
@@ -449,8 +454,21 @@ fn measured_power(
         .iter()
         .map(|s| s.energy_j.map(|j| (s.unix_nanos, j)))
         .collect();
+    // The counters are trusted only from the same GPUs throughout (a GPU joining adds its
+    // energy since boot) and when they moved between every two readings in the window
+    // (an exporter that collects every 30 s, DCGM's default, steps its counter: its
+    // change over a short window is off by up to a step at each edge).
+    let same_gpus = readings.iter().all(|s| s.gpus == meters);
+    let fresh = |c: &Vec<(i64, f64)>| {
+        let inside: Vec<f64> = c
+            .iter()
+            .filter(|(t, _)| (from..=to).contains(t))
+            .map(|r| r.1)
+            .collect();
+        inside.windows(2).all(|w| w[1] > w[0])
+    };
     if let Some(joules) = counted
-        .filter(|c| !c.is_empty())
+        .filter(|c| same_gpus && !c.is_empty() && fresh(c))
         .and_then(|c| rackload_scrape::window::counter_delta(&c, from, to, max_gap))
     {
         let seconds = (to - from) as f64 / 1e9;
@@ -741,6 +759,15 @@ mod tests {
         assert_eq!(n, 2);
         assert!((j.expect("energy") - 2400.0).abs() < 1e-6, "{j:?}");
         assert!((w.expect("power") - 800.0).abs() < 1e-6, "{w:?}");
+        // A counter that did not move between two readings (an exporter collecting less
+        // often than it is read), or a GPU that joined: the power readings instead.
+        let mut stale = counted.clone();
+        stale[3].energy_j = stale[2].energy_j;
+        stale[4].energy_j = stale[3].energy_j.map(|j| j + 800.0);
+        assert!((measured_power(&stale, S, 4 * S, 2 * S).0.expect("power") - 600.0).abs() < 1e-9);
+        let mut joined = counted.clone();
+        joined[0].gpus = 1;
+        assert!((measured_power(&joined, S, 4 * S, 2 * S).0.expect("power") - 600.0).abs() < 1e-9);
         // One reading without a counter: the power readings are integrated instead.
         let mut mixed = counted.clone();
         mixed[2].energy_j = None;

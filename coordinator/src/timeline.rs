@@ -11,9 +11,11 @@ use hdrhistogram::Histogram;
 use rackload_proto::histogram::{HistogramError, latency_histogram, merge_metric};
 use rackload_proto::v1::{Metric, Report, TimelineBin};
 
-/// The width of a bin: the workers' report interval.
-pub const STEP_NANOS: i64 = 1_000_000_000;
-/// Most bins a point keeps (a day at 1 s); later reports add to the last one.
+/// The width of a bin: the workers' report interval, which the coordinator's plans give
+/// them.
+pub const STEP_NANOS: i64 = rackload_spec::defaults::REPORT_INTERVAL.as_nanos() as i64;
+/// Most bins a point keeps (a day at 1 s); later reports add to the last one (a point
+/// longer than a day has a last bin that holds the rest).
 pub const MAX_BINS: u32 = 86_400;
 /// Bins still open for late reports (a worker's report a little behind the others).
 const OPEN: u32 = 3;
@@ -44,10 +46,18 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Adds `worker`'s report to the bin its interval ends in.
-    pub fn add(&mut self, worker: &str, report: &Report) -> Result<(), HistogramError> {
-        let k = ((report.elapsed_nanos.max(0) + STEP_NANOS / 2) / STEP_NANOS)
-            .clamp(1, i64::from(MAX_BINS)) as u32;
+    /// Adds `worker`'s report to the bin its interval ends in: an interval report's on
+    /// its tick (to the nearest second), a final report's (ending with its last request,
+    /// between ticks) in the second that holds its end, so that the last bin of a worker
+    /// may hold less than a second.
+    pub fn add(&mut self, worker: &str, report: &Report, last: bool) -> Result<(), HistogramError> {
+        let at = report.elapsed_nanos.max(0);
+        let k = if last {
+            (at as u64).div_ceil(STEP_NANOS as u64) as i64
+        } else {
+            at.saturating_add(STEP_NANOS / 2) / STEP_NANOS
+        };
+        let k = k.clamp(1, i64::from(MAX_BINS)) as u32;
         let newest = self.open.keys().next_back().copied().unwrap_or(0).max(k);
         while let Some(entry) = self.open.first_entry() {
             if *entry.key() + OPEN > newest {
@@ -130,15 +140,19 @@ mod tests {
     #[test]
     fn reports_of_one_tick_share_a_bin_and_late_ones_still_count() {
         let mut t = Timeline::default();
-        t.add("a", &report(1_002, 2, &[10_000, 20_000], 3))
+        t.add("a", &report(1_002, 2, &[10_000, 20_000], 3), false)
             .expect("add");
-        t.add("b", &report(998, 1, &[30_000], 4)).expect("add");
-        t.add("a", &report(2_001, 5, &[40_000], 1)).expect("add");
+        t.add("b", &report(998, 1, &[30_000], 4), false)
+            .expect("add");
+        t.add("a", &report(2_001, 5, &[40_000], 1), false)
+            .expect("add");
         for s in 3..=6 {
-            t.add("a", &report(s * 1000, 0, &[], 0)).expect("add");
+            t.add("a", &report(s * 1000, 0, &[], 0), false)
+                .expect("add");
         }
         // b's report of the first second comes after the bin closed.
-        t.add("b", &report(1_001, 7, &[900_000], 9)).expect("add");
+        t.add("b", &report(1_001, 7, &[900_000], 9), false)
+            .expect("add");
         let bins = t.bins();
         assert_eq!(bins.len(), 6);
         let first = bins[0];
@@ -156,5 +170,9 @@ mod tests {
         );
         assert_eq!(bins[1].completed, 5);
         assert_eq!(bins[2].ttft_p50_ms, None, "no first token in that second");
+        // A final report 0.4 s past a tick belongs to the next second, not this one.
+        t.add("a", &report(6_400, 3, &[], 0), true).expect("add");
+        let bins = t.bins();
+        assert_eq!((bins.len(), bins[6].t_s, bins[6].completed), (7, 7.0, 3));
     }
 }

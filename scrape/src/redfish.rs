@@ -27,6 +27,25 @@ pub fn power(text: &str) -> Option<f64> {
         .find_map(|c| c.get("PowerConsumedWatts").and_then(ok))
 }
 
+/// May a BMC at `url` be sent credentials: over https, or over plain http to a loopback
+/// address only (a password in cleartext on a network is not sent).
+pub fn may_send_credentials(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), _) => true,
+        (Some("http"), Some(host)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
 /// The `Authorization` header value for the credentials in the environment, if both are
 /// set.
 pub fn basic_auth_from_env() -> Option<String> {
@@ -39,7 +58,23 @@ pub fn basic_auth_from_env() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::power;
+    use super::{may_send_credentials, power};
+
+    #[test]
+    fn credentials_go_over_tls_or_to_this_host_only() {
+        assert!(may_send_credentials(
+            "https://bmc-7.example/redfish/v1/Chassis/1/Power"
+        ));
+        assert!(may_send_credentials(
+            "http://127.0.0.1:8443/redfish/v1/Chassis/1/Power"
+        ));
+        assert!(may_send_credentials("http://[::1]:80/x"));
+        assert!(may_send_credentials("http://localhost/x"));
+        assert!(!may_send_credentials(
+            "http://10.0.0.7/redfish/v1/Chassis/1/Power"
+        ));
+        assert!(!may_send_credentials("not a url"));
+    }
 
     #[test]
     fn reads_both_shapes_and_refuses_the_rest() {

@@ -44,8 +44,12 @@ pub struct Sources {
     /// BMCs' Redfish power pages (basic auth from the environment, [`crate::redfish`]).
     pub node: Vec<String>,
     pub server: Vec<String>,
-    /// TLS for https pages (the run's, as its targets use); `None`: Mozilla's roots.
+    /// TLS for https exporter and server pages (the run's, as its targets use); `None`:
+    /// Mozilla's roots.
     pub tls: Option<rustls::ClientConfig>,
+    /// TLS for the BMCs, which are sent credentials: always verified (the run's CA, never
+    /// its `--insecure`).
+    pub bmc_tls: Option<rustls::ClientConfig>,
     pub interval: Duration,
     /// Pages already warned about, for the whole run (one line each, not one a point); a
     /// server page in it is not read again.
@@ -79,11 +83,27 @@ impl Sampler {
         let interval = sources.interval;
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            let client = client(sources.tls.clone());
+            let (client, bmc_client) =
+                (client(sources.tls.clone()), client(sources.bmc_tls.clone()));
             let auth = crate::redfish::basic_auth_from_env();
+            // Credentials go over TLS, or over plain http to this host only.
+            if auth.is_some() {
+                for url in sources
+                    .node
+                    .iter()
+                    .filter(|u| !crate::redfish::may_send_credentials(u))
+                {
+                    tracing::warn!(
+                        "node power at {}: plain http to another host, so the Redfish credentials are not sent to it",
+                        rackload_proto::redact::url(url)
+                    );
+                }
+            }
             let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let wait = interval.clamp(Duration::from_millis(200), Duration::from_secs(2));
+            // BMCs answer slowly (1-3 s is common); a reading waits for them.
+            let bmc_wait = interval.clamp(Duration::from_secs(3), Duration::from_secs(5));
             let mut readings = Readings::default();
             let warned = sources.warned.clone();
             let first_warning = |url: &str| {
@@ -106,7 +126,7 @@ impl Sampler {
                             sources.server.iter().filter(|u| !is_dead(u)).cloned().collect();
                         tokio::join!(
                             read_power(&client, &sources.gpu, None, wait, Meter::Gpu),
-                            read_power(&client, &sources.node, auth.as_deref(), wait, Meter::Node),
+                            read_power(&bmc_client, &sources.node, auth.as_deref(), bmc_wait, Meter::Node),
                             read_servers(&client, &live, wait),
                         )
                     } => r,
@@ -173,8 +193,11 @@ async fn read_pages(
     wait: Duration,
 ) -> (i64, Vec<Result<String, String>>) {
     let before = unix_nanos();
-    let pages =
-        futures_util::future::join_all(urls.iter().map(|u| read_one(client, u, auth, wait))).await;
+    let pages = futures_util::future::join_all(urls.iter().map(|u| {
+        let auth = auth.filter(|_| crate::redfish::may_send_credentials(u));
+        read_one(client, u, auth, wait)
+    }))
+    .await;
     (before + (unix_nanos() - before) / 2, pages)
 }
 
@@ -213,6 +236,14 @@ async fn read_power(
                 })
                 .ok_or_else(|| "no Redfish PowerControl or PowerWatts reading".to_owned()),
         });
+        let power = match (meter, power) {
+            (Meter::Node, Err(why)) if why.starts_with("HTTP 401") => Err(format!(
+                "{why}: it wants credentials ({} and {}, sent over https or to this host)",
+                crate::redfish::USERNAME_ENV,
+                crate::redfish::PASSWORD_ENV
+            )),
+            (_, power) => power,
+        };
         match power {
             Ok(p) => pages_read.push(p),
             Err(why) => silent.push((url.clone(), why)),
@@ -286,13 +317,6 @@ async fn read_one(
             .request(req)
             .await
             .map_err(|e| crate::error_chain(&e))?;
-        if resp.status() == http::StatusCode::UNAUTHORIZED && auth.is_none() {
-            return Err(format!(
-                "HTTP 401: it wants credentials (a BMC's come from {} and {})",
-                crate::redfish::USERNAME_ENV,
-                crate::redfish::PASSWORD_ENV
-            ));
-        }
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }

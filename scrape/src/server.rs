@@ -8,13 +8,15 @@
 use rackload_proto::v1::ServerFigures;
 
 /// Names of each quantity, vLLM's first, then SGLang's, TensorRT-LLM's (`trtllm-serve`)
-/// and NVIDIA Dynamo's frontend's (whose in-flight requests include its queued ones).
-const RUNNING: [&str; 4] = [
+/// and NVIDIA Dynamo's frontend's.
+const RUNNING: [&str; 3] = [
     "vllm:num_requests_running",
     "sglang:num_running_reqs",
     "trtllm_num_requests_running",
-    "dynamo_frontend_inflight_requests",
 ];
+/// Dynamo's frontend counts its queued requests among its in-flight ones: its running
+/// requests are the difference.
+const DYNAMO_IN_FLIGHT: &str = "dynamo_frontend_inflight_requests";
 const WAITING: [&str; 4] = [
     "vllm:num_requests_waiting",
     "sglang:num_queue_reqs",
@@ -42,10 +44,11 @@ const TTFT: [&str; 4] = [
     "trtllm_time_to_first_token_seconds_bucket",
     "dynamo_frontend_time_to_first_token_seconds_bucket",
 ];
-const ITL: [&str; 4] = [
+const ITL: [&str; 5] = [
     "vllm:inter_token_latency_seconds_bucket",
     "vllm:time_per_output_token_seconds_bucket",
     "sglang:inter_token_latency_seconds_bucket",
+    "trtllm_time_per_output_token_seconds_bucket",
     "dynamo_frontend_inter_token_latency_seconds_bucket",
 ];
 
@@ -133,7 +136,10 @@ pub fn read(text: &str, unix_nanos: i64) -> Option<ServerReading> {
     let kv = mean(&samples, &KV_USAGE);
     let r = ServerReading {
         unix_nanos,
-        running: sum(&samples, &RUNNING),
+        running: sum(&samples, &RUNNING).or_else(|| {
+            let queued = sum(&samples, &["dynamo_frontend_queued_requests"]).unwrap_or(0.0);
+            sum(&samples, &[DYNAMO_IN_FLIGHT]).map(|f| (f - queued).max(0.0))
+        }),
         waiting: sum(&samples, &WAITING),
         kv_usage: kv.map(|k| k.0),
         kv_servers: kv.map_or(0, |k| k.1),
@@ -352,7 +358,11 @@ mod tests {
             dynamo_frontend_queued_requests{model=\"m\"} 4\n\
             dynamo_frontend_inter_token_latency_seconds_bucket{model=\"m\",le=\"0.01\"} 9\n";
         let r = read(dynamo, 0).expect("dynamo");
-        assert_eq!((r.running, r.waiting), (Some(12.0), Some(4.0)));
+        assert_eq!(
+            (r.running, r.waiting),
+            (Some(8.0), Some(4.0)),
+            "in flight less queued"
+        );
         assert_eq!(r.itl, vec![(0.01, 9.0)]);
     }
 }

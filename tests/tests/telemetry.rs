@@ -90,7 +90,7 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
         &tag,
         &[
             "--node-power",
-            &format!("{bmc}/redfish/v1/Chassis/1/Power"),
+            &format!("{bmc}/redfish/v1/Chassis/1/Power?token=s3cret"),
             "--gpu-metrics",
             &format!("{exporter}/metrics"),
             "--telemetry-interval",
@@ -129,7 +129,7 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
         !std::fs::read_to_string(run_dir(results.path()).expect("dir").join("run.json"))
             .expect("run.json")
             .contains("s3cret"),
-        "credentials stay out of the results"
+        "credentials, and a URL's query values, stay out of the results"
     );
     assert!(close(f(p, "gpu_power_w"), 600.0), "{p}");
     assert_eq!(p["gpus_measured"], 2);
