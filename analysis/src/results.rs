@@ -411,7 +411,9 @@ fn telemetry_lines(point: &PointResult) -> Vec<Value> {
     for s in &point.power_samples {
         lines.push(
             json!({"kind": "gpu", "unix_nanos": s.unix_nanos, "watts": s.watts, "gpus": s.gpus,
-                "energy_j": s.energy_j, "util_pct": s.util_pct, "fb_used_mib": s.fb_used_mib}),
+                "energy_j": s.energy_j, "util_pct": s.util_pct, "fb_used_mib": s.fb_used_mib,
+                "per_gpu": s.per_gpu.iter().map(|g| (g.gpu.clone(), json!(g.watts)))
+                    .collect::<serde_json::Map<String, Value>>()}),
         );
     }
     for s in &point.node_power_samples {

@@ -436,6 +436,8 @@ impl<'a> PointSummary<'a> {
                 ("mean_waiting", s.mean_waiting),
                 ("mean_kv_usage", s.mean_kv_usage),
                 ("preemptions", s.preemptions),
+                ("prompt_tokens", s.prompt_tokens),
+                ("generation_tokens", s.generation_tokens),
                 ("prefix_cache_hit_rate", s.prefix_cache_hit_rate),
                 ("ttft_p50_ms", s.ttft_p50_ms),
                 ("ttft_p99_ms", s.ttft_p99_ms),

@@ -11,8 +11,8 @@ pub const ENERGY_MJ: &str = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION";
 pub const UTIL_METRICS: [&str; 2] = ["DCGM_FI_DEV_GPU_UTIL", "gpu_gfx_activity"];
 pub const FB_USED_METRICS: [&str; 2] = ["DCGM_FI_DEV_FB_USED", "gpu_used_vram"];
 
-/// One exporter page's GPUs, summed.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// One exporter page's GPUs, summed, and each GPU's power by its labels.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GpuPage {
     pub watts: f64,
     pub gpus: u32,
@@ -22,11 +22,44 @@ pub struct GpuPage {
     pub util_pct: Option<f64>,
     /// Framebuffer used, summed, MiB.
     pub fb_used_mib: Option<f64>,
+    /// Each GPU's power, by [`gpu_name`].
+    pub per_gpu: Vec<(String, f64)>,
+}
+
+/// Labels that say which GPU a series is (host, index, UUID), in this order.
+const IDENTITY: [&str; 6] = [
+    "Hostname",
+    "hostname",
+    "gpu",
+    "gpu_id",
+    "UUID",
+    "serial_number",
+];
+
+/// A GPU's name from its series' labels: its identity labels (`gpu="0",UUID="GPU-…"`),
+/// else all of them; at most 200 characters.
+pub fn gpu_name(s: &crate::prom::Sample<'_>) -> String {
+    let mut picked: Vec<String> = IDENTITY
+        .iter()
+        .filter_map(|k| s.label(k).map(|v| format!("{k}={v}")))
+        .collect();
+    if picked.is_empty() {
+        picked = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    }
+    let name = picked.join(",");
+    match name.char_indices().nth(200) {
+        Some((at, _)) => name[..at].to_owned(),
+        None => name,
+    }
 }
 
 /// Everything [`GpuPage`] holds, from an exporter's page; `None` without power series.
 pub fn read(text: &str) -> Option<GpuPage> {
     let (watts, gpus) = power(text)?;
+    let per_gpu = crate::prom::samples(text)
+        .filter(|s| POWER_METRICS.contains(&s.name) && s.value.is_finite() && s.value >= 0.0)
+        .map(|s| (gpu_name(&s), s.value))
+        .collect();
     let (mut energy, mut counters) = (0.0, 0);
     let (mut util, mut utils, mut fb, mut fbs) = (0.0, 0, 0.0, 0);
     for s in crate::prom::samples(text) {
@@ -50,6 +83,7 @@ pub fn read(text: &str) -> Option<GpuPage> {
         energy_j: (counters == gpus).then_some(energy),
         util_pct: (utils > 0).then(|| util / f64::from(utils)),
         fb_used_mib: (fbs > 0).then_some(fb),
+        per_gpu,
     })
 }
 
@@ -95,6 +129,13 @@ mod tests {
         assert_eq!(
             (page.energy_j, page.fb_used_mib),
             (Some(12.0), Some(3072.0))
+        );
+        assert_eq!(
+            page.per_gpu,
+            vec![
+                ("gpu=0,UUID=GPU-a".to_owned(), 612.5),
+                ("gpu=1,UUID=GPU-b".to_owned(), 587.5)
+            ]
         );
     }
 }

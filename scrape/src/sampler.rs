@@ -12,12 +12,16 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rackload_proto::time::unix_nanos;
-use rackload_proto::v1::PowerSample;
+use rackload_proto::v1::{GpuWatts, PowerSample};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Most readings a point keeps (a day at 1 s).
 pub const MAX_READINGS: usize = 86_400;
+
+/// Most per-GPU power values a point keeps (an hour of a 72-GPU rack at 1 s); past it a
+/// reading keeps only its sums.
+pub const PER_GPU_BUDGET: usize = 262_144;
 
 /// An exporter's page is read up to this many bytes (a DCGM page for 72 GPUs is ~200 KB).
 const MAX_PAGE: usize = 4 << 20;
@@ -105,6 +109,8 @@ impl Sampler {
             // BMCs answer slowly (1-3 s is common); a reading waits for them.
             let bmc_wait = interval.clamp(Duration::from_secs(3), Duration::from_secs(5));
             let mut readings = Readings::default();
+            // Per-GPU values kept, of the GPU and of the node readings.
+            let mut per_gpu_kept = [0; 2];
             let warned = sources.warned.clone();
             let first_warning = |url: &str| {
                 warned
@@ -132,12 +138,21 @@ impl Sampler {
                     } => r,
                     _ = stopped.changed() => break,
                 };
-                for ((sample, silent), (kept, what)) in [
+                for (((sample, silent), (kept, what)), per_gpu_kept) in [
                     (power, (&mut readings.power, "GPU metrics")),
                     (node, (&mut readings.node, "node power (Redfish)")),
-                ] {
-                    if let Some(p) = sample {
-                        keep(kept, p);
+                ]
+                .into_iter()
+                .zip(&mut per_gpu_kept)
+                {
+                    if let Some(mut p) = sample {
+                        if *per_gpu_kept + p.per_gpu.len() > PER_GPU_BUDGET {
+                            p.per_gpu.clear();
+                        }
+                        *per_gpu_kept += p.per_gpu.len();
+                        if keep(kept, p) {
+                            *per_gpu_kept = kept.iter().map(|s| s.per_gpu.len()).sum();
+                        }
                     }
                     for (url, why) in silent {
                         if first_warning(&url) {
@@ -150,7 +165,9 @@ impl Sampler {
                 }
                 match server {
                     None => {}
-                    Some(Ok(r)) => keep(&mut readings.server, r),
+                    Some(Ok(r)) => {
+                        keep(&mut readings.server, r);
+                    }
                     Some(Err((url, why))) if first_warning(&url) => {
                         tracing::info!(
                             "server metrics at {}: {why}; it is not read again in this run",
@@ -172,16 +189,18 @@ impl Sampler {
     }
 }
 
-/// Keeps `r`, every other reading dropped past [`MAX_READINGS`].
-fn keep<T>(readings: &mut Vec<T>, r: T) {
+/// Keeps `r`, every other reading dropped past [`MAX_READINGS`] (then true).
+fn keep<T>(readings: &mut Vec<T>, r: T) -> bool {
     readings.push(r);
-    if readings.len() >= MAX_READINGS {
-        let mut k = 0;
-        readings.retain(|_| {
-            k += 1;
-            k % 2 == 1
-        });
+    if readings.len() < MAX_READINGS {
+        return false;
     }
+    let mut k = 0;
+    readings.retain(|_| {
+        k += 1;
+        k % 2 == 1
+    });
+    true
 }
 
 /// Every page of `urls`, read at once, and the instant they were read (the middle of
@@ -223,8 +242,9 @@ async fn read_power(
         return (None, Vec::new());
     }
     let (at, pages) = read_pages(client, urls, auth, wait).await;
-    let mut pages_read = Vec::with_capacity(urls.len());
+    let mut pages_read: Vec<crate::gpu::GpuPage> = Vec::with_capacity(urls.len());
     let mut silent = Vec::new();
+    let mut per_gpu = Vec::new();
     for (url, page) in urls.iter().zip(pages) {
         let power = page.and_then(|text| match meter {
             Meter::Gpu => crate::gpu::read(&text).ok_or_else(|| "no GPU power series".to_owned()),
@@ -245,7 +265,19 @@ async fn read_power(
             (_, power) => power,
         };
         match power {
-            Ok(p) => pages_read.push(p),
+            Ok(mut p) => {
+                // Each GPU named by its exporter too: two hosts both have a gpu="0".
+                let host = url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.authority().map(|a| a.to_string()))
+                    .unwrap_or_default();
+                per_gpu.extend(p.per_gpu.drain(..).map(|(gpu, watts)| GpuWatts {
+                    gpu: format!("{host} {gpu}"),
+                    watts,
+                }));
+                pages_read.push(p);
+            }
             Err(why) => silent.push((url.clone(), why)),
         }
     }
@@ -265,6 +297,7 @@ async fn read_power(
         energy_j: all(|p| p.energy_j),
         util_pct: util.map(|u| u / f64::from(gpus.max(1))),
         fb_used_mib: all(|p| p.fb_used_mib),
+        per_gpu,
     };
     (Some(sum), silent)
 }

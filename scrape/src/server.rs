@@ -1,5 +1,6 @@
 //! What the server says of itself while a point runs: its running and waiting requests,
-//! KV-cache use, preemptions, prefix-cache queries and hits, and its own TTFT and
+//! KV-cache use, preemptions, prefix-cache queries and hits, the prompt and generated
+//! tokens it counted, and its own TTFT and
 //! inter-token histograms, read from its Prometheus page under vLLM's, SGLang's,
 //! TensorRT-LLM's and Dynamo's names
 //! (series of one name summed over their labels: engines, models, replicas); then, over
@@ -30,6 +31,12 @@ const KV_USAGE: [&str; 4] = [
     "trtllm_kv_cache_utilization",
 ];
 const PREEMPTIONS: [&str; 1] = ["vllm:num_preemptions_total"];
+/// Prompt and generated tokens the server counted (vLLM's and SGLang's counters).
+const PROMPT_TOKENS: [&str; 2] = ["vllm:prompt_tokens_total", "sglang:prompt_tokens_total"];
+const GENERATION_TOKENS: [&str; 2] = [
+    "vllm:generation_tokens_total",
+    "sglang:generation_tokens_total",
+];
 const PREFIX_QUERIES: [&str; 2] = [
     "vllm:prefix_cache_queries_total",
     "vllm:gpu_prefix_cache_queries_total",
@@ -64,6 +71,8 @@ pub struct ServerReading {
     pub preemptions: Option<f64>,
     pub prefix_queries: Option<f64>,
     pub prefix_hits: Option<f64>,
+    pub prompt_tokens: Option<f64>,
+    pub generation_tokens: Option<f64>,
     /// Cumulative histogram buckets: (upper bound in seconds, count), ascending.
     pub ttft: Vec<(f64, f64)>,
     pub itl: Vec<(f64, f64)>,
@@ -146,6 +155,8 @@ pub fn read(text: &str, unix_nanos: i64) -> Option<ServerReading> {
         preemptions: sum(&samples, &PREEMPTIONS),
         prefix_queries: sum(&samples, &PREFIX_QUERIES),
         prefix_hits: sum(&samples, &PREFIX_HITS),
+        prompt_tokens: sum(&samples, &PROMPT_TOKENS),
+        generation_tokens: sum(&samples, &GENERATION_TOKENS),
         ttft: buckets(&samples, &TTFT),
         itl: buckets(&samples, &ITL),
     };
@@ -171,6 +182,8 @@ impl ServerReading {
         add(&mut self.preemptions, other.preemptions);
         add(&mut self.prefix_queries, other.prefix_queries);
         add(&mut self.prefix_hits, other.prefix_hits);
+        add(&mut self.prompt_tokens, other.prompt_tokens);
+        add(&mut self.generation_tokens, other.generation_tokens);
         for (mine, theirs) in [(&mut self.ttft, &other.ttft), (&mut self.itl, &other.itl)] {
             for &(le, c) in theirs {
                 match mine.iter_mut().find(|(b, _)| *b == le) {
@@ -282,6 +295,8 @@ pub fn figures(readings: &[ServerReading], from: i64, to: i64) -> Option<ServerF
         mean_waiting: mean(|r| r.waiting),
         mean_kv_usage: mean(|r| r.kv_usage.map(|k| k / f64::from(r.kv_servers.max(1)))),
         preemptions: delta(|r| r.preemptions),
+        prompt_tokens: delta(|r| r.prompt_tokens),
+        generation_tokens: delta(|r| r.generation_tokens),
         prefix_cache_hit_rate: hits
             .zip(queries)
             .filter(|(_, q)| *q > 0.0)

@@ -546,12 +546,13 @@ fn the_workers_timing_agrees_with_the_servers_own_stamps() {
     }
 }
 
-/// Does the worker's figure (ms) agree with the server's stamps: within 1 ms, and 1% of
-/// the figure for long waits, where a debug build's timer wake-ups on 2 shared cores run
-/// late by about that much (CI saw 1.06 ms on an 82 ms TTFO). Timing the wrong moment —
-/// a read instead of an event, a stamp after a parse — shifts a median by a whole gap.
+/// Does the worker's figure (ms) agree with the server's stamps: within 1 ms plus 2% of
+/// the figure. Alone, this debug build's worker reads TTFT ~0.55 ms after the sim's stamp;
+/// in a full suite on 2 shared cores, 1.06 ms on an 82 ms TTFO and 1.24 ms on a 21 ms TTFT
+/// (2026-12-08), timer wake-ups running late. Timing the wrong moment — a read instead of
+/// an event, a stamp after a parse — shifts a median by a whole gap.
 fn agrees(client_ms: f64, server_ms: f64) -> bool {
-    (client_ms - server_ms).abs() <= 1.0 + 0.01 * server_ms.abs()
+    (client_ms - server_ms).abs() <= 1.0 + 0.02 * server_ms.abs()
 }
 
 #[test]

@@ -161,6 +161,13 @@ fn constant_gpu_power_gives_exact_energy_per_token() {
         gpu.len()
     );
     assert!(gpu.iter().all(|r| r["watts"] == 600.0 && r["gpus"] == 2));
+    // Each GPU by its exporter and labels.
+    let host = exporter.trim_start_matches("http://");
+    for r in &gpu {
+        let per_gpu = r["per_gpu"].as_object().expect("per-GPU power");
+        assert_eq!(per_gpu.len(), 2, "{r}");
+        assert_eq!(per_gpu[&format!("{host} gpu=0,UUID=GPU-0")], 300.0, "{r}");
+    }
     let node = kind("node");
     assert!(node.len() >= 5, "{}", node.len());
     assert!(node.iter().all(|r| r["watts"] == 2000.0 && r["nodes"] == 1));
@@ -324,6 +331,14 @@ fn the_servers_running_requests_agree_with_the_clients_in_flight() {
     );
     assert!(f(server, "readings") >= 5.0, "{server}");
     assert!(f(server, "ttft_p50_ms") > 0.0, "{server}");
+    // The tokens the server counted between its first and last reading inside the window
+    // (0.1 s apart): the client's, less what the edges of the window missed.
+    let (generated, output) = (f(server, "generation_tokens"), f(p, "total_output_tokens"));
+    eprintln!("server generated {generated} tokens, client received {output}");
+    assert!(
+        (0.8 * output..=1.02 * output).contains(&generated),
+        "{generated} vs {output}"
+    );
     assert_no_processes_left(&tag);
 }
 
