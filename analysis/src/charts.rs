@@ -276,7 +276,8 @@ fn thin(line: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A point's timeline charts: the client's output tok/s and TTFT per second, requests in
+/// A point's timeline charts: the requests ended each second (counted at their end, as the
+/// workers report them) with their output tokens and TTFT, requests in
 /// flight (client) against running and waiting (server), KV-cache use, and measured
 /// power. Seconds from the point's start instant; a chart without data is left out.
 pub(crate) fn timeline_charts(label: &str, lines: &[Value]) -> Vec<Chart> {
@@ -318,15 +319,18 @@ pub(crate) fn timeline_charts(label: &str, lines: &[Value]) -> Vec<Chart> {
     };
     vec![
         chart(
-            "client throughput per second",
-            "tok/s, req/s",
+            "requests ended per second (counted as they end)",
+            "tokens, requests",
             vec![
-                named("output tok/s", series("client", "output_tokens", 1.0)),
-                named("completed req/s", series("client", "completed", 1.0)),
+                named(
+                    "their output tokens",
+                    series("client", "output_tokens", 1.0),
+                ),
+                named("completed requests", series("client", "completed", 1.0)),
             ],
         ),
         chart(
-            "client TTFT per second",
+            "TTFT of the requests ended each second",
             "ms",
             vec![
                 named("TTFT p50", series("client", "ttft_p50_ms", 1.0)),

@@ -1,7 +1,8 @@
 //! A point's timeline: the workers' interval reports binned by the second they end in
 //! (every worker's reports fall on the same ticks of the shared start instant), so the
-//! report can draw the client's tok/s, TTFT and in-flight requests over the point, and a
-//! reader can see the ramp, the steady state and the drain. Only the TTFT histograms of
+//! report can draw, per second, the requests that ended (workers count a request when it
+//! ends) with their tokens and TTFT, and the requests in flight: the ramp, the steady
+//! state and the drain. Only the TTFT histograms of
 //! the last few open bins are held; older bins keep their figures alone, so a day-long
 //! point costs ~6 MB.
 
@@ -169,7 +170,7 @@ mod tests {
             "the late TTFT is left out"
         );
         assert_eq!(bins[1].completed, 5);
-        assert_eq!(bins[2].ttft_p50_ms, None, "no first token in that second");
+        assert_eq!(bins[2].ttft_p50_ms, None, "no request ended in that second");
         // A final report 0.4 s past a tick belongs to the next second, not this one.
         t.add("a", &report(6_400, 3, &[], 0), true).expect("add");
         let bins = t.bins();
