@@ -1,7 +1,8 @@
 //! URLs as they may be shown: a base URL can carry a secret (`?api-key=…`, a signed
 //! query, `https://TOKEN@host`), and a URL is echoed by logs, spans, errors, run.json,
 //! point files and the report. Everything that shows a target URL shows it through
-//! [`url`]; only the request itself is sent to the real one.
+//! [`url`]; only the request itself is sent to the real one. Errors are shown on one line
+//! with their causes ([`error_chain`]).
 
 /// What stands in for a secret.
 pub const REDACTED: &str = "REDACTED";
@@ -64,6 +65,22 @@ fn unparsed(value: &str) -> String {
 /// `--api-key` or a header)?
 pub fn has_user_info(value: &str) -> bool {
     url::Url::parse(value).is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+}
+
+/// `err: cause: cause` on one line (hyper's and tonic's own say only "client error"),
+/// a cause already in the text not repeated.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let next = e.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        cur = e.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -15,15 +15,3 @@ pub mod server;
 pub mod window;
 
 pub use sampler::Sampler;
-
-/// An error with its causes, in one line (hyper's own says only "client error").
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}

@@ -349,7 +349,7 @@ async fn read_one(
         let resp = client
             .request(req)
             .await
-            .map_err(|e| crate::error_chain(&e))?;
+            .map_err(|e| rackload_proto::redact::error_chain(&e))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }

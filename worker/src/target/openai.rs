@@ -367,20 +367,7 @@ fn not_event_stream(headers: &http::HeaderMap) -> Option<String> {
     })
 }
 
-/// `err: cause: cause` on one line.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let next = e.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        cur = e.source();
-    }
-    s
-}
+pub use rackload_proto::redact::error_chain;
 
 /// The model names a server lists at `GET /v1/models`.
 pub async fn list_models(base_url: &str, tls: &TargetSpec) -> Result<Vec<String>, TargetError> {
