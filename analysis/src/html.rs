@@ -84,17 +84,14 @@ pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, Repor
         }
         Err(_) => None,
     };
-    let mut html = html(
+    // The pictures read the run's other files (histograms.hlog, telemetry/).
+    let html = html(
         &run,
+        &pictures(dir, &run),
         analysis.as_ref().ok(),
         svg.as_deref(),
         analysis.as_ref().err(),
     );
-    // The pictures read the run's other files; they go before the frontier.
-    let pictures = pictures(dir, &run);
-    if let Some(at) = html.find("<h2>Frontier and cost</h2>") {
-        html.insert_str(at, &pictures);
-    }
     let path = dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     Ok(path)
@@ -102,6 +99,7 @@ pub fn write(dir: &Path, tier: &str, catalog: &Catalog) -> Result<PathBuf, Repor
 
 fn html(
     run: &Value,
+    pictures: &str,
     analysis: Option<&Analysis>,
     svg: Option<&str>,
     why_not: Option<&String>,
@@ -139,6 +137,7 @@ fn html(
     }
     points_table(&mut h, &points);
     distributions(&mut h, &points);
+    h.push_str(pictures);
     frontier_section(&mut h, analysis, svg, why_not);
     let setup = serde_json::json!({
         "spec": run["spec"],

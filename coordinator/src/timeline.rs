@@ -29,13 +29,15 @@ struct Open {
 }
 
 impl Open {
-    fn close(mut self) -> TimelineBin {
-        self.bin.in_flight = self.in_flight.values().sum();
-        if let Some(h) = self.ttft.filter(|h| !h.is_empty()) {
-            self.bin.ttft_p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
-            self.bin.ttft_p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+    /// The bin's figures: in flight summed over workers, TTFT quantiles from its histogram.
+    fn figures(&self) -> TimelineBin {
+        let mut bin = self.bin;
+        bin.in_flight = self.in_flight.values().sum();
+        if let Some(h) = self.ttft.as_ref().filter(|h| !h.is_empty()) {
+            bin.ttft_p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
+            bin.ttft_p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
         }
-        self.bin
+        bin
     }
 }
 
@@ -65,7 +67,7 @@ impl Timeline {
                 break;
             }
             let (key, open) = entry.remove_entry();
-            self.closed.insert(key, open.close());
+            self.closed.insert(key, open.figures());
         }
         let bin = match self.closed.get_mut(&k) {
             // A report later than the open bins: its counts still count, its TTFTs are
@@ -94,14 +96,7 @@ impl Timeline {
     /// Every bin, in time order.
     pub fn bins(&self) -> Vec<TimelineBin> {
         let mut bins = self.closed.clone();
-        for (k, open) in &self.open {
-            let o = Open {
-                bin: open.bin,
-                in_flight: open.in_flight.clone(),
-                ttft: open.ttft.clone(),
-            };
-            bins.insert(*k, o.close());
-        }
+        bins.extend(self.open.iter().map(|(k, open)| (*k, open.figures())));
         bins.into_values().collect()
     }
 }
